@@ -1,0 +1,313 @@
+package bridge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// maxBackoffIntervals caps the wait after consecutive failures, so that a
+// recovered API is seen within a few polls (unless the server itself asked
+// for a longer pause).
+const maxBackoffIntervals = 5
+
+// defaultPollTimeout bounds one provider call or one publish, so that a hung
+// API cannot stall a topology forever.
+const defaultPollTimeout = 30 * time.Second
+
+// LoopConfig wires one topology.
+type LoopConfig struct {
+	Service    Service
+	Interval   time.Duration
+	Provider   Provider
+	Publishers []Publisher
+	// Timeout bounds each provider call and each publish; 0 means 30s.
+	Timeout time.Duration
+	// Logger receives the loop's events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Loop reconciles one topology: poll the provider, guard against a sudden
+// shrink, publish to every publisher; at once, then every interval.
+type Loop struct {
+	svc        Service
+	interval   time.Duration
+	timeout    time.Duration
+	provider   Provider
+	publishers []Publisher
+	log        *slog.Logger
+	wake       chan struct{}
+	now        func() time.Time
+
+	// Owned by the goroutine running Poll.
+	current  *Set
+	guard    shrinkGuard
+	failures int
+
+	mu     sync.Mutex
+	status Status
+}
+
+// NewLoop returns a loop for one topology. It panics on a zero interval or
+// a nil provider, which are programming errors: configuration is validated
+// before wiring.
+func NewLoop(cfg LoopConfig) *Loop {
+	if cfg.Interval <= 0 || cfg.Provider == nil {
+		panic("bridge: NewLoop needs a positive interval and a provider")
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	timeout := cfg.Timeout
+	if timeout <= 0 {
+		timeout = defaultPollTimeout
+	}
+	return &Loop{
+		svc:        cfg.Service,
+		interval:   cfg.Interval,
+		timeout:    timeout,
+		provider:   cfg.Provider,
+		publishers: cfg.Publishers,
+		log:        log.With("topology", cfg.Service.Topology),
+		wake:       make(chan struct{}, 1),
+		now:        time.Now,
+		status: Status{
+			Topology: cfg.Service.Topology,
+			Service:  cfg.Service.Name,
+			Provider: cfg.Service.Provider,
+			Interval: cfg.Interval,
+		},
+	}
+}
+
+// Wake pulls the next poll forward. It never blocks; wakes that arrive
+// while one is pending collapse into one.
+func (l *Loop) Wake() {
+	select {
+	case l.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run polls at once and then every interval (plus up to 10% jitter, so
+// that topologies and replicas drift apart) until ctx is done. Failures
+// back off up to five intervals, or longer when the server says so.
+func (l *Loop) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	if n, ok := l.provider.(Notifier); ok {
+		wg.Go(func() { n.Notify(ctx, l.Wake) })
+	}
+
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	var notBefore time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-l.wake:
+			// A wake never overrides a server's retry-after.
+			if d := notBefore.Sub(l.now()); d > 0 {
+				timer.Reset(d)
+				continue
+			}
+		}
+		delay, retryAfter := l.Poll(ctx)
+		notBefore = l.now().Add(retryAfter)
+		timer.Reset(jitter(delay))
+	}
+}
+
+// Poll runs one reconcile step and returns the delay until the next one,
+// and how long the server asked not to be polled (zero if it did not).
+func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
+	start := l.now()
+	pctx, cancel := context.WithTimeout(ctx, l.timeout)
+	peers, err := l.provider.Peers(pctx)
+	cancel()
+	if ctx.Err() != nil {
+		// Shutting down: an aborted poll is neither a success nor a failure.
+		return l.interval, 0
+	}
+	if err != nil {
+		next, retryAfter = l.failed(start, err)
+	} else {
+		l.succeeded(start, Set{Service: l.svc, Peers: peers}.Normalize())
+		next = l.interval
+	}
+	l.publish(ctx)
+	return next, retryAfter
+}
+
+func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duration) {
+	l.failures++
+	next = backoff(l.interval, l.failures)
+	var ra RetryAfterError
+	if errors.As(err, &ra) {
+		retryAfter = ra.RetryAfter()
+		next = max(next, retryAfter)
+	}
+	level := slog.LevelError
+	if errors.Is(err, ErrTransient) {
+		level = slog.LevelWarn
+	}
+	l.log.Log(context.Background(), level, "poll failed, keeping the last good peer set",
+		"error", err, "failures", l.failures, "retry_in", next.Round(time.Millisecond))
+
+	l.mu.Lock()
+	l.status.LastPoll = start
+	l.status.LastError = err.Error()
+	l.status.Failures = l.failures
+	l.mu.Unlock()
+	return next, retryAfter
+}
+
+func (l *Loop) succeeded(start time.Time, next Set) {
+	if l.failures > 0 {
+		l.log.Info("poll recovered", "after_failures", l.failures)
+	}
+	l.failures = 0
+	if l.guard.admit(l.current, next) {
+		if l.current == nil || !l.current.Equal(next) {
+			added, removed, changed := diffCounts(l.current, next)
+			l.log.Info("peer set changed", "peers", len(next.Peers), "published", next.PublishedCount(),
+				"added", added, "removed", removed, "changed", changed)
+		}
+		l.current = &next
+	} else {
+		l.log.Warn("peer set shrank sharply, holding it until the next poll confirms it",
+			"published_now", l.current.PublishedCount(), "published_new", next.PublishedCount())
+	}
+
+	l.mu.Lock()
+	l.status.LastPoll = start
+	l.status.LastSuccess = start
+	l.status.LastError = ""
+	l.status.Failures = 0
+	l.status.Held = l.guard.holding()
+	l.status.Peers = l.current.Peers
+	l.mu.Unlock()
+}
+
+// publish hands the current set to every publisher, after failed polls too,
+// so that publishers can repair drift. Before the first complete discovery
+// there is nothing to publish, and so nothing is ever removed.
+func (l *Loop) publish(ctx context.Context) {
+	if l.current == nil {
+		return
+	}
+	var errs []error
+	for _, p := range l.publishers {
+		pctx, cancel := context.WithTimeout(ctx, l.timeout)
+		err := p.Publish(pctx, *l.current)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			l.log.Warn("publish failed, retrying on the next poll", "error", err)
+			errs = append(errs, err)
+		}
+	}
+	l.mu.Lock()
+	l.status.PublishError = ""
+	if err := errors.Join(errs...); err != nil {
+		l.status.PublishError = err.Error()
+	}
+	l.mu.Unlock()
+}
+
+// Status returns a snapshot of the loop's state for health and status
+// endpoints. Its Peers must not be modified.
+func (l *Loop) Status() Status {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.status
+}
+
+// Status is what a loop reports about its topology.
+type Status struct {
+	Topology string
+	Service  string
+	Provider string
+	Interval time.Duration
+	// Peers is the set currently published, critical peers included.
+	Peers        []Peer
+	LastPoll     time.Time
+	LastSuccess  time.Time
+	LastError    string
+	Failures     int
+	Held         bool
+	PublishError string
+}
+
+// Ready returns nil once the topology has had a complete discovery that is
+// at most three intervals old, else the reason it is not ready.
+func (s Status) Ready(now time.Time) error {
+	if s.LastSuccess.IsZero() {
+		return fmt.Errorf("topology %s: no complete discovery yet", s.Topology)
+	}
+	if age := now.Sub(s.LastSuccess); age > 3*s.Interval {
+		return fmt.Errorf("topology %s: last complete discovery %s ago, more than three intervals",
+			s.Topology, age.Round(time.Second))
+	}
+	return nil
+}
+
+// backoff returns the wait after n consecutive failures: one interval, then
+// doubling, never more than maxBackoffIntervals.
+func backoff(interval time.Duration, n int) time.Duration {
+	d := interval
+	for i := 1; i < n && d < maxBackoffIntervals*interval; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoffIntervals*interval)
+}
+
+// jitter lengthens d by up to 10%.
+func jitter(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + rand.N(d/10+1)
+}
+
+// diffCounts counts peers added, removed and changed between two
+// normalized sets, matching peers by name and id.
+func diffCounts(old *Set, next Set) (added, removed, changed int) {
+	var prev []Peer
+	if old != nil {
+		prev = old.Peers
+	}
+	i, j := 0, 0
+	for i < len(prev) || j < len(next.Peers) {
+		switch {
+		case j == len(next.Peers):
+			removed++
+			i++
+		case i == len(prev):
+			added++
+			j++
+		default:
+			switch c := comparePeers(prev[i], next.Peers[j]); {
+			case c < 0:
+				removed++
+				i++
+			case c > 0:
+				added++
+				j++
+			default:
+				if !prev[i].equal(next.Peers[j]) {
+					changed++
+				}
+				i++
+				j++
+			}
+		}
+	}
+	return added, removed, changed
+}

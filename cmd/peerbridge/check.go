@@ -1,0 +1,48 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/dnsserver"
+)
+
+// check polls every topology once and prints the peers and the DNS records
+// that would be served. It listens on nothing and publishes nothing, and
+// fails if any topology cannot be polled.
+func (m *Main) check(ctx context.Context, cfg *config) error {
+	preview, err := dnsserver.New(cfg.dns)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, t := range cfg.topologies {
+		peers, err := t.source.Peers(ctx)
+		if err != nil {
+			fmt.Fprintf(m.Stdout, "topology %s: poll failed: %v\n", t.name, err)
+			errs = append(errs, fmt.Errorf("topology %s: %w", t.name, err))
+			continue
+		}
+		set := bridge.Set{Service: t.spec(), Peers: peers}.Normalize()
+		fmt.Fprintf(m.Stdout, "topology %s: service %s, provider %s, %d peers (%d published)\n",
+			t.name, t.service, t.provider, len(set.Peers), set.PublishedCount())
+		for _, p := range set.Peers {
+			addrs := make([]string, len(p.Addrs))
+			for i, a := range p.Addrs {
+				addrs[i] = a.String()
+			}
+			fmt.Fprintf(m.Stdout, "  %-24s %-40s id=%s health=%s\n", p.Name, strings.Join(addrs, " "), p.ID, p.Health)
+		}
+		if err := preview.Publish(ctx, set); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	fmt.Fprintf(m.Stdout, "\nDNS records of zone %s:\n", preview.Zone())
+	if err := preview.Snapshot().WriteZone(m.Stdout); err != nil {
+		return err
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/providers/static"
+)
+
+const envPrefix = "PEERBRIDGE"
+
+// Field names, not envconfig tags, give the variable names (split_words):
+// with a tag envconfig would also read the bare name (PORT, LOG_LEVEL)
+// from the environment, which containers often set for other programs.
+
+// globalEnv is what the whole process reads once.
+type globalEnv struct {
+	Topologies     []string `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
+	DNSDomain      string   `split_words:"true" default:"peers.internal." desc:"the zone served"`
+	DNSAddr        string   `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
+	DNSTtl         ttl      `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
+	DNSNegativeTTL ttl      `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
+	HTTPAddr       string   `split_words:"true" default:":8654" desc:"listen address of /healthz and /readyz; empty turns HTTP off"`
+	LogLevel       string   `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat      string   `split_words:"true" default:"text" desc:"text or json"`
+}
+
+// topologyEnv is what every topology reads, per topology in the
+// multi-topology form.
+type topologyEnv struct {
+	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
+	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static"`
+	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
+	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
+	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
+	PollInterval time.Duration `split_words:"true" default:"10s" desc:"how often the provider is polled"`
+	StaticPeers  string        `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
+}
+
+// envSpec is every variable, for help.
+type envSpec struct {
+	globalEnv
+	topologyEnv
+}
+
+// ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
+type ttl time.Duration
+
+func (t *ttl) Decode(v string) error {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		*t = ttl(time.Duration(n) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither seconds nor a duration", v)
+	}
+	*t = ttl(d)
+	return nil
+}
+
+// config is the validated configuration.
+type config struct {
+	dns        dnsserver.Config
+	dnsAddr    string
+	httpAddr   string
+	logLevel   slog.Level
+	logFormat  string
+	topologies []topology
+}
+
+// topology is one validated topology.
+type topology struct {
+	name         string
+	service      string
+	provider     string
+	port         uint16
+	portName     string
+	nodeBasename string
+	interval     time.Duration
+	// source is the topology's provider, built while validating so that
+	// its own checks (the static peer list) are reported with the rest.
+	source bridge.Provider
+}
+
+// configError lists every problem found in the configuration, one a line.
+type configError struct{ problems []string }
+
+func (e *configError) Error() string { return strings.Join(e.problems, "\n") }
+
+// problems collects configuration problems, each naming its variable.
+type problems []string
+
+func (p *problems) add(variable, format string, args ...any) {
+	*p = append(*p, variable+": "+fmt.Sprintf(format, args...))
+}
+
+var (
+	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	portNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$`) // RFC 6335 service names
+	basenameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+)
+
+// loadConfig reads and validates the environment. It returns a
+// *configError that names every problem it found.
+func loadConfig() (*config, error) {
+	var errs problems
+	var g globalEnv
+	if err := envconfig.Process(envPrefix, &g); err != nil {
+		return nil, &configError{[]string{envconfigProblem(err)}}
+	}
+	var base topologyEnv
+	if err := envconfig.Process(envPrefix, &base); err != nil {
+		return nil, &configError{[]string{envconfigProblem(err)}}
+	}
+
+	cfg := &config{
+		dns: dnsserver.Config{
+			Zone: g.DNSDomain, TTL: time.Duration(g.DNSTtl), NegativeTTL: time.Duration(g.DNSNegativeTTL),
+		},
+		dnsAddr:   g.DNSAddr,
+		httpAddr:  g.HTTPAddr,
+		logFormat: g.LogFormat,
+	}
+	if zone, err := dnsserver.CanonicalZone(g.DNSDomain); err != nil {
+		errs.add("PEERBRIDGE_DNS_DOMAIN", "%v", err)
+	} else {
+		cfg.dns.Zone = zone
+	}
+	checkTTL(&errs, "PEERBRIDGE_DNS_TTL", g.DNSTtl)
+	checkTTL(&errs, "PEERBRIDGE_DNS_NEGATIVE_TTL", g.DNSNegativeTTL)
+	checkAddr(&errs, "PEERBRIDGE_DNS_ADDR", g.DNSAddr)
+	if g.HTTPAddr != "" {
+		checkAddr(&errs, "PEERBRIDGE_HTTP_ADDR", g.HTTPAddr)
+	}
+	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
+		errs.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
+	}
+	if g.LogFormat != "text" && g.LogFormat != "json" {
+		errs.add("PEERBRIDGE_LOG_FORMAT", "%q is not text or json", g.LogFormat)
+	}
+
+	if len(g.Topologies) == 0 {
+		if base.Service == "" {
+			errs.add("PEERBRIDGE_SERVICE", "required: the service name, a DNS label such as myapp (or set PEERBRIDGE_TOPOLOGIES)")
+		} else {
+			cfg.topologies = append(cfg.topologies, validateTopology(&errs, strings.ToLower(base.Service), "", base))
+		}
+	} else {
+		seen := map[string]bool{}
+		for _, raw := range g.Topologies {
+			name := strings.ToLower(strings.TrimSpace(raw))
+			if !labelRE.MatchString(name) {
+				errs.add("PEERBRIDGE_TOPOLOGIES", "%q is not a DNS label (letters, digits, inner hyphens)", raw)
+				continue
+			}
+			if seen[name] {
+				errs.add("PEERBRIDGE_TOPOLOGIES", "topology %q is listed twice", name)
+				continue
+			}
+			seen[name] = true
+			prefix := topologyPrefix(name)
+			env, err := topologyOverlay(prefix, base)
+			if err != nil {
+				errs = append(errs, envconfigProblem(err))
+				continue
+			}
+			if _, set := os.LookupEnv(prefix + "_SERVICE"); !set {
+				env.Service = name
+			}
+			cfg.topologies = append(cfg.topologies, validateTopology(&errs, name, prefix, env))
+		}
+	}
+
+	services := map[string]string{}
+	for _, t := range cfg.topologies {
+		if other, dup := services[t.service]; dup {
+			errs.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
+		}
+		services[t.service] = t.name
+	}
+	if len(errs) > 0 {
+		return nil, &configError{errs}
+	}
+	return cfg, nil
+}
+
+// topologyPrefix is the variable prefix of a topology: web-app reads
+// PEERBRIDGE_WEB_APP_*.
+func topologyPrefix(name string) string {
+	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+}
+
+// topologyOverlay reads the variables under prefix over base: a variable
+// that is set under prefix wins, every other keeps base's value (the plain
+// variable, or its default).
+func topologyOverlay(prefix string, base topologyEnv) (topologyEnv, error) {
+	var over topologyEnv
+	if err := envconfig.Process(prefix, &over); err != nil {
+		return base, err
+	}
+	keys, err := envKeys(prefix, &over)
+	if err != nil {
+		return base, err
+	}
+	out := base
+	ov, bv := reflect.ValueOf(&over).Elem(), reflect.ValueOf(&out).Elem()
+	for i, key := range keys {
+		if _, set := os.LookupEnv(key); set {
+			bv.Field(i).Set(ov.Field(i))
+		}
+	}
+	return out, nil
+}
+
+// envKeys lists the variable names envconfig reads for spec, in field
+// order, from envconfig itself so the two cannot disagree.
+func envKeys(prefix string, spec any) ([]string, error) {
+	var buf bytes.Buffer
+	if err := envconfig.Usagef(prefix, spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
+		return nil, err
+	}
+	return strings.Fields(buf.String()), nil
+}
+
+// varName is the variable a topology setting came from: the per-topology
+// one when it is set, else the plain one.
+func varName(prefix, key string) string {
+	if prefix != "" {
+		if _, set := os.LookupEnv(prefix + "_" + key); set {
+			return prefix + "_" + key
+		}
+	}
+	return envPrefix + "_" + key
+}
+
+func validateTopology(errs *problems, name, prefix string, env topologyEnv) topology {
+	t := topology{
+		name:         name,
+		service:      strings.ToLower(env.Service),
+		provider:     env.Provider,
+		port:         env.Port,
+		portName:     strings.ToLower(env.PortName),
+		nodeBasename: env.NodeBasename,
+		interval:     env.PollInterval,
+	}
+	switch {
+	case !labelRE.MatchString(t.service):
+		errs.add(varName(prefix, "SERVICE"), "%q is not a DNS label (letters, digits, inner hyphens, at most 63)", env.Service)
+	case t.service == "ns":
+		errs.add(varName(prefix, "SERVICE"), `"ns" is reserved for the zone's name server`)
+	}
+	if t.portName != "" && !portNameRE.MatchString(t.portName) {
+		errs.add(varName(prefix, "PORT_NAME"), "%q is not a service name (RFC 6335: letters, digits, inner hyphens, at most 15)", env.PortName)
+	}
+	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {
+		errs.add(varName(prefix, "NODE_BASENAME"), "%q is not an Erlang node basename (letters, digits, _ and -)", env.NodeBasename)
+	}
+	if t.interval < time.Second {
+		errs.add(varName(prefix, "POLL_INTERVAL"), "%s is too short: at least 1s", t.interval)
+	}
+	switch t.provider {
+	case "static":
+		p, err := static.New(env.StaticPeers)
+		if err != nil {
+			for _, line := range strings.Split(err.Error(), "\n") {
+				errs.add(varName(prefix, "STATIC_PEERS"), "%s", line)
+			}
+		}
+		t.source = p
+	case "droplet", "rancher":
+		errs.add(varName(prefix, "PROVIDER"), "provider %q is not in this build yet; use static", t.provider)
+	default:
+		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static", t.provider)
+	}
+	return t
+}
+
+func checkTTL(errs *problems, variable string, v ttl) {
+	d := time.Duration(v)
+	if d < 0 || d%time.Second != 0 || d > (1<<31-1)*time.Second {
+		errs.add(variable, "%s must be whole seconds between 0 and 2147483647", d)
+	}
+}
+
+func checkAddr(errs *problems, variable, addr string) {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		errs.add(variable, "%q is not host:port: %v", addr, err)
+		return
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		errs.add(variable, "%q has no valid port", addr)
+	}
+}
+
+// envconfigProblem turns envconfig's parse error into a line naming the
+// variable.
+func envconfigProblem(err error) string {
+	var pe *envconfig.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Sprintf("%s: %q is not a valid %s", pe.KeyName, pe.Value, pe.TypeName)
+	}
+	return err.Error()
+}
+
+// logValue is the effective configuration for the start-up log line.
+// Nothing here is secret yet; a provider's credentials must never be added.
+func (c *config) logValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("zone", c.dns.Zone),
+		slog.String("dns_addr", c.dnsAddr),
+		slog.String("http_addr", c.httpAddr),
+		slog.Duration("ttl", c.dns.TTL),
+		slog.Duration("negative_ttl", c.dns.NegativeTTL),
+	}
+	for _, t := range c.topologies {
+		attrs = append(attrs, slog.Group("topology."+t.name,
+			"service", t.service, "provider", t.provider, "port", t.port,
+			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.interval))
+	}
+	return slog.GroupValue(attrs...)
+}

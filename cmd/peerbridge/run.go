@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/dnsserver"
+)
+
+// run serves DNS and HTTP and runs one loop per topology until ctx is done.
+// Everything listens before the first poll, so a bad address fails at once.
+func (m *Main) run(ctx context.Context, cfg *config) error {
+	log := newLogger(m.Stderr, cfg.logLevel, cfg.logFormat)
+	log.Info("starting peerbridge", "version", buildVersion(), "config", cfg.logValue())
+
+	cfg.dns.Logger = log.With("component", "dns")
+	dns, err := dnsserver.New(cfg.dns)
+	if err != nil {
+		return err
+	}
+	pc, ln, err := dnsserver.Listen(cfg.dnsAddr)
+	if err != nil {
+		return err
+	}
+	var httpLn net.Listener
+	if cfg.httpAddr != "" {
+		if httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {
+			pc.Close()
+			ln.Close()
+			return fmt.Errorf("http listen: %w", err)
+		}
+	}
+
+	loops := make([]*bridge.Loop, len(cfg.topologies))
+	for i, t := range cfg.topologies {
+		loops[i] = bridge.NewLoop(bridge.LoopConfig{
+			Service:    t.spec(),
+			Interval:   t.interval,
+			Provider:   t.source,
+			Publishers: []bridge.Publisher{dns},
+			Logger:     log,
+		})
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return dns.Serve(gctx, pc, ln) })
+	var httpAddr net.Addr
+	if httpLn != nil {
+		httpAddr = httpLn.Addr()
+		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(loops, time.Now)) })
+	}
+	for _, l := range loops {
+		g.Go(func() error { return l.Run(gctx) })
+	}
+	log.Info("listening", "dns", pc.LocalAddr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
+	if m.OnListen != nil {
+		m.OnListen(pc.LocalAddr(), httpAddr)
+	}
+
+	err = g.Wait()
+	log.Info("stopped")
+	return err
+}
+
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func (t topology) spec() bridge.Service {
+	return bridge.Service{
+		Topology:     t.name,
+		Name:         t.service,
+		Provider:     t.provider,
+		Port:         t.port,
+		PortName:     t.portName,
+		NodeBasename: t.nodeBasename,
+	}
+}

@@ -1,0 +1,112 @@
+package dnsserver
+
+import (
+	"cmp"
+	"fmt"
+	"hash/fnv"
+	"maps"
+	"slices"
+	"strings"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+const maxLabel = 63
+
+// label turns a provider's peer name into a DNS label (RFC 1123 host
+// label): lower case letters, digits and inner hyphens, at most 63 bytes.
+// Anything else becomes a hyphen, runs of hyphens collapse, and a name with
+// nothing usable left becomes "peer".
+func label(name string) string {
+	b := make([]byte, 0, min(len(name), maxLabel))
+	hyphen := false
+	for i := 0; i < len(name) && len(b) < maxLabel; i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if ('a' <= c && c <= 'z') || ('0' <= c && c <= '9') {
+			b = append(b, c)
+			hyphen = false
+			continue
+		}
+		if !hyphen && len(b) > 0 {
+			b = append(b, '-')
+			hyphen = true
+		}
+	}
+	s := strings.TrimRight(string(b), "-")
+	if s == "" {
+		return "peer"
+	}
+	return s
+}
+
+// assignLabels gives every peer a label unique within its service. Peers
+// whose names map to the same label are told apart deterministically, from
+// their own name and id rather than from their position, so that a peer
+// keeps its label when others come and go: the peer whose name already is
+// the label (else the smallest by name and id) keeps it, the others get a
+// hash suffix.
+func assignLabels(peers []bridge.Peer) []string {
+	labels := make([]string, len(peers))
+	groups := map[string][]int{}
+	taken := map[string]bool{}
+	for i, p := range peers {
+		labels[i] = label(p.Name)
+		groups[labels[i]] = append(groups[labels[i]], i)
+		taken[labels[i]] = true
+	}
+	for _, base := range slices.Sorted(maps.Keys(groups)) {
+		idx := groups[base]
+		if len(idx) < 2 {
+			continue
+		}
+		slices.SortFunc(idx, func(a, b int) int {
+			pa, pb := peers[a], peers[b]
+			return cmp.Or(
+				compareBool(pa.Name != base, pb.Name != base),
+				cmp.Compare(pa.Name, pb.Name),
+				cmp.Compare(pa.ID, pb.ID),
+			)
+		})
+		for _, i := range idx[1:] {
+			sum := shortHash(peers[i].Name, peers[i].ID)
+			cand := withSuffix(base, sum)
+			// Only a 24-bit hash collision or a provider that repeats a name
+			// and an id ends up here.
+			for n := 2; taken[cand]; n++ {
+				cand = withSuffix(base, fmt.Sprintf("%s-%d", sum, n))
+			}
+			taken[cand] = true
+			labels[i] = cand
+		}
+	}
+	return labels
+}
+
+func withSuffix(base, suffix string) string {
+	if keep := maxLabel - len(suffix) - 1; len(base) > keep {
+		base = strings.TrimRight(base[:keep], "-")
+	}
+	return base + "-" + suffix
+}
+
+func shortHash(name, id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	h.Write([]byte{0})
+	h.Write([]byte(id))
+	return fmt.Sprintf("%06x", h.Sum32()&0xffffff)
+}
+
+func compareBool(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case !a:
+		return -1
+	default:
+		return 1
+	}
+}

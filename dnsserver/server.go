@@ -1,0 +1,233 @@
+// Package dnsserver is peerbridge's embedded authoritative DNS server. It
+// publishes every topology's peers as A, AAAA, SRV, TXT and PTR records of
+// one zone, from an immutable Snapshot that each change replaces whole, so
+// that queries take no lock and always see one consistent peer set.
+package dnsserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// Config configures the zone.
+type Config struct {
+	// Zone is the domain the server is authoritative for.
+	Zone string
+	// TTL is the TTL of every record.
+	TTL time.Duration
+	// NegativeTTL is how long resolvers may cache NXDOMAIN and NODATA.
+	NegativeTTL time.Duration
+	// Logger receives the server's events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server answers queries for the zone and is a bridge.Publisher.
+type Server struct {
+	cfg  zoneConfig
+	log  *slog.Logger
+	snap atomic.Pointer[Snapshot]
+	now  func() time.Time
+
+	mu     sync.Mutex // serialises Publish; queries never take it
+	sets   map[string]bridge.Set
+	serial uint32
+}
+
+// New returns a server with an empty zone: the apex answers, every service
+// is NXDOMAIN until its first set is published.
+func New(cfg Config) (*Server, error) {
+	zone, err := CanonicalZone(cfg.Zone)
+	if err != nil {
+		return nil, err
+	}
+	ttl, err := ttlSeconds("TTL", cfg.TTL)
+	if err != nil {
+		return nil, err
+	}
+	negTTL, err := ttlSeconds("negative TTL", cfg.NegativeTTL)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg:  zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL},
+		log:  log,
+		now:  time.Now,
+		sets: map[string]bridge.Set{},
+	}
+	s.serial = nextSerial(0, s.now())
+	s.snap.Store(build(s.cfg, s.serial, nil))
+	return s, nil
+}
+
+// CanonicalZone returns zone in the form the server uses: lower case and
+// fully qualified. It fails on anything that is not a domain name.
+func CanonicalZone(zone string) (string, error) {
+	zone = strings.ToLower(strings.TrimSpace(zone))
+	if zone == "" || zone == "." {
+		return "", errors.New("the zone must be a domain name below the root, e.g. peers.internal")
+	}
+	if _, ok := dns.IsDomainName(zone); !ok || strings.Contains(zone, "..") {
+		return "", fmt.Errorf("%q is not a valid domain name", zone)
+	}
+	return dns.Fqdn(zone), nil
+}
+
+func ttlSeconds(what string, d time.Duration) (uint32, error) {
+	if d < 0 || d%time.Second != 0 || d > (1<<31-1)*time.Second {
+		return 0, fmt.Errorf("%s %s must be whole seconds between 0 and 2147483647 (RFC 2181)", what, d)
+	}
+	return uint32(d / time.Second), nil
+}
+
+// nextSerial returns a SOA serial greater than prev: the Unix time when
+// that is greater, so that serials keep growing across restarts, else
+// prev+1.
+func nextSerial(prev uint32, now time.Time) uint32 {
+	if t := uint32(now.Unix()); int32(t-prev) > 0 {
+		return t
+	}
+	return prev + 1
+}
+
+// Zone returns the zone the server is authoritative for.
+func (s *Server) Zone() string { return s.cfg.zone }
+
+// Snapshot returns the records served now.
+func (s *Server) Snapshot() *Snapshot { return s.snap.Load() }
+
+// Publish replaces the records of set's topology. A set equal to the one
+// published changes nothing, not even the serial. The set must be
+// normalized and is kept, read-only.
+func (s *Server) Publish(_ context.Context, set bridge.Set) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.sets[set.Service.Topology]; ok && old.Equal(set) {
+		return nil
+	}
+	s.sets[set.Service.Topology] = set
+	s.serial = nextSerial(s.serial, s.now())
+	sets := make([]bridge.Set, 0, len(s.sets))
+	for _, set := range s.sets {
+		sets = append(sets, set)
+	}
+	s.snap.Store(build(s.cfg, s.serial, sets))
+	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
+	return nil
+}
+
+// ServeDNS answers one query from the current snapshot.
+func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	_, tcp := w.RemoteAddr().(*net.TCPAddr)
+	if err := w.WriteMsg(s.snap.Load().answer(req, tcp)); err != nil {
+		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
+	}
+}
+
+// Listen opens the UDP socket and the TCP listener for addr. With port 0
+// both get the same free port: the UDP port is picked first, and picked
+// again while its TCP twin is taken.
+func Listen(addr string) (net.PacketConn, net.Listener, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("dns address %q: %w", addr, err)
+	}
+	for attempt := 0; ; attempt++ {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("dns listen udp: %w", err)
+		}
+		tcpAddr := addr
+		if port == "0" {
+			_, p, _ := net.SplitHostPort(pc.LocalAddr().String())
+			tcpAddr = net.JoinHostPort(host, p)
+		}
+		ln, err := net.Listen("tcp", tcpAddr)
+		if err == nil {
+			return pc, ln, nil
+		}
+		pc.Close()
+		if port != "0" || attempt == 10 {
+			return nil, nil, fmt.Errorf("dns listen tcp: %w", err)
+		}
+	}
+}
+
+// Serve answers queries on pc and ln until ctx is done, then closes both.
+func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return serveUntil(gctx, &dns.Server{
+			PacketConn:    pc,
+			Handler:       s,
+			MsgAcceptFunc: acceptQuery,
+			// The read buffer: large enough for any sane query.
+			UDPSize: 4096,
+		})
+	})
+	g.Go(func() error {
+		return serveUntil(gctx, &dns.Server{
+			Listener:      ln,
+			Handler:       s,
+			MsgAcceptFunc: acceptQuery,
+			ReadTimeout:   2 * time.Second,
+			// Keep a connection as long as the client does (RFC 7766): a
+			// client fetching large answers would otherwise reconnect every
+			// 128 queries. Idle connections still close after 8s.
+			MaxTCPQueries: -1,
+		})
+	})
+	return g.Wait()
+}
+
+// serveUntil runs srv until ctx is done. It waits for srv to have started
+// before shutting it down: a shutdown that comes first is lost, and the
+// server would then run forever.
+func serveUntil(ctx context.Context, srv *dns.Server) error {
+	started := make(chan struct{})
+	srv.NotifyStartedFunc = func() { close(started) }
+	done := make(chan error, 1)
+	go func() { done <- srv.ActivateAndServe() }()
+
+	select {
+	case err := <-done:
+		return fmt.Errorf("dns server: %w", err)
+	case <-ctx.Done():
+	}
+	select {
+	case err := <-done:
+		return fmt.Errorf("dns server: %w", err)
+	case <-started:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.ShutdownContext(sctx); err != nil {
+		return fmt.Errorf("dns server shutdown: %w", err)
+	}
+	<-done
+	return nil
+}
+
+// acceptQuery is miekg/dns's default filter, except that NOTIFY, which the
+// default lets through, is not implemented here.
+func acceptQuery(h dns.Header) dns.MsgAcceptAction {
+	if opcode := int(h.Bits>>11) & 0xF; opcode == dns.OpcodeNotify {
+		return dns.MsgRejectNotImplemented
+	}
+	return dns.DefaultMsgAcceptFunc(h)
+}
