@@ -127,10 +127,10 @@ func TestAnswers(t *testing.T) {
 	}
 	for _, network := range []string{"udp", "tcp"} {
 		for _, tc := range tests {
+			if tc.qtype == dns.TypeAXFR && network == "udp" {
+				continue // AXFR is a TCP query
+			}
 			t.Run(network+"/"+tc.name, func(t *testing.T) {
-				if tc.qtype == dns.TypeAXFR && network == "udp" {
-					t.Skip("AXFR is a TCP query")
-				}
 				r := s.query(t, network, tc.qname, tc.qtype, 1232)
 				if r.Rcode != tc.rcode {
 					t.Fatalf("rcode = %s, want %s", dns.RcodeToString[r.Rcode], dns.RcodeToString[tc.rcode])

@@ -26,8 +26,9 @@ const envPrefix = "PEERBRIDGE"
 // with a tag envconfig would also read the bare name (PORT, LOG_LEVEL)
 // from the environment, which containers often set for other programs.
 
-// globalEnv is what the whole process reads once.
-type globalEnv struct {
+// GlobalEnv is what the whole process reads once. The spec types are
+// exported because envconfig reaches embedded structs by reflection.
+type GlobalEnv struct {
 	Topologies     []string `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
 	DNSDomain      string   `split_words:"true" default:"peers.internal." desc:"the zone served"`
 	DNSAddr        string   `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
@@ -38,9 +39,9 @@ type globalEnv struct {
 	LogFormat      string   `split_words:"true" default:"text" desc:"text or json"`
 }
 
-// topologyEnv is what every topology reads, per topology in the
+// TopologyEnv is what every topology reads, per topology in the
 // multi-topology form.
-type topologyEnv struct {
+type TopologyEnv struct {
 	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
 	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static"`
 	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
@@ -52,8 +53,8 @@ type topologyEnv struct {
 
 // envSpec is every variable, for help.
 type envSpec struct {
-	globalEnv
-	topologyEnv
+	GlobalEnv
+	TopologyEnv
 }
 
 // ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
@@ -118,11 +119,11 @@ var (
 // *configError that names every problem it found.
 func loadConfig() (*config, error) {
 	var errs problems
-	var g globalEnv
+	var g GlobalEnv
 	if err := envconfig.Process(envPrefix, &g); err != nil {
 		return nil, &configError{[]string{envconfigProblem(err)}}
 	}
-	var base topologyEnv
+	var base TopologyEnv
 	if err := envconfig.Process(envPrefix, &base); err != nil {
 		return nil, &configError{[]string{envconfigProblem(err)}}
 	}
@@ -207,8 +208,8 @@ func topologyPrefix(name string) string {
 // topologyOverlay reads the variables under prefix over base: a variable
 // that is set under prefix wins, every other keeps base's value (the plain
 // variable, or its default).
-func topologyOverlay(prefix string, base topologyEnv) (topologyEnv, error) {
-	var over topologyEnv
+func topologyOverlay(prefix string, base TopologyEnv) (TopologyEnv, error) {
+	var over TopologyEnv
 	if err := envconfig.Process(prefix, &over); err != nil {
 		return base, err
 	}
@@ -247,7 +248,7 @@ func varName(prefix, key string) string {
 	return envPrefix + "_" + key
 }
 
-func validateTopology(errs *problems, name, prefix string, env topologyEnv) topology {
+func validateTopology(errs *problems, name, prefix string, env TopologyEnv) topology {
 	t := topology{
 		name:         name,
 		service:      strings.ToLower(env.Service),
@@ -312,7 +313,14 @@ func checkAddr(errs *problems, variable, addr string) {
 func envconfigProblem(err error) string {
 	var pe *envconfig.ParseError
 	if errors.As(err, &pe) {
-		return fmt.Sprintf("%s: %q is not a valid %s", pe.KeyName, pe.Value, pe.TypeName)
+		what := pe.TypeName
+		switch what {
+		case "time.Duration":
+			what = "duration such as 10s or 1m30s"
+		case "uint16":
+			what = "port number (0-65535)"
+		}
+		return fmt.Sprintf("%s: %q is not a valid %s", pe.KeyName, pe.Value, what)
 	}
 	return err.Error()
 }

@@ -16,6 +16,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"text/tabwriter"
 
 	"github.com/kelseyhightower/envconfig"
 )
@@ -109,7 +110,11 @@ read as PEERBRIDGE_WEB_<NAME>, PEERBRIDGE_WORKER_<NAME>: the per-topology
 variable wins, the plain one is the default for every topology.
 
 `)
-	return envconfig.Usagef(envPrefix, &envSpec{}, m.Stdout, envconfig.DefaultTableFormat)
+	tw := tabwriter.NewWriter(m.Stdout, 1, 0, 2, ' ', 0)
+	if err := envconfig.Usagef(envPrefix, &envSpec{}, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	return tw.Flush()
 }
 
 // buildVersion is the version set at build time, else the module version

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// setEnv clears every PEERBRIDGE_ variable and sets vars, for this test.
+func setEnv(t *testing.T, vars map[string]string) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
+			t.Setenv(k, "") // restores the old value after the test
+			os.Unsetenv(k)
+		}
+	}
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+}
+
+func TestSingleTopology(t *testing.T) {
+	setEnv(t, map[string]string{
+		"PEERBRIDGE_SERVICE":       "MyApp",
+		"PEERBRIDGE_STATIC_PEERS":  "a=10.0.0.1",
+		"PEERBRIDGE_PORT":          "4369",
+		"PEERBRIDGE_PORT_NAME":     "epmd",
+		"PEERBRIDGE_DNS_TTL":       "30",
+		"PEERBRIDGE_DNS_DOMAIN":    "Cluster.Example",
+		"PEERBRIDGE_NODE_BASENAME": "app",
+		// Bare names belong to other programs and must not be read.
+		"PORT": "80", "SERVICE": "other", "LOG_LEVEL": "bogus",
+	})
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.topologies) != 1 {
+		t.Fatalf("%d topologies, want 1", len(cfg.topologies))
+	}
+	top := cfg.topologies[0]
+	if top.name != "myapp" || top.service != "myapp" || top.port != 4369 || top.portName != "epmd" ||
+		top.nodeBasename != "app" || top.interval != 10*time.Second || top.provider != "static" || top.source == nil {
+		t.Errorf("topology = %+v", top)
+	}
+	if cfg.dns.Zone != "cluster.example." || cfg.dns.TTL != 30*time.Second || cfg.dns.NegativeTTL != 5*time.Second {
+		t.Errorf("dns = %+v", cfg.dns)
+	}
+	if cfg.dnsAddr != ":8653" || cfg.httpAddr != ":8654" || cfg.logFormat != "text" {
+		t.Errorf("defaults: dns %q http %q log %q", cfg.dnsAddr, cfg.httpAddr, cfg.logFormat)
+	}
+}
+
+func TestMultiTopology(t *testing.T) {
+	setEnv(t, map[string]string{
+		"PEERBRIDGE_TOPOLOGIES":           "web, worker-pool",
+		"PEERBRIDGE_POLL_INTERVAL":        "30s", // the default for both
+		"PEERBRIDGE_STATIC_PEERS":         "shared=10.0.0.9",
+		"PEERBRIDGE_SERVICE":              "ignored-in-multi-form",
+		"PEERBRIDGE_WEB_POLL_INTERVAL":    "5s",
+		"PEERBRIDGE_WEB_PORT":             "4000",
+		"PEERBRIDGE_WORKER_POOL_SERVICE":  "jobs",
+		"PEERBRIDGE_WORKER_POOL_PROVIDER": "static",
+	})
+	cfg, err := loadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.topologies) != 2 {
+		t.Fatalf("%d topologies, want 2", len(cfg.topologies))
+	}
+	web, worker := cfg.topologies[0], cfg.topologies[1]
+	if web.name != "web" || web.service != "web" || web.interval != 5*time.Second || web.port != 4000 {
+		t.Errorf("web = %+v", web)
+	}
+	if worker.name != "worker-pool" || worker.service != "jobs" || worker.interval != 30*time.Second || worker.port != 0 {
+		t.Errorf("worker = %+v", worker)
+	}
+	for _, top := range cfg.topologies {
+		peers, err := top.source.Peers(context.Background())
+		if err != nil || len(peers) != 1 || peers[0].Name != "shared" {
+			t.Errorf("%s: peers %v, %v; want the plain PEERBRIDGE_STATIC_PEERS", top.name, peers, err)
+		}
+	}
+}
+
+func TestConfigProblems(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string // one line each, in order
+	}{
+		{"no service", map[string]string{}, []string{"PEERBRIDGE_SERVICE: required"}},
+		{"every problem named", map[string]string{
+			"PEERBRIDGE_SERVICE":       "my_app",
+			"PEERBRIDGE_DNS_DOMAIN":    "a..b",
+			"PEERBRIDGE_DNS_TTL":       "1500ms",
+			"PEERBRIDGE_DNS_ADDR":      "8653",
+			"PEERBRIDGE_HTTP_ADDR":     "localhost:http-ish",
+			"PEERBRIDGE_LOG_LEVEL":     "loud",
+			"PEERBRIDGE_LOG_FORMAT":    "xml",
+			"PEERBRIDGE_PORT_NAME":     "a_very_long_port_name",
+			"PEERBRIDGE_NODE_BASENAME": "app@host",
+			"PEERBRIDGE_POLL_INTERVAL": "10ms",
+			"PEERBRIDGE_STATIC_PEERS":  "a=1.2.3,b",
+		}, []string{
+			"PEERBRIDGE_DNS_DOMAIN: ",
+			"PEERBRIDGE_DNS_TTL: 1.5s must be whole seconds",
+			"PEERBRIDGE_DNS_ADDR: ",
+			"PEERBRIDGE_HTTP_ADDR: ",
+			"PEERBRIDGE_LOG_LEVEL: ",
+			"PEERBRIDGE_LOG_FORMAT: ",
+			`PEERBRIDGE_SERVICE: "my_app" is not a DNS label`,
+			"PEERBRIDGE_PORT_NAME: ",
+			"PEERBRIDGE_NODE_BASENAME: ",
+			"PEERBRIDGE_POLL_INTERVAL: 10ms is too short",
+			`PEERBRIDGE_STATIC_PEERS: entry 1 "a=1.2.3"`,
+			`PEERBRIDGE_STATIC_PEERS: entry 2 "b"`,
+		}},
+		{"unparsable value names its variable", map[string]string{
+			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_PORT": "99999",
+		}, []string{`PEERBRIDGE_PORT: "99999" is not a valid port number`}},
+		{"per-topology problems name the per-topology variable", map[string]string{
+			"PEERBRIDGE_TOPOLOGIES":        "web,web,Bad_Name",
+			"PEERBRIDGE_STATIC_PEERS":      "a=10.0.0.1",
+			"PEERBRIDGE_WEB_PROVIDER":      "nimbus",
+			"PEERBRIDGE_WEB_POLL_INTERVAL": "soon",
+		}, []string{`PEERBRIDGE_WEB_POLL_INTERVAL: "soon" is not a valid duration`,
+			`PEERBRIDGE_TOPOLOGIES: topology "web" is listed twice`,
+			`PEERBRIDGE_TOPOLOGIES: "Bad_Name" is not a DNS label`}},
+		{"unknown provider", map[string]string{
+			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_PROVIDER": "nimbus",
+		}, []string{`PEERBRIDGE_PROVIDER: "nimbus" is not a provider`}},
+		{"two topologies, one service", map[string]string{
+			"PEERBRIDGE_TOPOLOGIES":      "a,b",
+			"PEERBRIDGE_STATIC_PEERS":    "p=10.0.0.1",
+			"PEERBRIDGE_B_SERVICE":       "a",
+			"PEERBRIDGE_A_POLL_INTERVAL": "2s",
+		}, []string{`PEERBRIDGE_B_SERVICE: service "a" is also topology a's`}},
+		{"reserved service", map[string]string{
+			"PEERBRIDGE_SERVICE": "ns", "PEERBRIDGE_STATIC_PEERS": "p=10.0.0.1",
+		}, []string{`PEERBRIDGE_SERVICE: "ns" is reserved`}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			setEnv(t, tc.env)
+			_, err := loadConfig()
+			var cerr *configError
+			if !errors.As(err, &cerr) {
+				t.Fatalf("loadConfig() error = %v, want a configError", err)
+			}
+			if len(cerr.problems) != len(tc.want) {
+				t.Fatalf("%d problems, want %d:\n%s", len(cerr.problems), len(tc.want), err)
+			}
+			for i, want := range tc.want {
+				if !strings.HasPrefix(cerr.problems[i], want) {
+					t.Errorf("problem %d = %q, want it to start with %q", i+1, cerr.problems[i], want)
+				}
+			}
+		})
+	}
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if err := NewMain(&out, &out).Run(context.Background(), []string{"help"}); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := envKeys(envPrefix, &envSpec{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if !strings.Contains(out.String(), k) {
+			t.Errorf("help does not list %s", k)
+		}
+	}
+	// The names SPEC.md fixes for what this build implements.
+	for _, k := range []string{
+		"PEERBRIDGE_SERVICE", "PEERBRIDGE_PROVIDER", "PEERBRIDGE_PORT", "PEERBRIDGE_PORT_NAME",
+		"PEERBRIDGE_NODE_BASENAME", "PEERBRIDGE_POLL_INTERVAL", "PEERBRIDGE_STATIC_PEERS",
+		"PEERBRIDGE_TOPOLOGIES", "PEERBRIDGE_DNS_DOMAIN", "PEERBRIDGE_DNS_ADDR", "PEERBRIDGE_DNS_TTL",
+		"PEERBRIDGE_DNS_NEGATIVE_TTL", "PEERBRIDGE_HTTP_ADDR", "PEERBRIDGE_LOG_LEVEL", "PEERBRIDGE_LOG_FORMAT",
+	} {
+		if !strings.Contains(out.String(), k+" ") && !strings.Contains(out.String(), k+"\t") {
+			t.Errorf("help lacks %s", k)
+		}
+	}
+	if !strings.Contains(out.String(), "10s") || !strings.Contains(out.String(), "peers.internal.") {
+		t.Error("help does not show the defaults")
+	}
+}
+
+func TestCommands(t *testing.T) {
+	setEnv(t, nil)
+	var out bytes.Buffer
+	m := NewMain(&out, &out)
+	if err := m.Run(context.Background(), []string{"version"}); err != nil || !strings.HasPrefix(out.String(), "peerbridge ") {
+		t.Errorf("version: %v, %q", err, out.String())
+	}
+	for _, args := range [][]string{{"serve"}, {"run", "extra"}} {
+		if err := m.Run(context.Background(), args); !errors.Is(err, errUsage) {
+			t.Errorf("Run(%q) = %v, want a usage error", args, err)
+		}
+	}
+}

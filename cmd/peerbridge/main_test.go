@@ -1,0 +1,295 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+var quickStart = map[string]string{
+	"PEERBRIDGE_SERVICE":       "myapp",
+	"PEERBRIDGE_PORT":          "4369",
+	"PEERBRIDGE_NODE_BASENAME": "myapp",
+	"PEERBRIDGE_STATIC_PEERS":  "node1=10.0.0.1,node2=10.0.0.2,node2=fd00::2",
+	"PEERBRIDGE_DNS_ADDR":      "127.0.0.1:0",
+	"PEERBRIDGE_HTTP_ADDR":     "127.0.0.1:0",
+}
+
+func TestRunInProcess(t *testing.T) {
+	setEnv(t, quickStart)
+	var logs syncBuffer
+	m := NewMain(io.Discard, &logs)
+	addrs := make(chan [2]net.Addr, 1)
+	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil) }()
+
+	var a [2]net.Addr
+	select {
+	case a = <-addrs:
+	case err := <-done:
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not listening after 10s")
+	}
+	waitReady(t, "http://"+a[1].String())
+
+	q := new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeSRV)
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, a[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Answer) != 2 || len(r.Extra) != 3 {
+		t.Errorf("SRV answer %v; want 2 SRV and 3 addresses", r)
+	}
+	resp, err := http.Get("http://" + a[1].String() + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz: %v %v", resp, err)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run after cancel: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+	if _, err := net.Dial("tcp", a[1].String()); err == nil {
+		t.Error("HTTP still listening after shutdown")
+	}
+}
+
+func TestRunFailsOnBusyAddress(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	env := map[string]string{"PEERBRIDGE_HTTP_ADDR": ln.Addr().String()}
+	for k, v := range quickStart {
+		if k != "PEERBRIDGE_HTTP_ADDR" {
+			env[k] = v
+		}
+	}
+	setEnv(t, env)
+	err = NewMain(io.Discard, io.Discard).Run(context.Background(), nil)
+	if err == nil || !strings.Contains(err.Error(), "http listen") {
+		t.Fatalf("Run = %v, want an http listen error", err)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	setEnv(t, quickStart)
+	var out bytes.Buffer
+	if err := NewMain(&out, &out).Run(context.Background(), []string{"check"}); err != nil {
+		t.Fatalf("check: %v\n%s", err, out.String())
+	}
+	for _, want := range []string{
+		"topology myapp: service myapp, provider static, 2 peers (2 published)",
+		"myapp.peers.internal.\t5\tIN\tSRV\t0 1 4369 node1.myapp.peers.internal.",
+		"node2.myapp.peers.internal.\t5\tIN\tAAAA\tfd00::2",
+		"node2.myapp.peers.internal.\t5\tIN\tTXT\t\"node=myapp@10.0.0.2\"",
+		"1.0.0.10.in-addr.arpa.\t5\tIN\tPTR\tnode1.myapp.peers.internal.",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("check output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestBinary runs the README's quick start as a user would: the built
+// binary, dig against it, then SIGTERM.
+func TestBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	dig := requireTool(t, "dig")
+	bin := filepath.Join(t.TempDir(), "peerbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	env := cleanEnv()
+	for k, v := range quickStart {
+		env = append(env, k+"="+v)
+	}
+
+	t.Run("bad configuration exits 2 naming each problem", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = append(cleanEnv(), "PEERBRIDGE_SERVICE=my_app", "PEERBRIDGE_STATIC_PEERS=x")
+		out, err := cmd.CombinedOutput()
+		if code := exitCode(err); code != 2 {
+			t.Fatalf("exit code %d, want 2\n%s", code, out)
+		}
+		if !strings.Contains(string(out), "PEERBRIDGE_SERVICE:") || !strings.Contains(string(out), "PEERBRIDGE_STATIC_PEERS:") {
+			t.Fatalf("output does not name both variables:\n%s", out)
+		}
+	})
+
+	t.Run("check exits 0", func(t *testing.T) {
+		cmd := exec.Command(bin, "check")
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("check: %v\n%s", err, out)
+		}
+	})
+
+	t.Run("serves dig and stops on SIGTERM", func(t *testing.T) {
+		cmd := exec.Command(bin)
+		cmd.Env = env
+		stderr, err := cmd.StderrPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer cmd.Process.Kill()
+		dnsAddr, httpAddr, logs := listenAddrs(t, stderr)
+		waitReady(t, "http://"+httpAddr)
+
+		host, port, _ := net.SplitHostPort(dnsAddr)
+		out, err := exec.Command(dig, "@"+host, "-p", port, "+short", "+time=2", "myapp.peers.internal", "SRV").CombinedOutput()
+		if err != nil {
+			t.Fatalf("dig: %v\n%s", err, out)
+		}
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		slices.Sort(lines)
+		if !slices.Equal(lines, []string{"0 1 4369 node1.myapp.peers.internal.", "0 1 4369 node2.myapp.peers.internal."}) {
+			t.Fatalf("dig SRV +short:\n%s", out)
+		}
+
+		if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Fatalf("exit after SIGTERM: %v\n%s", err, logs())
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("still running 10s after SIGTERM")
+		}
+		if !strings.Contains(logs(), "msg=stopped") {
+			t.Errorf("no clean stop in the log:\n%s", logs())
+		}
+	})
+}
+
+var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) http=(\S+)`)
+
+// listenAddrs reads the binary's log until it says where it listens, and
+// keeps collecting the rest.
+func listenAddrs(t *testing.T, r io.Reader) (dnsAddr, httpAddr string, logs func() string) {
+	t.Helper()
+	var buf syncBuffer
+	found := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			buf.Write([]byte(sc.Text() + "\n"))
+			if m := listeningRE.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m
+			}
+		}
+	}()
+	select {
+	case m := <-found:
+		return m[1], m[2], buf.String
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the binary did not log its addresses:\n%s", buf.String())
+		return "", "", nil
+	}
+}
+
+func waitReady(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("not ready after 10s: %v %v", resp, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cleanEnv is the environment without PEERBRIDGE_ variables.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, envPrefix+"_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func exitCode(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// requireTool returns the path of a command the test needs. Without it the
+// test is skipped loudly, except under CI, where .ci/run installs it and a
+// missing tool is a failure.
+func requireTool(t *testing.T, name string) string {
+	t.Helper()
+	path, err := exec.LookPath(name)
+	if err == nil {
+		return path
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("%s is not installed; .ci/run installs it", name)
+	}
+	t.Skipf("SKIPPED: %s is not installed (apt-get install dnsutils); this test needs it", name)
+	return ""
+}
+
+// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
