@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 )
 
 var myapp = bridge.Service{
@@ -349,7 +349,7 @@ func TestGoResolver(t *testing.T) {
 }
 
 func TestDig(t *testing.T) {
-	dig := requireTool(t, "dig")
+	dig := bridgetest.RequireTool(t, "dig", "apt-get install dnsutils")
 	s := fixture(t)
 	host, port, _ := net.SplitHostPort(s.addr)
 	run := func(args ...string) string {
@@ -383,22 +383,6 @@ func TestDig(t *testing.T) {
 	if out := run("example.com", "A"); !strings.Contains(out, "status: REFUSED") {
 		t.Errorf("dig outside the zone:\n%s", out)
 	}
-}
-
-// requireTool returns the path of a command the test needs. Without it the
-// test is skipped loudly, except under CI, where .ci/run installs it and a
-// missing tool is a failure.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed; .ci/run installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install dnsutils); this test needs it", name)
-	return ""
 }
 
 func TestShuffledOrder(t *testing.T) {

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 )
 
 var quickStart = map[string]string{
@@ -121,7 +123,7 @@ func TestBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	dig := requireTool(t, "dig")
+	dig := bridgetest.RequireTool(t, "dig", "apt-get install dnsutils")
 	bin := filepath.Join(t.TempDir(), "peerbridge")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
@@ -258,22 +260,6 @@ func exitCode(err error) int {
 		return -1
 	}
 	return 0
-}
-
-// requireTool returns the path of a command the test needs. Without it the
-// test is skipped loudly, except under CI, where .ci/run installs it and a
-// missing tool is a failure.
-func requireTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err == nil {
-		return path
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s is not installed; .ci/run installs it", name)
-	}
-	t.Skipf("SKIPPED: %s is not installed (apt-get install dnsutils); this test needs it", name)
-	return ""
 }
 
 // syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
