@@ -15,8 +15,15 @@ const maxUDPSize = 1232
 // answer builds the reply to req from the snapshot. It is the whole query
 // path: no lock, no I/O, and the snapshot is only read.
 func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
-	m := new(dns.Msg)
-	m.SetReply(req)
+	// SetReply, minus its copy of the question: the reply may share the
+	// request's, which nothing modifies.
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{
+		Id: req.Id, Response: true, Opcode: req.Opcode,
+		RecursionDesired: req.RecursionDesired, CheckingDisabled: req.CheckingDisabled,
+	}}
+	if len(req.Question) > 0 {
+		m.Question = req.Question[:1:1]
+	}
 	if req.Opcode != dns.OpcodeQuery {
 		m.Rcode = dns.RcodeNotImplemented
 		return m
