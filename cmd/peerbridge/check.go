@@ -18,9 +18,14 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	log := newLogger(m.Stderr, cfg.logLevel, cfg.logFormat)
 	var errs []error
 	for _, t := range cfg.topologies {
-		peers, err := t.source.Peers(ctx)
+		source, err := t.newSource(log.With("topology", t.name, "provider", t.provider))
+		if err != nil {
+			return fmt.Errorf("topology %s: %w", t.name, err)
+		}
+		peers, err := source.Peers(ctx)
 		if err != nil {
 			fmt.Fprintf(m.Stdout, "topology %s: poll failed: %v\n", t.name, err)
 			errs = append(errs, fmt.Errorf("topology %s: %w", t.name, err))

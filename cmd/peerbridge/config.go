@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"regexp"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/static"
 )
 
@@ -43,12 +45,35 @@ type GlobalEnv struct {
 // multi-topology form.
 type TopologyEnv struct {
 	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static"`
+	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static or droplet"`
 	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
 	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
 	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
 	PollInterval time.Duration `split_words:"true" default:"10s" desc:"how often the provider is polled"`
 	StaticPeers  string        `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
+
+	// Api and Url are spelt so because split_words needs the case change
+	// to make DROPLET_API_URL.
+	DropletTag           string        `split_words:"true" desc:"droplet filter: tag, sent to the API as tag_name"`
+	DropletName          string        `split_words:"true" desc:"droplet filter: exact name, sent as name (not with a tag)"`
+	DropletRegion        string        `split_words:"true" desc:"droplet filter: region slug, e.g. nyc3"`
+	DropletVPC           string        `split_words:"true" desc:"droplet filter: VPC UUID"`
+	DropletNetwork       string        `split_words:"true" default:"private" desc:"private or public IPv4 (DigitalOcean's IPv6 is always public)"`
+	DropletIPVersion     string        `split_words:"true" default:"4" desc:"4, 6 or both (A and AAAA)"`
+	DropletHealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH; failing peers leave DNS"`
+	DropletHealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"timeout of one health check"`
+	DropletExcludeSelf   bool          `split_words:"true" desc:"leave out the droplet peerbridge runs on (found through the metadata service)"`
+	DropletApiUrl        string        `split_words:"true" default:"https://api.digitalocean.com/" desc:"DigitalOcean API base URL"`
+	DropletMetadataUrl   string        `split_words:"true" default:"http://169.254.169.254/metadata/v1/" desc:"droplet metadata service"`
+}
+
+// TokenEnv is DigitalOcean's own variables, as doctl and Terraform read
+// them (prefix DIGITALOCEAN). The token is never logged.
+type TokenEnv struct {
+	Token           string `split_words:"true" desc:"DigitalOcean API token, for the droplet provider"`
+	AccessToken     string `split_words:"true" desc:"the same, under the name some tools use"`
+	TokenFile       string `split_words:"true" desc:"a file that holds the token (e.g. a mounted secret)"`
+	AccessTokenFile string `split_words:"true" desc:"the same"`
 }
 
 // envSpec is every variable, for help.
@@ -92,9 +117,11 @@ type topology struct {
 	portName     string
 	nodeBasename string
 	interval     time.Duration
-	// source is the topology's provider, built while validating so that
-	// its own checks (the static peer list) are reported with the rest.
-	source bridge.Provider
+	// newSource builds the topology's provider once the logger exists;
+	// everything it could fail on was checked while validating.
+	newSource func(*slog.Logger) (bridge.Provider, error)
+	// details describe the provider's settings for the start-up log.
+	details []any
 }
 
 // configError lists every problem found in the configuration, one a line.
@@ -154,11 +181,12 @@ func loadConfig() (*config, error) {
 		errs.add("PEERBRIDGE_LOG_FORMAT", "%q is not text or json", g.LogFormat)
 	}
 
+	token := &tokenSource{}
 	if len(g.Topologies) == 0 {
 		if base.Service == "" {
 			errs.add("PEERBRIDGE_SERVICE", "required: the service name, a DNS label such as myapp (or set PEERBRIDGE_TOPOLOGIES)")
 		} else {
-			cfg.topologies = append(cfg.topologies, validateTopology(&errs, strings.ToLower(base.Service), "", base))
+			cfg.topologies = append(cfg.topologies, validateTopology(&errs, strings.ToLower(base.Service), "", base, token))
 		}
 	} else {
 		seen := map[string]bool{}
@@ -182,7 +210,7 @@ func loadConfig() (*config, error) {
 			if _, set := os.LookupEnv(prefix + "_SERVICE"); !set {
 				env.Service = name
 			}
-			cfg.topologies = append(cfg.topologies, validateTopology(&errs, name, prefix, env))
+			cfg.topologies = append(cfg.topologies, validateTopology(&errs, name, prefix, env, token))
 		}
 	}
 
@@ -248,7 +276,7 @@ func varName(prefix, key string) string {
 	return envPrefix + "_" + key
 }
 
-func validateTopology(errs *problems, name, prefix string, env TopologyEnv) topology {
+func validateTopology(errs *problems, name, prefix string, env TopologyEnv, token *tokenSource) topology {
 	t := topology{
 		name:         name,
 		service:      strings.ToLower(env.Service),
@@ -281,13 +309,119 @@ func validateTopology(errs *problems, name, prefix string, env TopologyEnv) topo
 				errs.add(varName(prefix, "STATIC_PEERS"), "%s", line)
 			}
 		}
-		t.source = p
-	case "droplet", "rancher":
-		errs.add(varName(prefix, "PROVIDER"), "provider %q is not in this build yet; use static", t.provider)
+		t.newSource = func(*slog.Logger) (bridge.Provider, error) { return p, nil }
+	case "droplet":
+		t.newSource, t.details = validateDroplet(errs, name, prefix, env, token)
+	case "rancher":
+		errs.add(varName(prefix, "PROVIDER"), "provider %q is not in this build yet; use static or droplet", t.provider)
 	default:
-		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static", t.provider)
+		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static or droplet", t.provider)
 	}
 	return t
+}
+
+func validateDroplet(errs *problems, name, prefix string, env TopologyEnv, token *tokenSource) (func(*slog.Logger) (bridge.Provider, error), []any) {
+	opts := droplet.Options{
+		Tag: env.DropletTag, Name: env.DropletName, Region: env.DropletRegion, VPC: env.DropletVPC,
+		ExcludeSelf: env.DropletExcludeSelf, APIURL: env.DropletApiUrl, MetadataURL: env.DropletMetadataUrl,
+	}
+	var err error
+	if opts.Token, err = token.get(); err != nil {
+		errs.add(token.variable, "%v (topology %s uses the droplet provider)", err, name)
+	}
+	if opts.Tag != "" && opts.Name != "" {
+		errs.add(varName(prefix, "DROPLET_TAG")+", "+varName(prefix, "DROPLET_NAME"),
+			"filter by tag or by name, not both: DigitalOcean's API takes one of tag_name and name")
+	}
+	if opts.Network, err = droplet.ParseNetwork(env.DropletNetwork); err != nil {
+		errs.add(varName(prefix, "DROPLET_NETWORK"), "%v", err)
+	}
+	if opts.IPVersion, err = droplet.ParseIPVersion(env.DropletIPVersion); err != nil {
+		errs.add(varName(prefix, "DROPLET_IP_VERSION"), "%v", err)
+	}
+	if opts.HealthCheck, err = droplet.ParseHealthCheck(env.DropletHealthCheck, env.DropletHealthTimeout); err != nil {
+		errs.add(varName(prefix, "DROPLET_HEALTH_CHECK"), "%v", err)
+	}
+	checkURL(errs, varName(prefix, "DROPLET_API_URL"), opts.APIURL)
+	checkURL(errs, varName(prefix, "DROPLET_METADATA_URL"), opts.MetadataURL)
+
+	details := []any{
+		"droplet_tag", opts.Tag, "droplet_name", opts.Name, "droplet_region", opts.Region, "droplet_vpc", opts.VPC,
+		"droplet_network", opts.Network, "droplet_ip_version", env.DropletIPVersion,
+		"droplet_health_check", env.DropletHealthCheck, "droplet_exclude_self", opts.ExcludeSelf,
+		"droplet_api_url", redactURL(opts.APIURL), "token_from", token.variable,
+	}
+	return func(log *slog.Logger) (bridge.Provider, error) {
+		opts.Logger = log
+		return droplet.New(opts)
+	}, details
+}
+
+// tokenSource reads the DigitalOcean token once, on first use, from the
+// first of DIGITALOCEAN_TOKEN, DIGITALOCEAN_ACCESS_TOKEN and their _FILE
+// forms that is set.
+type tokenSource struct {
+	once     bool
+	token    string
+	err      error
+	variable string // where it came from, or which to set
+}
+
+func (s *tokenSource) get() (string, error) {
+	if s.once {
+		return s.token, s.err
+	}
+	s.once = true
+	s.variable = "DIGITALOCEAN_TOKEN"
+	var env TokenEnv
+	if err := envconfig.Process("DIGITALOCEAN", &env); err != nil {
+		s.err = err
+		return "", err
+	}
+	switch {
+	case env.Token != "":
+		s.token = env.Token
+	case env.AccessToken != "":
+		s.token, s.variable = env.AccessToken, "DIGITALOCEAN_ACCESS_TOKEN"
+	case env.TokenFile != "":
+		s.variable = "DIGITALOCEAN_TOKEN_FILE"
+		s.token, s.err = readToken(env.TokenFile)
+	case env.AccessTokenFile != "":
+		s.variable = "DIGITALOCEAN_ACCESS_TOKEN_FILE"
+		s.token, s.err = readToken(env.AccessTokenFile)
+	default:
+		s.err = errors.New("required: set it (or DIGITALOCEAN_ACCESS_TOKEN, or DIGITALOCEAN_TOKEN_FILE naming a file that holds it)")
+	}
+	return s.token, s.err
+}
+
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		// The path is no secret; the file's content would be.
+		return "", fmt.Errorf("reading the token file: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	if token == "" {
+		return "", fmt.Errorf("the token file %s is empty", path)
+	}
+	return token, nil
+}
+
+func checkURL(errs *problems, variable, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs.add(variable, "%q is not an http(s) URL", raw)
+	}
+}
+
+// redactURL hides a password in a URL's user info.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(invalid)"
+	}
+	return u.Redacted()
 }
 
 func checkTTL(errs *problems, variable string, v ttl) {
@@ -326,7 +460,7 @@ func envconfigProblem(err error) string {
 }
 
 // logValue is the effective configuration for the start-up log line.
-// Nothing here is secret yet; a provider's credentials must never be added.
+// Credentials are never part of it: only where the token came from.
 func (c *config) logValue() slog.Value {
 	attrs := []slog.Attr{
 		slog.String("zone", c.dns.Zone),
@@ -336,9 +470,10 @@ func (c *config) logValue() slog.Value {
 		slog.Duration("negative_ttl", c.dns.NegativeTTL),
 	}
 	for _, t := range c.topologies {
-		attrs = append(attrs, slog.Group("topology."+t.name,
+		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{
 			"service", t.service, "provider", t.provider, "port", t.port,
-			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.interval))
+			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.interval,
+		}, t.details...)...))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"testing"
@@ -14,7 +16,7 @@ import (
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") || strings.HasPrefix(k, "DIGITALOCEAN_") {
 			t.Setenv(k, "") // restores the old value after the test
 			os.Unsetenv(k)
 		}
@@ -45,7 +47,7 @@ func TestSingleTopology(t *testing.T) {
 	}
 	top := cfg.topologies[0]
 	if top.name != "myapp" || top.service != "myapp" || top.port != 4369 || top.portName != "epmd" ||
-		top.nodeBasename != "app" || top.interval != 10*time.Second || top.provider != "static" || top.source == nil {
+		top.nodeBasename != "app" || top.interval != 10*time.Second || top.provider != "static" || top.newSource == nil {
 		t.Errorf("topology = %+v", top)
 	}
 	if cfg.dns.Zone != "cluster.example." || cfg.dns.TTL != 30*time.Second || cfg.dns.NegativeTTL != 5*time.Second {
@@ -82,7 +84,11 @@ func TestMultiTopology(t *testing.T) {
 		t.Errorf("worker = %+v", worker)
 	}
 	for _, top := range cfg.topologies {
-		peers, err := top.source.Peers(context.Background())
+		src, err := top.newSource(slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers, err := src.Peers(context.Background())
 		if err != nil || len(peers) != 1 || peers[0].Name != "shared" {
 			t.Errorf("%s: peers %v, %v; want the plain PEERBRIDGE_STATIC_PEERS", top.name, peers, err)
 		}
@@ -136,6 +142,29 @@ func TestConfigProblems(t *testing.T) {
 		{"unknown provider", map[string]string{
 			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_PROVIDER": "nimbus",
 		}, []string{`PEERBRIDGE_PROVIDER: "nimbus" is not a provider`}},
+		{"droplet without a token", map[string]string{
+			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_PROVIDER": "droplet",
+		}, []string{"DIGITALOCEAN_TOKEN: required"}},
+		{"droplet problems", map[string]string{
+			"PEERBRIDGE_TOPOLOGIES":               "web",
+			"PEERBRIDGE_PROVIDER":                 "droplet",
+			"DIGITALOCEAN_TOKEN_FILE":             "/nonexistent/token",
+			"PEERBRIDGE_WEB_DROPLET_TAG":          "web",
+			"PEERBRIDGE_DROPLET_NAME":             "web-1",
+			"PEERBRIDGE_DROPLET_NETWORK":          "vpc",
+			"PEERBRIDGE_WEB_DROPLET_IP_VERSION":   "ipv6",
+			"PEERBRIDGE_DROPLET_HEALTH_CHECK":     "udp:53",
+			"PEERBRIDGE_DROPLET_API_URL":          "api.digitalocean.com",
+			"PEERBRIDGE_WEB_DROPLET_METADATA_URL": "ftp://169.254.169.254/",
+		}, []string{
+			"DIGITALOCEAN_TOKEN_FILE: reading the token file",
+			"PEERBRIDGE_WEB_DROPLET_TAG, PEERBRIDGE_DROPLET_NAME: filter by tag or by name, not both",
+			`PEERBRIDGE_DROPLET_NETWORK: "vpc" is not private or public`,
+			`PEERBRIDGE_WEB_DROPLET_IP_VERSION: "ipv6" is not 4, 6 or both`,
+			`PEERBRIDGE_DROPLET_HEALTH_CHECK: "udp:53" is not tcp:PORT or http:PORT/PATH`,
+			`PEERBRIDGE_DROPLET_API_URL: "api.digitalocean.com" is not an http(s) URL`,
+			`PEERBRIDGE_WEB_DROPLET_METADATA_URL: "ftp://169.254.169.254/" is not an http(s) URL`,
+		}},
 		{"two topologies, one service", map[string]string{
 			"PEERBRIDGE_TOPOLOGIES":      "a,b",
 			"PEERBRIDGE_STATIC_PEERS":    "p=10.0.0.1",
@@ -186,6 +215,10 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"PEERBRIDGE_NODE_BASENAME", "PEERBRIDGE_POLL_INTERVAL", "PEERBRIDGE_STATIC_PEERS",
 		"PEERBRIDGE_TOPOLOGIES", "PEERBRIDGE_DNS_DOMAIN", "PEERBRIDGE_DNS_ADDR", "PEERBRIDGE_DNS_TTL",
 		"PEERBRIDGE_DNS_NEGATIVE_TTL", "PEERBRIDGE_HTTP_ADDR", "PEERBRIDGE_LOG_LEVEL", "PEERBRIDGE_LOG_FORMAT",
+		"PEERBRIDGE_DROPLET_TAG", "PEERBRIDGE_DROPLET_NAME", "PEERBRIDGE_DROPLET_REGION", "PEERBRIDGE_DROPLET_VPC",
+		"PEERBRIDGE_DROPLET_NETWORK", "PEERBRIDGE_DROPLET_IP_VERSION", "PEERBRIDGE_DROPLET_HEALTH_CHECK",
+		"PEERBRIDGE_DROPLET_API_URL", "PEERBRIDGE_DROPLET_METADATA_URL", "PEERBRIDGE_DROPLET_EXCLUDE_SELF",
+		"DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "DIGITALOCEAN_TOKEN_FILE", "DIGITALOCEAN_ACCESS_TOKEN_FILE",
 	} {
 		if !strings.Contains(out.String(), k+" ") && !strings.Contains(out.String(), k+"\t") {
 			t.Errorf("help lacks %s", k)
@@ -207,5 +240,43 @@ func TestCommands(t *testing.T) {
 		if err := m.Run(context.Background(), args); !errors.Is(err, errUsage) {
 			t.Errorf("Run(%q) = %v, want a usage error", args, err)
 		}
+	}
+}
+
+func TestDropletToken(t *testing.T) {
+	const secret = "dop_v1_thisisthesecretvalue"
+	file := t.TempDir() + "/token"
+	if err := os.WriteFile(file, []byte(secret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, variable string
+		env            map[string]string
+	}{
+		{"token", "DIGITALOCEAN_TOKEN", map[string]string{"DIGITALOCEAN_TOKEN": secret}},
+		{"access token", "DIGITALOCEAN_ACCESS_TOKEN", map[string]string{"DIGITALOCEAN_ACCESS_TOKEN": secret}},
+		{"token file", "DIGITALOCEAN_TOKEN_FILE", map[string]string{"DIGITALOCEAN_TOKEN_FILE": file}},
+		{"access token file", "DIGITALOCEAN_ACCESS_TOKEN_FILE", map[string]string{"DIGITALOCEAN_ACCESS_TOKEN_FILE": file}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"PEERBRIDGE_SERVICE": "web", "PEERBRIDGE_PROVIDER": "droplet"}
+			maps.Copy(env, tc.env)
+			setEnv(t, env)
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			var logs bytes.Buffer
+			newLogger(&logs, slog.LevelInfo, "json").Info("config", "config", cfg.logValue())
+			if strings.Contains(logs.String(), secret) {
+				t.Fatalf("the effective configuration shows the token: %s", logs.String())
+			}
+			if !strings.Contains(logs.String(), `"token_from":"`+tc.variable+`"`) {
+				t.Errorf("the log does not say where the token came from: %s", logs.String())
+			}
+			if _, err := cfg.topologies[0].newSource(slog.New(slog.DiscardHandler)); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }

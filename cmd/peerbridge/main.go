@@ -46,6 +46,9 @@ func main() {
 	}
 }
 
+// tokenTableFormat is envconfig's table without its introduction.
+const tokenTableFormat = "KEY\tTYPE\tDEFAULT\tREQUIRED\tDESCRIPTION\n{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_required .}}\t{{usage_description .}}\n{{end}}"
+
 var errUsage = errors.New("usage: peerbridge [run|check|version|help]")
 
 // Main is the program, apart from the process: its output streams, and a
@@ -112,6 +115,10 @@ variable wins, the plain one is the default for every topology.
 `)
 	tw := tabwriter.NewWriter(m.Stdout, 1, 0, 2, ' ', 0)
 	if err := envconfig.Usagef(envPrefix, &envSpec{}, tw, envconfig.DefaultTableFormat); err != nil {
+		return err
+	}
+	fmt.Fprint(tw, "\nThe droplet provider reads DigitalOcean's token from the first of these that is set:\n\n")
+	if err := envconfig.Usagef("DIGITALOCEAN", &TokenEnv{}, tw, tokenTableFormat); err != nil {
 		return err
 	}
 	return tw.Flush()

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,4 +279,69 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// TestRunDroplet wires the droplet provider from the environment: the
+// token from a file, the API URL pointed at a fake serving DigitalOcean's
+// own example listing.
+func TestRunDroplet(t *testing.T) {
+	listing, err := os.ReadFile("../../providers/droplet/testdata/droplets_list_all.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const token = "dop_v1_cmdtestsecret"
+	api := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Authorization") != "Bearer "+token || r.URL.Query().Get("tag_name") != "env:prod" {
+			http.Error(w, `{"id":"unauthorized","message":"Unable to authenticate you."}`, http.StatusUnauthorized)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(listing) // the example ignores the filter: all three come back
+	}))
+	defer api.Close()
+	tokenFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(tokenFile, []byte(token), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	setEnv(t, map[string]string{
+		"PEERBRIDGE_SERVICE":         "web",
+		"PEERBRIDGE_PROVIDER":        "droplet",
+		"PEERBRIDGE_DROPLET_TAG":     "env:prod",
+		"PEERBRIDGE_DROPLET_REGION":  "nyc3",
+		"PEERBRIDGE_DROPLET_API_URL": api.URL,
+		"DIGITALOCEAN_TOKEN_FILE":    tokenFile,
+		"PEERBRIDGE_DNS_ADDR":        "127.0.0.1:0",
+		"PEERBRIDGE_HTTP_ADDR":       "127.0.0.1:0",
+	})
+	var logs syncBuffer
+	m := NewMain(io.Discard, &logs)
+	addrs := make(chan [2]net.Addr, 1)
+	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	var a [2]net.Addr
+	select {
+	case a = <-addrs:
+	case err := <-done:
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	waitReady(t, "http://"+a[1].String())
+
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), a[0].String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rr := range r.Answer {
+		got = append(got, rr.(*dns.A).A.String())
+	}
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"10.128.192.124", "10.128.192.125", "10.128.192.138"}) {
+		t.Errorf("A answer %v, want the three private addresses", got)
+	}
+	if strings.Contains(logs.String(), token) {
+		t.Fatalf("the token is in the log:\n%s", logs.String())
+	}
 }

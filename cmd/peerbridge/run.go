@@ -15,7 +15,8 @@ import (
 )
 
 // run serves DNS and HTTP and runs one loop per topology until ctx is done.
-// Everything listens before the first poll, so a bad address fails at once.
+// Providers are built and everything listens before the first poll, so a
+// bad address fails at once.
 func (m *Main) run(ctx context.Context, cfg *config) error {
 	log := newLogger(m.Stderr, cfg.logLevel, cfg.logFormat)
 	log.Info("starting peerbridge", "version", buildVersion(), "config", cfg.logValue())
@@ -25,6 +26,21 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	loops := make([]*bridge.Loop, len(cfg.topologies))
+	for i, t := range cfg.topologies {
+		source, err := t.newSource(log.With("topology", t.name, "provider", t.provider))
+		if err != nil {
+			return fmt.Errorf("topology %s: %w", t.name, err)
+		}
+		loops[i] = bridge.NewLoop(bridge.LoopConfig{
+			Service:    t.spec(),
+			Interval:   t.interval,
+			Provider:   source,
+			Publishers: []bridge.Publisher{dns},
+			Logger:     log,
+		})
+	}
+
 	pc, ln, err := dnsserver.Listen(cfg.dnsAddr)
 	if err != nil {
 		return err
@@ -36,17 +52,6 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 			ln.Close()
 			return fmt.Errorf("http listen: %w", err)
 		}
-	}
-
-	loops := make([]*bridge.Loop, len(cfg.topologies))
-	for i, t := range cfg.topologies {
-		loops[i] = bridge.NewLoop(bridge.LoopConfig{
-			Service:    t.spec(),
-			Interval:   t.interval,
-			Provider:   t.source,
-			Publishers: []bridge.Publisher{dns},
-			Logger:     log,
-		})
 	}
 
 	g, gctx := errgroup.WithContext(ctx)

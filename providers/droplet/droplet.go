@@ -1,0 +1,325 @@
+// Package droplet provides the peers of a cluster from DigitalOcean's
+// Droplet API: one listing for the whole cluster, instead of every node
+// polling the API with a token of its own.
+package droplet
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/digitalocean/godo"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// Defaults, as DigitalOcean documents them.
+const (
+	DefaultAPIURL      = "https://api.digitalocean.com/"
+	DefaultMetadataURL = "http://169.254.169.254/metadata/v1/"
+	// perPage is the largest page the API serves: fewer requests per poll.
+	perPage = 200
+	// maxPages stops a listing whose next links never end.
+	maxPages = 10_000
+)
+
+// Network is the kind of IPv4 address published. DigitalOcean's IPv6
+// addresses are all public, so it does not apply to them.
+type Network string
+
+// The networks a droplet has.
+const (
+	Private Network = "private"
+	Public  Network = "public"
+)
+
+// ParseNetwork reads "private" or "public".
+func ParseNetwork(s string) (Network, error) {
+	switch n := Network(strings.ToLower(s)); n {
+	case Private, Public:
+		return n, nil
+	}
+	return "", fmt.Errorf("%q is not private or public", s)
+}
+
+// IPVersion selects the address families published.
+type IPVersion struct{ V4, V6 bool }
+
+// ParseIPVersion reads "4", "6" or "both".
+func ParseIPVersion(s string) (IPVersion, error) {
+	switch strings.ToLower(s) {
+	case "4":
+		return IPVersion{V4: true}, nil
+	case "6":
+		return IPVersion{V6: true}, nil
+	case "both":
+		return IPVersion{V4: true, V6: true}, nil
+	}
+	return IPVersion{}, fmt.Errorf("%q is not 4, 6 or both", s)
+}
+
+// Options configure a provider.
+type Options struct {
+	// Token is the API token. It is sent as a bearer token and never
+	// logged or put in an error.
+	Token string
+	// APIURL is the API's base URL; empty means DefaultAPIURL.
+	APIURL string
+	// MetadataURL is the droplet metadata service; empty means
+	// DefaultMetadataURL.
+	MetadataURL string
+	// Tag or Name filter on the server (tag_name, name); at most one.
+	Tag, Name string
+	// Region and VPC filter on the client; empty matches all.
+	Region, VPC string
+	Network     Network
+	IPVersion   IPVersion
+	// HealthCheck, if set, is run against every listed peer.
+	HealthCheck *HealthCheck
+	// ExcludeSelf leaves out the droplet peerbridge runs on.
+	ExcludeSelf bool
+	// HTTPClient is the base client for API and health checks; nil means a
+	// client with a 30 s timeout.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Provider lists a topology's droplets.
+type Provider struct {
+	list    listFunc
+	opts    Options
+	self    *selfLookup
+	log     *slog.Logger
+	checker *checker
+
+	rateLimit, rateRemaining atomic.Int64
+	requests                 atomic.Int64
+	skipped                  atomic.Int64
+
+	mu         sync.Mutex
+	noAddrSeen map[int]bool // droplets already logged as having no address
+}
+
+// listFunc lists one page: one method of godo's DropletsService, bound to
+// the filter.
+type listFunc func(ctx context.Context, opt *godo.ListOptions) ([]godo.Droplet, *godo.Response, error)
+
+// New returns a provider. It fails on options that cannot work: no token,
+// both a tag and a name, no address family, a bad URL.
+func New(opts Options) (*Provider, error) {
+	if opts.Token == "" {
+		return nil, errors.New("no DigitalOcean API token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN, or a ..._FILE naming a file that holds it)")
+	}
+	if opts.Tag != "" && opts.Name != "" {
+		return nil, errors.New("filter by tag or by name, not both: the API takes one of tag_name and name")
+	}
+	if !opts.IPVersion.V4 && !opts.IPVersion.V6 {
+		return nil, errors.New("no IP version selected")
+	}
+	if opts.Network == "" {
+		opts.Network = Private
+	}
+	if opts.APIURL == "" {
+		opts.APIURL = DefaultAPIURL
+	}
+	if opts.MetadataURL == "" {
+		opts.MetadataURL = DefaultMetadataURL
+	}
+	for _, u := range []string{opts.APIURL, opts.MetadataURL} {
+		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			return nil, fmt.Errorf("%q is not an http(s) URL", u)
+		}
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	base := opts.HTTPClient
+	if base == nil {
+		base = &http.Client{Timeout: 30 * time.Second}
+	}
+
+	p := &Provider{opts: opts, log: log, noAddrSeen: map[int]bool{}}
+	p.rateRemaining.Store(-1)
+	p.rateLimit.Store(-1)
+	api := *base
+	api.Transport = &bearer{token: opts.Token, next: transport(base), count: &p.requests}
+	client, err := godo.New(&api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
+	if err != nil {
+		return nil, fmt.Errorf("api client: %w", err)
+	}
+	// godo splices the filter into the query unescaped; escape it here.
+	switch {
+	case opts.Tag != "":
+		p.list = func(ctx context.Context, o *godo.ListOptions) ([]godo.Droplet, *godo.Response, error) {
+			return client.Droplets.ListByTag(ctx, url.QueryEscape(opts.Tag), o)
+		}
+	case opts.Name != "":
+		p.list = func(ctx context.Context, o *godo.ListOptions) ([]godo.Droplet, *godo.Response, error) {
+			return client.Droplets.ListByName(ctx, url.QueryEscape(opts.Name), o)
+		}
+	default:
+		p.list = client.Droplets.List
+	}
+	if opts.ExcludeSelf {
+		p.self = newSelfLookup(opts.MetadataURL, base, log)
+	}
+	if opts.HealthCheck != nil {
+		p.checker = newChecker(*opts.HealthCheck, base)
+	}
+	return p, nil
+}
+
+// Peers lists every page, keeps the active droplets that pass the filters
+// and have an address of the configured kind, and health-checks them. Any
+// failure fails the whole poll: a partial listing is never a peer set.
+func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
+	droplets, err := p.listAll(ctx)
+	if err != nil {
+		return nil, err
+	}
+	selfID := 0
+	if p.self != nil {
+		selfID = p.self.id(ctx)
+	}
+	peers := make([]bridge.Peer, 0, len(droplets))
+	for _, d := range droplets {
+		if d.Status != "active" || (selfID != 0 && d.ID == selfID) || !p.matches(d) {
+			continue
+		}
+		addrs := p.addresses(d)
+		if len(addrs) == 0 {
+			p.noAddress(d)
+			continue
+		}
+		peers = append(peers, peer(d, addrs))
+	}
+	if p.checker != nil {
+		p.checker.run(ctx, peers)
+	}
+	return peers, nil
+}
+
+func (p *Provider) matches(d godo.Droplet) bool {
+	if p.opts.Region != "" && (d.Region == nil || !strings.EqualFold(d.Region.Slug, p.opts.Region)) {
+		return false
+	}
+	return p.opts.VPC == "" || strings.EqualFold(d.VPCUUID, p.opts.VPC)
+}
+
+// addresses returns the droplet's addresses of the configured kind.
+func (p *Provider) addresses(d godo.Droplet) []netip.Addr {
+	if d.Networks == nil {
+		return nil
+	}
+	var out []netip.Addr
+	if p.opts.IPVersion.V4 {
+		for _, n := range d.Networks.V4 {
+			if Network(n.Type) == p.opts.Network {
+				if a, err := netip.ParseAddr(n.IPAddress); err == nil && a.Unmap().Is4() {
+					out = append(out, a.Unmap())
+				}
+			}
+		}
+	}
+	if p.opts.IPVersion.V6 {
+		for _, n := range d.Networks.V6 {
+			if a, err := netip.ParseAddr(n.IPAddress); err == nil && a.Is6() && !a.Is4In6() {
+				out = append(out, a)
+			}
+		}
+	}
+	return out
+}
+
+// noAddress counts a droplet skipped for want of an address, and logs it
+// the first time only: it would otherwise be logged on every poll.
+func (p *Provider) noAddress(d godo.Droplet) {
+	p.skipped.Add(1)
+	p.mu.Lock()
+	seen := p.noAddrSeen[d.ID]
+	p.noAddrSeen[d.ID] = true
+	p.mu.Unlock()
+	if !seen {
+		p.log.Warn("droplet skipped: no address of the configured kind",
+			"droplet_id", d.ID, "droplet", d.Name, "network", p.opts.Network,
+			"ipv4", p.opts.IPVersion.V4, "ipv6", p.opts.IPVersion.V6)
+	}
+}
+
+func peer(d godo.Droplet, addrs []netip.Addr) bridge.Peer {
+	attrs := map[string]string{"droplet_id": strconv.Itoa(d.ID), "name": d.Name}
+	if d.Region != nil {
+		attrs["region"] = d.Region.Slug
+	}
+	if size := cmp.Or(d.SizeSlug, sizeSlug(d.Size)); size != "" {
+		attrs["size"] = size
+	}
+	if d.VPCUUID != "" {
+		attrs["vpc_uuid"] = d.VPCUUID
+	}
+	if d.Image != nil {
+		if img := cmp.Or(d.Image.Slug, d.Image.Name); img != "" {
+			attrs["image"] = img
+		}
+	}
+	if len(d.Tags) > 0 {
+		tags := slices.Clone(d.Tags)
+		slices.Sort(tags)
+		attrs["tags"] = strings.Join(tags, ",")
+	}
+	return bridge.Peer{Name: d.Name, ID: strconv.Itoa(d.ID), Addrs: addrs, Attrs: attrs}
+}
+
+func sizeSlug(s *godo.Size) string {
+	if s == nil {
+		return ""
+	}
+	return s.Slug
+}
+
+// RateLimit returns the API budget the last answer reported: requests per
+// hour and what remains of them; -1 before any answer.
+func (p *Provider) RateLimit() (limit, remaining int64) {
+	return p.rateLimit.Load(), p.rateRemaining.Load()
+}
+
+// Requests returns the number of API requests made so far.
+func (p *Provider) Requests() int64 { return p.requests.Load() }
+
+// Skipped returns the number of droplets skipped so far for want of an
+// address of the configured kind (counted on every poll).
+func (p *Provider) Skipped() int64 { return p.skipped.Load() }
+
+// bearer adds the token to API requests, so that it lives in one place and
+// never in a URL.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+	count *atomic.Int64
+}
+
+func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	b.count.Add(1)
+	return b.next.RoundTrip(r)
+}
+
+func transport(c *http.Client) http.RoundTripper {
+	if c.Transport != nil {
+		return c.Transport
+	}
+	return http.DefaultTransport
+}

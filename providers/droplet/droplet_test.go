@@ -1,0 +1,565 @@
+package droplet
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// syncBuffer collects log output from concurrent goroutines.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *syncBuffer) {
+	t.Helper()
+	logs := &syncBuffer{}
+	opts.Token = testToken
+	opts.APIURL = api.url()
+	if opts.Network == "" {
+		opts.Network = Private
+	}
+	if !opts.IPVersion.V4 && !opts.IPVersion.V6 {
+		opts.IPVersion = IPVersion{V4: true}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	p, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return p, logs
+}
+
+// summary renders peers as "name=addr,addr" sorted.
+func summary(peers []bridge.Peer) []string {
+	var out []string
+	for _, p := range peers {
+		var addrs []string
+		for _, a := range p.Addrs {
+			addrs = append(addrs, a.String())
+		}
+		out = append(out, p.Name+"="+strings.Join(addrs, ","))
+	}
+	slices.Sort(out)
+	return out
+}
+
+func TestFixtureListing(t *testing.T) {
+	api := newFakeAPI(t, fixtureDroplets(t, "droplets_list_all.json"))
+	p, _ := newProvider(t, api, Options{})
+	peers, err := p.Peers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"assets.example.com=10.128.192.138", "example.com=10.128.192.124", "stage.example.com=10.128.192.125"}
+	if got := summary(peers); !slices.Equal(got, want) {
+		t.Fatalf("peers %v, want %v", got, want)
+	}
+	var web bridge.Peer
+	for _, p := range peers {
+		if p.Name == "example.com" {
+			web = p
+		}
+	}
+	wantAttrs := map[string]string{
+		"droplet_id": "3164444", "name": "example.com", "region": "nyc3", "size": "s-1vcpu-1gb",
+		"vpc_uuid": "760e09ef-dc84-11e8-981e-3cfdfeaae000", "image": "ubuntu-20-04-x64", "tags": "env:prod,web",
+	}
+	if web.ID != "3164444" || !maps.Equal(web.Attrs, wantAttrs) || web.Health != bridge.HealthUnknown {
+		t.Errorf("peer = %+v, want id 3164444 and attrs %v", web, wantAttrs)
+	}
+	if q := api.requestLog(); len(q) != 1 || q[0].Get("per_page") != "200" || q[0].Get("page") != "1" {
+		t.Errorf("requests %v, want one with page=1&per_page=200", q)
+	}
+	if limit, remaining := p.RateLimit(); limit != 5000 || remaining != 4999 {
+		t.Errorf("rate limit %d/%d, want 4999 of 5000 left", remaining, limit)
+	}
+}
+
+func TestFilters(t *testing.T) {
+	all := fixtureDroplets(t, "droplets_list_all.json")
+	stopped := makeDroplets(t, 2)
+	stopped[0]["status"], stopped[1]["status"] = "off", "new"
+	for _, tc := range []struct {
+		name  string
+		opts  Options
+		query string // the filter the API must receive
+		want  []string
+	}{
+		{"tag is sent to the server", Options{Tag: "env:prod"}, "tag_name=env:prod",
+			[]string{"assets.example.com=10.128.192.138", "example.com=10.128.192.124"}},
+		{"name is sent to the server", Options{Name: "stage.example.com"}, "name=stage.example.com",
+			[]string{"stage.example.com=10.128.192.125"}},
+		{"region matches", Options{Region: "NYC3"}, "", []string{
+			"assets.example.com=10.128.192.138", "example.com=10.128.192.124", "stage.example.com=10.128.192.125"}},
+		{"other region", Options{Region: "ams3"}, "", nil},
+		{"vpc", Options{VPC: "5a4981aa-9653-4bd1-bef5-d6bff52042e4"}, "", []string{"stage.example.com=10.128.192.125"}},
+		{"public v4", Options{Network: Public, Tag: "env:prod"}, "tag_name=env:prod",
+			[]string{"assets.example.com=162.243.0.4", "example.com=192.241.165.154"}},
+		{"v6 only", Options{IPVersion: IPVersion{V6: true}}, "", []string{"example.com=2604:a880:0:1010::18a:a001"}},
+		{"both families", Options{IPVersion: IPVersion{V4: true, V6: true}, Name: "example.com"}, "name=example.com",
+			[]string{"example.com=10.128.192.124,2604:a880:0:1010::18a:a001"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t, append(slices.Clone(all), stopped...))
+			p, _ := newProvider(t, api, tc.opts)
+			peers, err := p.Peers(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := summary(peers); !slices.Equal(got, tc.want) {
+				t.Errorf("peers %v, want %v", got, tc.want)
+			}
+			q := api.requestLog()[0]
+			if tc.query != "" {
+				k, v, _ := strings.Cut(tc.query, "=")
+				if q.Get(k) != v {
+					t.Errorf("query %v lacks %s", q, tc.query)
+				}
+			} else if q.Has("tag_name") || q.Has("name") {
+				t.Errorf("query %v has a server-side filter", q)
+			}
+		})
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{IPVersion: IPVersion{V4: true}}, "DIGITALOCEAN_TOKEN"},
+		{Options{Token: "x", Tag: "a", Name: "b", IPVersion: IPVersion{V4: true}}, "not both"},
+		{Options{Token: "x"}, "no IP version"},
+		{Options{Token: "x", IPVersion: IPVersion{V4: true}, APIURL: "ftp://x"}, "not an http(s) URL"},
+	} {
+		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("New(%+v) = %v, want an error saying %q", tc.opts, err, tc.want)
+		}
+	}
+	for _, s := range []string{"udp:53", "tcp:", "tcp:0", "tcp:70000", "http:x/y", "tcp"} {
+		if _, err := ParseHealthCheck(s, time.Second); err == nil {
+			t.Errorf("ParseHealthCheck(%q) accepted", s)
+		}
+	}
+	if hc, err := ParseHealthCheck("http:8080", time.Second); err != nil || hc.Path != "/" || hc.Port != 8080 || !hc.HTTP {
+		t.Errorf("ParseHealthCheck(http:8080) = %+v, %v", hc, err)
+	}
+	for _, s := range []string{"", "7", "ipv4"} {
+		if _, err := ParseIPVersion(s); err == nil {
+			t.Errorf("ParseIPVersion(%q) accepted", s)
+		}
+	}
+	if _, err := ParseNetwork("vpc"); err == nil {
+		t.Error("ParseNetwork(vpc) accepted")
+	}
+}
+
+func TestMissingAddressSkippedLoggedOnce(t *testing.T) {
+	droplets := makeDroplets(t, 3)
+	setAddrs(droplets[1], "", "198.18.0.9", "") // public only
+	api := newFakeAPI(t, droplets)
+	p, logs := newProvider(t, api, Options{})
+	for range 3 {
+		peers, err := p.Peers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(peers) != 2 {
+			t.Fatalf("%d peers, want 2", len(peers))
+		}
+	}
+	if n := strings.Count(logs.String(), "droplet skipped"); n != 1 {
+		t.Errorf("logged %d times, want once:\n%s", n, logs)
+	}
+	if p.Skipped() != 3 {
+		t.Errorf("skipped %d, want 3 (one per poll)", p.Skipped())
+	}
+}
+
+func TestPaging(t *testing.T) {
+	for _, last := range []string{"absent", "empty", "pages"} {
+		t.Run("last page links "+last, func(t *testing.T) {
+			api := newFakeAPI(t, makeDroplets(t, 450))
+			api.lastLinks = last
+			p, _ := newProvider(t, api, Options{Tag: "web"})
+			peers, err := p.Peers(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(peers) != 450 {
+				t.Fatalf("%d peers, want 450", len(peers))
+			}
+			reqs := api.requestLog()
+			if len(reqs) != 3 {
+				t.Fatalf("%d requests, want 3 (pages of 200)", len(reqs))
+			}
+			for i, q := range reqs {
+				if q.Get("page") != fmt.Sprint(i+1) || q.Get("per_page") != "200" || q.Get("tag_name") != "web" {
+					t.Errorf("request %d: %v", i+1, q)
+				}
+			}
+		})
+	}
+	t.Run("the API's own two-page example", func(t *testing.T) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/v2/droplets", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			fmt.Fprint(w, fixture(t, "derived_droplets_per_page_2_page_"+r.URL.Query().Get("page")+".json"))
+		})
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		p, err := New(Options{Token: testToken, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		peers, err := p.Peers(context.Background())
+		if err != nil || len(peers) != 3 {
+			t.Fatalf("%d peers, %v; want the 3 droplets of both pages", len(peers), err)
+		}
+	})
+	t.Run("a next link that does not advance fails the poll", func(t *testing.T) {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/v2/droplets", func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, `{"droplets":[],"links":{"pages":{"next":"https://api.digitalocean.com/v2/droplets?page=1"}}}`)
+		})
+		srv := httptest.NewServer(mux)
+		defer srv.Close()
+		p, _ := New(Options{Token: testToken, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
+		if _, err := p.Peers(context.Background()); err == nil || !errors.Is(err, bridge.ErrTransient) {
+			t.Fatalf("err = %v, want a transient paging error", err)
+		}
+	})
+}
+
+func TestFailures(t *testing.T) {
+	type check func(t *testing.T, err error)
+	transient := func(t *testing.T, err error) {
+		if !errors.Is(err, bridge.ErrTransient) {
+			t.Errorf("%v is not transient", err)
+		}
+	}
+	tests := []struct {
+		name  string
+		fail  func(page int) (int, string, http.Header)
+		token string
+		check check
+	}{
+		{"401 is a credentials problem", nil, "dop_v1_wrong", func(t *testing.T, err error) {
+			if errors.Is(err, bridge.ErrTransient) || !strings.Contains(err.Error(), "rejected the token (HTTP 401)") {
+				t.Errorf("err = %v", err)
+			}
+		}},
+		{"403 is a credentials problem", func(int) (int, string, http.Header) {
+			return 403, `{"id":"forbidden","message":"You do not have access for the attempted action."}`, nil
+		}, "", func(t *testing.T, err error) {
+			if !strings.Contains(err.Error(), "HTTP 403") {
+				t.Errorf("err = %v", err)
+			}
+		}},
+		{"429 honours retry-after", func(int) (int, string, http.Header) {
+			return 429, fixture(t, "error_429_too_many_requests.json"), http.Header{"Retry-After": {"29"}, "Ratelimit-Remaining": {"0"}}
+		}, "", func(t *testing.T, err error) {
+			transient(t, err)
+			var ra bridge.RetryAfterError
+			if !errors.As(err, &ra) || ra.RetryAfter() != 29*time.Second {
+				t.Errorf("err = %v, want a 29s retry-after", err)
+			}
+		}},
+		{"429 without retry-after waits for the reset", func(int) (int, string, http.Header) {
+			reset := fmt.Sprint(time.Now().Add(90 * time.Second).Unix())
+			return 429, fixture(t, "error_429_too_many_requests.json"), http.Header{"Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {reset}}
+		}, "", func(t *testing.T, err error) {
+			var ra bridge.RetryAfterError
+			if !errors.As(err, &ra) || ra.RetryAfter() < 80*time.Second || ra.RetryAfter() > 90*time.Second {
+				t.Errorf("err = %v, want about 90s", err)
+			}
+		}},
+		{"500", func(int) (int, string, http.Header) { return 500, fixture(t, "error_500_server_error.json"), nil }, "", transient},
+		{"malformed JSON", func(int) (int, string, http.Header) { return 200, `{"droplets": [{"id": 1,`, nil }, "", transient},
+		{"wrong JSON shape", func(int) (int, string, http.Header) { return 200, `{"droplets": {"id": "x"}}`, nil }, "", transient},
+		{"failing second page", func(page int) (int, string, http.Header) {
+			if page == 2 {
+				return 500, fixture(t, "error_500_server_error.json"), nil
+			}
+			return 0, "", nil
+		}, "", func(t *testing.T, err error) {
+			transient(t, err)
+			if !strings.Contains(err.Error(), "page 2") {
+				t.Errorf("err = %v, want it to name page 2", err)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			api := newFakeAPI(t, makeDroplets(t, 250))
+			logs := &syncBuffer{}
+			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+			token := testToken
+			if tc.token != "" {
+				token = tc.token
+			}
+			p, err := New(Options{Token: token, APIURL: api.url(), IPVersion: IPVersion{V4: true}, Logger: log})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A loop publishing to a recorder: the first poll succeeds,
+			// then the failure must keep all 250 peers published.
+			rec := &recorder{}
+			loop := bridge.NewLoop(bridge.LoopConfig{
+				Service:  bridge.Service{Topology: "web", Name: "web", Provider: "droplet"},
+				Interval: time.Second, Provider: p, Publishers: []bridge.Publisher{rec}, Logger: log,
+			})
+			if tc.token == "" {
+				loop.Poll(context.Background())
+			}
+			api.set(func(f *fakeAPI) { f.fail = tc.fail })
+			_, err = p.Peers(context.Background())
+			if err == nil {
+				t.Fatal("no error")
+			}
+			tc.check(t, err)
+			loop.Poll(context.Background())
+			if tc.token == "" && rec.lastLen() != 250 {
+				t.Errorf("after the failure %d peers are published, want the last good 250", rec.lastLen())
+			}
+			for _, text := range []string{err.Error(), logs.String(), loop.Status().LastError} {
+				if strings.Contains(text, token) {
+					t.Fatalf("the token leaked: %s", text)
+				}
+			}
+		})
+	}
+	t.Run("timeout", func(t *testing.T) {
+		slow := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(5 * time.Second):
+			}
+		}))
+		defer slow.Close()
+		p, _ := New(Options{Token: testToken, APIURL: slow.URL, IPVersion: IPVersion{V4: true},
+			HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
+		_, err := p.Peers(context.Background())
+		if err == nil || !errors.Is(err, bridge.ErrTransient) {
+			t.Fatalf("err = %v, want a transient timeout", err)
+		}
+	})
+	t.Run("connection refused", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		addr := ln.Addr().String()
+		ln.Close()
+		p, _ := New(Options{Token: testToken, APIURL: "http://" + addr, IPVersion: IPVersion{V4: true}})
+		if _, err := p.Peers(context.Background()); err == nil || !errors.Is(err, bridge.ErrTransient) {
+			t.Fatalf("err = %v, want a transient error", err)
+		}
+	})
+}
+
+// recorder is a publisher that keeps the last set.
+type recorder struct {
+	mu   sync.Mutex
+	last bridge.Set
+}
+
+func (r *recorder) Publish(_ context.Context, s bridge.Set) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = s
+	return nil
+}
+
+func (r *recorder) lastLen() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.last.Peers)
+}
+
+func TestHealthChecks(t *testing.T) {
+	// Healthy peers listen on 127.0.0.1; 127.0.0.2 has nothing on the port.
+	slowPath := make(chan struct{})
+	defer close(slowPath)
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/health":
+			w.WriteHeader(http.StatusNoContent)
+		case "/slow":
+			select {
+			case <-slowPath:
+			case <-r.Context().Done():
+			}
+		default:
+			http.Error(w, "sick", http.StatusServiceUnavailable)
+		}
+	}))
+	defer web.Close()
+	_, port, _ := net.SplitHostPort(web.Listener.Addr().String())
+
+	droplets := makeDroplets(t, 2)
+	setAddrs(droplets[0], "127.0.0.1", "", "")
+	setAddrs(droplets[1], "127.0.0.2", "", "")
+	counter := &countingTransport{}
+	verdicts := func(check string, timeout time.Duration, ds []map[string]any) map[string]bridge.Health {
+		t.Helper()
+		hc, err := ParseHealthCheck(check, timeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, _ := newProvider(t, newFakeAPI(t, ds), Options{HealthCheck: hc, HTTPClient: &http.Client{Transport: counter}})
+		peers, err := p.Peers(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]bridge.Health{}
+		for _, p := range peers {
+			out[p.Addrs[0].String()] = p.Health
+		}
+		return out
+	}
+	pass, crit := bridge.HealthPassing, bridge.HealthCritical
+	for _, tc := range []struct {
+		check string
+		want  map[string]bridge.Health
+	}{
+		{"tcp:" + port, map[string]bridge.Health{"127.0.0.1": pass, "127.0.0.2": crit}},
+		{"http:" + port + "/health", map[string]bridge.Health{"127.0.0.1": pass, "127.0.0.2": crit}},
+		{"http:" + port + "/sick", map[string]bridge.Health{"127.0.0.1": crit, "127.0.0.2": crit}},
+		{"http:" + port + "/slow", map[string]bridge.Health{"127.0.0.1": crit, "127.0.0.2": crit}},
+	} {
+		t.Run(tc.check, func(t *testing.T) {
+			if got := verdicts(tc.check, 200*time.Millisecond, droplets); !maps.Equal(got, tc.want) {
+				t.Errorf("verdicts %v, want %v", got, tc.want)
+			}
+		})
+	}
+
+	t.Run("checks run concurrently, at most 32 at a time", func(t *testing.T) {
+		many := makeDroplets(t, 80)
+		for _, d := range many {
+			setAddrs(d, "127.0.0.1", "", "")
+		}
+		counter.max.Store(0)
+		got := verdicts("http:"+port+"/slow", 300*time.Millisecond, many)
+		if len(got) != 1 || got["127.0.0.1"] != crit {
+			t.Fatalf("verdicts %v", got)
+		}
+		if m := counter.max.Load(); m < 2 || m > maxConcurrentChecks {
+			t.Errorf("%d checks in flight at most, want between 2 and %d", m, maxConcurrentChecks)
+		}
+	})
+}
+
+// countingTransport records the most requests it had in flight at once.
+type countingTransport struct {
+	now, max atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	n := c.now.Add(1)
+	defer c.now.Add(-1)
+	for m := c.max.Load(); n > m && !c.max.CompareAndSwap(m, n); m = c.max.Load() {
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+func TestExcludeSelf(t *testing.T) {
+	droplets := makeDroplets(t, 3)
+	meta := http.NewServeMux()
+	meta.HandleFunc("/metadata/v1/id", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "1001") })
+	meta.HandleFunc("/metadata/v1/region", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "nyc3") })
+	metaSrv := httptest.NewServer(meta)
+	defer metaSrv.Close()
+
+	p, logs := newProvider(t, newFakeAPI(t, droplets), Options{ExcludeSelf: true, MetadataURL: metaSrv.URL + "/metadata/v1/"})
+	peers, err := p.Peers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := summary(peers); !slices.Equal(got, []string{"node-0=10.0.0.0", "node-2=10.0.0.2"}) {
+		t.Errorf("peers %v, want node-1 (id 1001) left out", got)
+	}
+	if !strings.Contains(logs.String(), "droplet_id=1001 region=nyc3") {
+		t.Errorf("own droplet not logged:\n%s", logs)
+	}
+
+	t.Run("off a droplet nothing is excluded", func(t *testing.T) {
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead := "http://" + ln.Addr().String() + "/metadata/v1/"
+		ln.Close()
+		p, logs := newProvider(t, newFakeAPI(t, droplets), Options{ExcludeSelf: true, MetadataURL: dead})
+		for range 2 {
+			if peers, err := p.Peers(context.Background()); err != nil || len(peers) != 3 {
+				t.Fatalf("%d peers, %v; want all 3", len(peers), err)
+			}
+		}
+		if n := strings.Count(logs.String(), "own droplet unknown"); n != 1 {
+			t.Errorf("warned %d times, want once", n)
+		}
+	})
+}
+
+func TestTokenNotSentToPeers(t *testing.T) {
+	var auth atomic.Value
+	auth.Store("")
+	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auth.Store(r.Header.Get("Authorization"))
+	}))
+	defer web.Close()
+	_, port, _ := net.SplitHostPort(web.Listener.Addr().String())
+	droplets := makeDroplets(t, 1)
+	setAddrs(droplets[0], "127.0.0.1", "", "")
+	hc, _ := ParseHealthCheck("http:"+port+"/", time.Second)
+	p, _ := newProvider(t, newFakeAPI(t, droplets), Options{HealthCheck: hc})
+	if _, err := p.Peers(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := auth.Load().(string); got != "" {
+		t.Fatalf("a health check sent Authorization %q to a peer", got)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		h    http.Header
+		want time.Duration
+	}{
+		{http.Header{"Retry-After": {"29"}}, 29 * time.Second},
+		{http.Header{"Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {"1800000120"}}, 2 * time.Minute},
+		{http.Header{"Ratelimit-Remaining": {"3"}, "Ratelimit-Reset": {"1800000120"}}, time.Minute},
+		{http.Header{"Retry-After": {"soon"}}, time.Minute},
+	} {
+		if got := retryAfter(tc.h, now); got != tc.want {
+			t.Errorf("retryAfter(%v) = %v, want %v", tc.h, got, tc.want)
+		}
+	}
+}

@@ -1,0 +1,100 @@
+package droplet
+
+import (
+	"context"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/dnsserver"
+)
+
+// TestEndToEnd runs the fake API through a provider, the reconcile loop and
+// the DNS server, and reads the answers over a real socket.
+func TestEndToEnd(t *testing.T) {
+	api := newFakeAPI(t, makeDroplets(t, 5))
+	p, _ := newProvider(t, api, Options{Tag: "web"})
+	srv, err := dnsserver.New(dnsserver.Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, ln, err := dnsserver.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	defer func() { cancel(); <-done }()
+
+	loop := bridge.NewLoop(bridge.LoopConfig{
+		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "droplet", Port: 4000},
+		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{srv},
+	})
+	answer := func() []string {
+		t.Helper()
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), pc.LocalAddr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, rr := range r.Answer {
+			out = append(out, rr.(*dns.A).A.String())
+		}
+		slices.Sort(out)
+		return out
+	}
+
+	loop.Poll(context.Background())
+	if got := answer(); !slices.Equal(got, []string{"10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}) {
+		t.Fatalf("A answer %v", got)
+	}
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("node-3.web.peers.internal.", dns.TypeTXT), pc.LocalAddr().String())
+	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.TXT).Txt[0] != "id=1003" {
+		t.Fatalf("TXT answer %v, %v", r, err)
+	}
+
+	// The API fails: DNS keeps answering with the last good set.
+	api.set(func(f *fakeAPI) {
+		f.fail = func(int) (int, string, http.Header) { return 503, `{"id":"service_unavailable","message":"down"}`, nil }
+	})
+	loop.Poll(context.Background())
+	if got := answer(); len(got) != 5 {
+		t.Fatalf("after an API failure DNS answers %v, want the 5 peers", got)
+	}
+
+	// The API recovers with a droplet fewer: DNS follows.
+	api.set(func(f *fakeAPI) {
+		f.fail = nil
+		f.droplets = f.droplets[1:]
+	})
+	loop.Poll(context.Background())
+	if got := answer(); !slices.Equal(got, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}) {
+		t.Fatalf("after a droplet left, A answer %v", got)
+	}
+}
+
+// BenchmarkPoll lists 10,000 droplets over 50 pages from a local fake API.
+// requests/op must be 50: one request per page.
+func BenchmarkPoll(b *testing.B) {
+	api := newFakeAPI(b, makeDroplets(b, 10_000))
+	p, _ := newProvider(b, api, Options{Tag: "web"})
+	b.ReportAllocs()
+	for b.Loop() {
+		peers, err := p.Peers(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(peers) != 10_000 {
+			b.Fatalf("%d peers", len(peers))
+		}
+	}
+	b.ReportMetric(float64(p.Requests())/float64(b.N), "requests/op")
+	if per := p.Requests() / int64(b.N); per != 50 {
+		b.Fatalf("%d requests per poll, want 50", per)
+	}
+}
