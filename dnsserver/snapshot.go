@@ -127,14 +127,13 @@ func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
 	svc := s.node(svcName)
 	svc.shuffle = true
 
-	var peers []bridge.Peer
-	for _, p := range set.Peers {
-		if p.Published() {
-			peers = append(peers, p)
+	// Labels over all peers, critical ones too, so that they do not move
+	// with health and match the Consul node names.
+	labels := bridge.Labels(set.Peers)
+	for i, p := range set.Peers {
+		if !p.Published() {
+			continue
 		}
-	}
-	labels := assignLabels(peers)
-	for i, p := range peers {
 		host := labels[i] + "." + svcName
 		pn := s.node(host)
 		for _, addr := range p.Addrs {

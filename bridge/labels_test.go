@@ -1,11 +1,9 @@
-package dnsserver
+package bridge
 
 import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/peerbridge/peerbridge/bridge"
 )
 
 func TestLabel(t *testing.T) {
@@ -26,17 +24,17 @@ func TestLabel(t *testing.T) {
 	}
 }
 
-func TestAssignLabels(t *testing.T) {
-	p := func(name, id string) bridge.Peer { return bridge.Peer{Name: name, ID: id} }
+func TestLabels(t *testing.T) {
+	p := func(name, id string) Peer { return Peer{Name: name, ID: id} }
 	t.Run("unique names keep their labels", func(t *testing.T) {
-		got := assignLabels([]bridge.Peer{p("a", "1"), p("B", "2")})
+		got := Labels([]Peer{p("a", "1"), p("B", "2")})
 		if !slices.Equal(got, []string{"a", "b"}) {
 			t.Fatalf("got %q", got)
 		}
 	})
 	t.Run("the exact name keeps the label, others get a stable suffix", func(t *testing.T) {
-		peers := []bridge.Peer{p("Web", "1"), p("web", "2"), p("web", "3"), p("web_", "4")}
-		got := assignLabels(peers)
+		peers := []Peer{p("Web", "1"), p("web", "2"), p("web", "3"), p("web_", "4")}
+		got := Labels(peers)
 		if got[1] != "web" {
 			t.Fatalf("exact name lost its label: %q", got)
 		}
@@ -48,20 +46,20 @@ func TestAssignLabels(t *testing.T) {
 			seen[l] = true
 		}
 		// Another order, and a peer more: the same peers keep their labels.
-		again := assignLabels([]bridge.Peer{p("web_", "4"), p("web", "3"), p("web", "2"), p("Web", "1"), p("web", "5")})
+		again := Labels([]Peer{p("web_", "4"), p("web", "3"), p("web", "2"), p("Web", "1"), p("web", "5")})
 		if again[0] != got[3] || again[1] != got[2] || again[2] != got[1] || again[3] != got[0] {
 			t.Fatalf("labels depend on order: %q then %q", got, again)
 		}
 	})
 	t.Run("long names with a suffix stay within 63", func(t *testing.T) {
 		long := strings.Repeat("x", 80)
-		got := assignLabels([]bridge.Peer{p(long, "1"), p(long, "2")})
+		got := Labels([]Peer{p(long, "1"), p(long, "2")})
 		if got[0] == got[1] || len(got[0]) > maxLabel || len(got[1]) > maxLabel {
 			t.Fatalf("got %q", got)
 		}
 	})
 	t.Run("same name and id still differ", func(t *testing.T) {
-		got := assignLabels([]bridge.Peer{p("a", "1"), p("a", "1"), p("a", "1")})
+		got := Labels([]Peer{p("a", "1"), p("a", "1"), p("a", "1")})
 		if got[0] == got[1] || got[1] == got[2] || got[0] == got[2] {
 			t.Fatalf("got %q", got)
 		}

@@ -1,4 +1,4 @@
-package dnsserver
+package bridge
 
 import (
 	"cmp"
@@ -7,8 +7,6 @@ import (
 	"maps"
 	"slices"
 	"strings"
-
-	"github.com/peerbridge/peerbridge/bridge"
 )
 
 const maxLabel = 63
@@ -42,13 +40,14 @@ func label(name string) string {
 	return s
 }
 
-// assignLabels gives every peer a label unique within its service. Peers
-// whose names map to the same label are told apart deterministically, from
-// their own name and id rather than from their position, so that a peer
-// keeps its label when others come and go: the peer whose name already is
-// the label (else the smallest by name and id) keeps it, the others get a
-// hash suffix.
-func assignLabels(peers []bridge.Peer) []string {
+// Labels gives every peer a DNS label unique within its set, for DNS names
+// and Consul node names alike. Peers whose names map to the same label are
+// told apart deterministically, from their own name and id rather than
+// from their position, so that a peer keeps its label when others come and
+// go: the peer whose name already is the label (else the smallest by name
+// and id) keeps it, the others get a hash suffix. Give it every peer of a
+// set, critical ones too, so that labels do not move with health.
+func Labels(peers []Peer) []string {
 	labels := make([]string, len(peers))
 	groups := map[string][]int{}
 	taken := map[string]bool{}
