@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
+	"slices"
 	"strings"
 
+	"github.com/hashicorp/consul/api"
+
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
-// check polls every topology once and prints the peers and the DNS records
-// that would be served. It listens on nothing and publishes nothing, and
+// check polls every topology once and prints the peers, and the DNS records
+// and Consul registrations that would be published. It listens on nothing and publishes nothing, and
 // fails if any topology cannot be polled.
 func (m *Main) check(ctx context.Context, cfg *config) error {
 	preview, err := dnsserver.New(cfg.dns)
@@ -44,10 +50,36 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 		if err := preview.Publish(ctx, set); err != nil {
 			errs = append(errs, err)
 		}
+		if cfg.consul != nil {
+			printRegistrations(m.Stdout, consulpub.Desired(cfg.consul.owner, cfg.consul.tags, set))
+		}
 	}
 	fmt.Fprintf(m.Stdout, "\nDNS records of zone %s:\n", preview.Zone())
 	if err := preview.Snapshot().WriteZone(m.Stdout); err != nil {
 		return err
 	}
 	return errors.Join(errs...)
+}
+
+// printRegistrations shows the Consul catalog entries of one topology, a
+// line each, sorted by node.
+func printRegistrations(w io.Writer, regs map[string]*api.CatalogRegistration) {
+	fmt.Fprintln(w, "  Consul registrations:")
+	for _, node := range slices.Sorted(maps.Keys(regs)) {
+		r := regs[node]
+		line := fmt.Sprintf("    node %s address %s node-meta %s service %s port %d tags %v meta %s",
+			node, r.Address, kv(r.NodeMeta), r.Service.Service, r.Service.Port, r.Service.Tags, kv(r.Service.Meta))
+		for _, c := range r.Checks {
+			line += " check " + c.Status
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func kv(m map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, k+"="+m[k])
+	}
+	return strings.Join(parts, ",")
 }

@@ -37,6 +37,9 @@ type GlobalEnv struct {
 	DNSTtl         ttl      `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
 	DNSNegativeTTL ttl      `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
 	HTTPAddr       string   `split_words:"true" default:":8654" desc:"listen address of /healthz and /readyz; empty turns HTTP off"`
+	Consul         *bool    `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
+	Owner          string   `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
+	ConsulTags     []string `split_words:"true" desc:"tags added to every service registered in Consul"`
 	LogLevel       string   `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string   `split_words:"true" default:"text" desc:"text or json"`
 }
@@ -106,6 +109,15 @@ type config struct {
 	logLevel   slog.Level
 	logFormat  string
 	topologies []topology
+	// consul is nil when Consul publishing is off.
+	consul *consulConfig
+}
+
+// consulConfig is the Consul publisher's settings; the client's own come
+// from CONSUL_HTTP_* as consul/api reads them.
+type consulConfig struct {
+	owner string
+	tags  []string
 }
 
 // topology is one validated topology.
@@ -179,6 +191,18 @@ func loadConfig() (*config, error) {
 	}
 	if g.LogFormat != "text" && g.LogFormat != "json" {
 		errs.add("PEERBRIDGE_LOG_FORMAT", "%q is not text or json", g.LogFormat)
+	}
+	_, consulAddrSet := os.LookupEnv("CONSUL_HTTP_ADDR")
+	if (g.Consul == nil && consulAddrSet) || (g.Consul != nil && *g.Consul) {
+		cfg.consul = &consulConfig{owner: strings.ToLower(g.Owner)}
+		if !labelRE.MatchString(cfg.consul.owner) {
+			errs.add("PEERBRIDGE_OWNER", "%q is not a DNS label (letters, digits, inner hyphens): it starts every node name", g.Owner)
+		}
+		for _, tag := range g.ConsulTags {
+			if tag = strings.TrimSpace(tag); tag != "" {
+				cfg.consul.tags = append(cfg.consul.tags, tag)
+			}
+		}
 	}
 
 	token := &tokenSource{}
@@ -468,6 +492,12 @@ func (c *config) logValue() slog.Value {
 		slog.String("http_addr", c.httpAddr),
 		slog.Duration("ttl", c.dns.TTL),
 		slog.Duration("negative_ttl", c.dns.NegativeTTL),
+	}
+	if c.consul != nil {
+		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")
+		attrs = append(attrs, slog.Group("consul",
+			"addr", redactURL(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
+			"owner", c.consul.owner, "tags", c.consul.tags))
 	}
 	for _, t := range c.topologies {
 		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{

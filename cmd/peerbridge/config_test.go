@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") || strings.HasPrefix(k, "DIGITALOCEAN_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") || strings.HasPrefix(k, "DIGITALOCEAN_") || strings.HasPrefix(k, "CONSUL_") {
 			t.Setenv(k, "") // restores the old value after the test
 			os.Unsetenv(k)
 		}
@@ -171,6 +172,13 @@ func TestConfigProblems(t *testing.T) {
 			"PEERBRIDGE_B_SERVICE":       "a",
 			"PEERBRIDGE_A_POLL_INTERVAL": "2s",
 		}, []string{`PEERBRIDGE_B_SERVICE: service "a" is also topology a's`}},
+		{"bad owner", map[string]string{
+			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_STATIC_PEERS": "p=10.0.0.1",
+			"PEERBRIDGE_CONSUL": "true", "PEERBRIDGE_OWNER": "team a",
+		}, []string{`PEERBRIDGE_OWNER: "team a" is not a DNS label`}},
+		{"consul switch not a bool", map[string]string{
+			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_STATIC_PEERS": "p=10.0.0.1", "PEERBRIDGE_CONSUL": "maybe",
+		}, []string{`PEERBRIDGE_CONSUL: "maybe" is not a valid`}},
 		{"reserved service", map[string]string{
 			"PEERBRIDGE_SERVICE": "ns", "PEERBRIDGE_STATIC_PEERS": "p=10.0.0.1",
 		}, []string{`PEERBRIDGE_SERVICE: "ns" is reserved`}},
@@ -219,6 +227,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"PEERBRIDGE_DROPLET_NETWORK", "PEERBRIDGE_DROPLET_IP_VERSION", "PEERBRIDGE_DROPLET_HEALTH_CHECK",
 		"PEERBRIDGE_DROPLET_API_URL", "PEERBRIDGE_DROPLET_METADATA_URL", "PEERBRIDGE_DROPLET_EXCLUDE_SELF",
 		"DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "DIGITALOCEAN_TOKEN_FILE", "DIGITALOCEAN_ACCESS_TOKEN_FILE",
+		"PEERBRIDGE_CONSUL", "PEERBRIDGE_OWNER", "PEERBRIDGE_CONSUL_TAGS",
 	} {
 		if !strings.Contains(out.String(), k+" ") && !strings.Contains(out.String(), k+"\t") {
 			t.Errorf("help lacks %s", k)
@@ -276,6 +285,36 @@ func TestDropletToken(t *testing.T) {
 			}
 			if _, err := cfg.topologies[0].newSource(slog.New(slog.DiscardHandler)); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestConsulSwitch(t *testing.T) {
+	base := map[string]string{"PEERBRIDGE_SERVICE": "web", "PEERBRIDGE_STATIC_PEERS": "a=10.0.0.1"}
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		on   bool
+	}{
+		{"off by default", nil, false},
+		{"on when CONSUL_HTTP_ADDR is set", map[string]string{"CONSUL_HTTP_ADDR": "127.0.0.1:8500"}, true},
+		{"off when switched off", map[string]string{"CONSUL_HTTP_ADDR": "127.0.0.1:8500", "PEERBRIDGE_CONSUL": "false"}, false},
+		{"on when switched on", map[string]string{"PEERBRIDGE_CONSUL": "true", "PEERBRIDGE_CONSUL_TAGS": "a, b,", "PEERBRIDGE_OWNER": "Blue"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			env := maps.Clone(base)
+			maps.Copy(env, tc.env)
+			setEnv(t, env)
+			cfg, err := loadConfig()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (cfg.consul != nil) != tc.on {
+				t.Fatalf("consul = %+v, want on %v", cfg.consul, tc.on)
+			}
+			if tc.name == "on when switched on" && (cfg.consul.owner != "blue" || !slices.Equal(cfg.consul.tags, []string{"a", "b"})) {
+				t.Errorf("consul = %+v", cfg.consul)
 			}
 		})
 	}

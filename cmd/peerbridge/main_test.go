@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
@@ -100,7 +102,9 @@ func TestRunFailsOnBusyAddress(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	setEnv(t, quickStart)
+	env := maps.Clone(quickStart)
+	env["PEERBRIDGE_CONSUL"] = "true" // check only prints what it would write
+	setEnv(t, env)
 	var out bytes.Buffer
 	if err := NewMain(&out, &out).Run(context.Background(), []string{"check"}); err != nil {
 		t.Fatalf("check: %v\n%s", err, out.String())
@@ -111,6 +115,7 @@ func TestCheck(t *testing.T) {
 		"node2.myapp.peers.internal.\t5\tIN\tAAAA\tfd00::2",
 		"node2.myapp.peers.internal.\t5\tIN\tTXT\t\"node=myapp@10.0.0.2\"",
 		"1.0.0.10.in-addr.arpa.\t5\tIN\tPTR\tnode1.myapp.peers.internal.",
+		"node peerbridge-myapp-node2 address 10.0.0.2 node-meta external-node=true,peerbridge-owner=peerbridge service myapp port 4369",
 	} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out.String())
@@ -343,5 +348,52 @@ func TestRunDroplet(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), token) {
 		t.Fatalf("the token is in the log:\n%s", logs.String())
+	}
+}
+
+// TestRunConsul publishes to a real agent, and leaves the entries in place
+// when it stops.
+func TestRunConsul(t *testing.T) {
+	agent := bridgetest.StartConsul(t, "")
+	env := maps.Clone(quickStart)
+	env["CONSUL_HTTP_ADDR"] = agent.Addr
+	env["PEERBRIDGE_CONSUL_TAGS"] = "beam"
+	setEnv(t, env)
+
+	var logs syncBuffer
+	m := NewMain(io.Discard, &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil) }()
+
+	client, err := api.NewClient(&api.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := func() []*api.CatalogService {
+		e, _, err := client.Catalog().Service("myapp", "", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for len(entries()) != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no Consul entries after 15s:\n%s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	e := entries()[0]
+	if e.NodeMeta["peerbridge-owner"] != "peerbridge" || e.ServicePort != 4369 || !slices.Equal(e.ServiceTags, []string{"beam"}) {
+		t.Errorf("entry %+v", e)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if n := len(entries()); n != 2 {
+		t.Fatalf("%d entries after a clean stop, want the 2 left in place", n)
 	}
 }

@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
@@ -26,6 +29,14 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	publishers := []bridge.Publisher{dns}
+	var consul *consulpub.Publisher
+	if cfg.consul != nil {
+		if consul, err = newConsulPublisher(cfg.consul, log); err != nil {
+			return err
+		}
+		publishers = append(publishers, consul)
+	}
 	loops := make([]*bridge.Loop, len(cfg.topologies))
 	for i, t := range cfg.topologies {
 		source, err := t.newSource(log.With("topology", t.name, "provider", t.provider))
@@ -36,7 +47,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 			Service:    t.spec(),
 			Interval:   t.interval,
 			Provider:   source,
-			Publishers: []bridge.Publisher{dns},
+			Publishers: publishers,
 			Logger:     log,
 		})
 	}
@@ -56,6 +67,10 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dns.Serve(gctx, pc, ln) })
+	if consul != nil {
+		// On the way out the entries stay: a restart adopts them.
+		g.Go(func() error { return consul.Run(gctx) })
+	}
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
@@ -103,4 +118,16 @@ func (t topology) spec() bridge.Service {
 		PortName:     t.portName,
 		NodeBasename: t.nodeBasename,
 	}
+}
+
+// newConsulPublisher builds the Consul client as consul/api reads its
+// environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...).
+func newConsulPublisher(cfg *consulConfig, log *slog.Logger) (*consulpub.Publisher, error) {
+	client, err := api.NewClient(api.DefaultConfig())
+	if err != nil {
+		return nil, fmt.Errorf("consul client: %w", err)
+	}
+	return consulpub.New(consulpub.Options{
+		Client: client, Owner: cfg.owner, Tags: cfg.tags, Logger: log.With("component", "consul"),
+	})
 }

@@ -1,0 +1,207 @@
+package consulpub
+
+import (
+	"maps"
+	"regexp"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/consul/api"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// Meta keys peerbridge sets. The owner mark is what makes an entry
+// peerbridge's: nothing without it is ever changed or removed.
+const (
+	MetaOwner    = "peerbridge-owner"
+	MetaExternal = "external-node"  // consul-esm's mark of an external node
+	MetaProbe    = "external-probe" // asks consul-esm to probe the node too
+	metaProvider = "peerbridge-provider"
+	metaPeerID   = "peerbridge-peer-id"
+)
+
+// Consul's limits on service meta (agent/structs: validateMetaPair).
+const (
+	maxMetaKey   = 128
+	maxMetaValue = 512
+)
+
+var metaKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
+
+// CheckID is the id of the check that carries peerbridge's health verdict.
+func CheckID(service string) string { return "peerbridge:" + service }
+
+// Desired returns the catalog registrations for a set, by node name: one
+// external node per peer, critical peers included (their check says so).
+func Desired(owner string, tags []string, set bridge.Set) map[string]*api.CatalogRegistration {
+	svc := set.Service
+	labels := bridge.Labels(set.Peers)
+	out := make(map[string]*api.CatalogRegistration, len(set.Peers))
+	for i, p := range set.Peers {
+		if len(p.Addrs) == 0 {
+			continue
+		}
+		node := NodeName(owner, svc.Name, labels[i])
+		addr := p.Addrs[0].String() // IPv4 first: sets are normalized
+		nodeMeta := map[string]string{MetaOwner: owner, MetaExternal: "true"}
+		if p.Health != bridge.HealthUnknown {
+			nodeMeta[MetaProbe] = "true"
+		}
+		reg := &api.CatalogRegistration{
+			Node:            node,
+			Address:         addr,
+			NodeMeta:        nodeMeta,
+			TaggedAddresses: taggedAddresses(p),
+			Service: &api.AgentService{
+				ID:      svc.Name,
+				Service: svc.Name,
+				Port:    int(svc.Port),
+				Address: addr,
+				Tags:    slices.Clone(tags),
+				Meta:    serviceMeta(svc, p),
+			},
+		}
+		if p.Health != bridge.HealthUnknown {
+			status := api.HealthPassing
+			if p.Health == bridge.HealthCritical {
+				status = api.HealthCritical
+			}
+			reg.Checks = api.HealthChecks{{
+				Node: node, CheckID: CheckID(svc.Name), Name: "peerbridge health check",
+				Status: status, Output: "peerbridge: " + status,
+				ServiceID: svc.Name, ServiceName: svc.Name,
+			}}
+		}
+		out[node] = reg
+	}
+	return out
+}
+
+// NodeName is a peer's node: owner, service and the peer's label, so that
+// owners and topologies never share a node.
+func NodeName(owner, service, label string) string {
+	return owner + "-" + service + "-" + label
+}
+
+func taggedAddresses(p bridge.Peer) map[string]string {
+	var tagged map[string]string
+	for _, a := range p.Addrs {
+		key := "lan_ipv4"
+		if a.Is6() {
+			key = "lan_ipv6"
+		}
+		if tagged == nil {
+			tagged = map[string]string{}
+		}
+		if _, dup := tagged[key]; !dup {
+			tagged[key] = a.String()
+		}
+	}
+	if len(tagged) < 2 {
+		return nil // the node address says it all
+	}
+	return tagged
+}
+
+// serviceMeta carries the provider and the peer's attributes, within what
+// Consul accepts: keys of letters, digits, _ and -, not starting with
+// "consul-", at most 128 bytes; values of at most 512.
+func serviceMeta(svc bridge.Service, p bridge.Peer) map[string]string {
+	// The owner mark is on the node, which is what is owned.
+	meta := map[string]string{metaProvider: svc.Provider, metaPeerID: p.ID}
+	for k, v := range p.Attrs {
+		if len(k) > maxMetaKey || !metaKeyRE.MatchString(k) || strings.HasPrefix(k, "consul-") {
+			continue
+		}
+		if len(v) > maxMetaValue {
+			v = v[:maxMetaValue]
+		}
+		meta[k] = v
+	}
+	return meta
+}
+
+// Changes is what it takes to bring the catalog in line.
+type Changes struct {
+	// Create and Update are written with one catalog register each.
+	Create, Update []*api.CatalogRegistration
+	// Delete lists nodes to deregister.
+	Delete []string
+	// DropChecks lists checks to remove from nodes that no longer have a
+	// health check configured.
+	DropChecks []*api.CatalogDeregistration
+}
+
+// Writes is the number of write requests applying the changes takes.
+func (c Changes) Writes() int {
+	return len(c.Create) + len(c.Update) + len(c.Delete) + len(c.DropChecks)
+}
+
+// Plan compares what is wanted with what the catalog holds for one service
+// and returns the changes, sorted by node. Entries without owner's mark
+// are left alone, whatever their name.
+func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.ServiceEntry) Changes {
+	var c Changes
+	seen := map[string]bool{}
+	for _, e := range have {
+		if e.Node == nil || e.Service == nil || e.Node.Meta[MetaOwner] != owner {
+			continue
+		}
+		name := e.Node.Node
+		seen[name] = true
+		w, ok := want[name]
+		switch {
+		case !ok:
+			c.Delete = append(c.Delete, name)
+		case !same(w, e):
+			c.Update = append(c.Update, w)
+		}
+		if ok && len(w.Checks) == 0 && hasCheck(e, CheckID(w.Service.Service)) {
+			c.DropChecks = append(c.DropChecks, &api.CatalogDeregistration{Node: name, CheckID: CheckID(w.Service.Service)})
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		if !seen[name] {
+			c.Create = append(c.Create, want[name])
+		}
+	}
+	byNode := func(a, b *api.CatalogRegistration) int { return strings.Compare(a.Node, b.Node) }
+	slices.SortFunc(c.Update, byNode)
+	slices.Sort(c.Delete)
+	return c
+}
+
+// same compares the fields peerbridge sets; what Consul fills in itself
+// (weights, proxy settings, indexes) does not count.
+func same(w *api.CatalogRegistration, e *api.ServiceEntry) bool {
+	s := e.Service
+	if e.Node.Address != w.Address || !maps.Equal(e.Node.Meta, w.NodeMeta) ||
+		!maps.Equal(e.Node.TaggedAddresses, w.TaggedAddresses) ||
+		s.ID != w.Service.ID || s.Service != w.Service.Service || s.Port != w.Service.Port ||
+		s.Address != w.Service.Address || !slices.Equal(s.Tags, w.Service.Tags) ||
+		!maps.Equal(s.Meta, w.Service.Meta) {
+		return false
+	}
+	for _, wc := range w.Checks {
+		var hc *api.HealthCheck
+		for _, c := range e.Checks {
+			if c.CheckID == wc.CheckID {
+				hc = c
+			}
+		}
+		if hc == nil || hc.Status != wc.Status || hc.Output != wc.Output || hc.Name != wc.Name || hc.ServiceID != wc.ServiceID {
+			return false
+		}
+	}
+	return true
+}
+
+func hasCheck(e *api.ServiceEntry, id string) bool {
+	for _, c := range e.Checks {
+		if c.CheckID == id {
+			return true
+		}
+	}
+	return false
+}
