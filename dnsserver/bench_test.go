@@ -61,16 +61,24 @@ func BenchmarkAnswer(b *testing.B) {
 	}
 }
 
-// BenchmarkSocket queries a server in a child process over loopback, one
-// query in flight, and reports the server's own CPU time per query
-// (server-us/op) besides the round trip (ns/op), which includes this
-// client.
+// BenchmarkSocket queries a server in a child process over loopback, four
+// queries in flight, and reports the server's own CPU time per query
+// (server-us/op) besides the time per query (ns/op), which includes this
+// client. peers=3/plain is the baseline: a plain miekg/dns handler that
+// builds the same three-record answer on every query.
 func BenchmarkSocket(b *testing.B) {
-	for _, n := range benchSizes {
+	for _, n := range append(benchSizes, plainHandler) {
 		child := startBenchServer(b, n)
+		if n == plainHandler {
+			n = 3
+		}
 		for _, qtype := range []uint16{dns.TypeA, dns.TypeSRV} {
 			for _, tcp := range []bool{false, true} {
-				b.Run(fmt.Sprintf("%s/%s/peers=%d", transport(tcp), dns.TypeToString[qtype], n), func(b *testing.B) {
+				name := fmt.Sprintf("%s/%s/peers=%d", transport(tcp), dns.TypeToString[qtype], n)
+				if child.plain {
+					name += "/plain"
+				}
+				b.Run(name, func(b *testing.B) {
 					req := new(dns.Msg).SetQuestion("myapp.peers.internal.", qtype)
 					req.SetEdns0(1232, false)
 					wire, err := req.Pack()
@@ -138,10 +146,14 @@ func roundTrip(conn net.Conn, wire []byte, tcp bool) func() error {
 	}
 }
 
+// plainHandler, as a peer count, asks the child for the baseline handler.
+const plainHandler = -1
+
 type benchChild struct {
-	addr string
-	in   io.Writer
-	out  *bufio.Reader
+	plain bool
+	addr  string
+	in    io.Writer
+	out   *bufio.Reader
 }
 
 // startBenchServer runs this test binary as a DNS server for n peers.
@@ -164,7 +176,7 @@ func startBenchServer(b *testing.B, n int) *benchChild {
 		in.Close() // the child exits when its stdin closes
 		cmd.Wait()
 	})
-	c := &benchChild{in: in, out: bufio.NewReader(out)}
+	c := &benchChild{in: in, out: bufio.NewReader(out), plain: n == plainHandler}
 	line, err := c.out.ReadString('\n')
 	if err != nil {
 		b.Fatalf("bench server did not start: %v", err)
@@ -198,7 +210,7 @@ func benchServer(peers string) int {
 		return 2
 	}
 	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err == nil {
+	if err == nil && n != plainHandler {
 		err = srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(n)}.Normalize())
 	}
 	pc, ln, lerr := Listen("127.0.0.1:0")
@@ -212,7 +224,11 @@ func benchServer(peers string) int {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	if n == plainHandler {
+		go func() { done <- servePlain(ctx, pc, ln) }()
+	} else {
+		go func() { done <- srv.Serve(ctx, pc, ln) }()
+	}
 	fmt.Println(pc.LocalAddr())
 
 	sc := bufio.NewScanner(os.Stdin)
@@ -230,4 +246,40 @@ func benchServer(peers string) int {
 		return 1
 	}
 	return 0
+}
+
+// servePlain is the baseline: miekg/dns's server with a handler that builds
+// three A records (or SRV records and their addresses) for every query,
+// as a straightforward handler would.
+func servePlain(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative = true
+		q := req.Question[0]
+		for i := range 3 {
+			host := fmt.Sprintf("node%d.myapp.peers.internal.", i)
+			a := &dns.A{Hdr: dns.RR_Header{Name: host, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(10, 0, 0, byte(i))}
+			if q.Qtype == dns.TypeSRV {
+				m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 5},
+					Weight: 1, Port: 4369, Target: host})
+				m.Extra = append(m.Extra, a)
+				continue
+			}
+			a.Hdr.Name = q.Name
+			m.Answer = append(m.Answer, a)
+		}
+		if opt := req.IsEdns0(); opt != nil {
+			m.SetEdns0(1232, opt.Do())
+		}
+		w.WriteMsg(m)
+	})
+	udp := &dns.Server{PacketConn: pc, Handler: handler}
+	tcp := &dns.Server{Listener: ln, Handler: handler, MaxTCPQueries: -1}
+	go udp.ActivateAndServe()
+	go tcp.ActivateAndServe()
+	<-ctx.Done()
+	udp.Shutdown()
+	tcp.Shutdown()
+	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/dnsserver"
 	"github.com/peerbridge/peerbridge/providers/droplet"
+	"github.com/peerbridge/peerbridge/providers/rancher"
 	"github.com/peerbridge/peerbridge/providers/static"
 )
 
@@ -48,7 +49,7 @@ type GlobalEnv struct {
 // multi-topology form.
 type TopologyEnv struct {
 	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static or droplet"`
+	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet or rancher"`
 	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
 	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
 	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
@@ -68,6 +69,13 @@ type TopologyEnv struct {
 	DropletExcludeSelf   bool          `split_words:"true" desc:"leave out the droplet peerbridge runs on (found through the metadata service)"`
 	DropletApiUrl        string        `split_words:"true" default:"https://api.digitalocean.com/" desc:"DigitalOcean API base URL"`
 	DropletMetadataUrl   string        `split_words:"true" default:"http://169.254.169.254/metadata/v1/" desc:"droplet metadata service"`
+
+	RancherUrl       string        `split_words:"true" default:"http://rancher-metadata" desc:"Rancher 1.x metadata service"`
+	RancherVersion   string        `split_words:"true" default:"latest" desc:"metadata API version, e.g. 2015-12-19"`
+	RancherServices  string        `split_words:"true" desc:"stack/service,...; empty: the bridge's own service"`
+	RancherAnyState  bool          `split_words:"true" desc:"also take containers that are not running"`
+	RancherAnyHealth bool          `split_words:"true" desc:"also take containers whose health_state is not healthy"`
+	RancherWait      time.Duration `split_words:"true" default:"60s" desc:"long-poll wait for metadata changes, at most 120s"`
 }
 
 // TokenEnv is DigitalOcean's own variables, as doctl and Terraform read
@@ -337,11 +345,37 @@ func validateTopology(errs *problems, name, prefix string, env TopologyEnv, toke
 	case "droplet":
 		t.newSource, t.details = validateDroplet(errs, name, prefix, env, token)
 	case "rancher":
-		errs.add(varName(prefix, "PROVIDER"), "provider %q is not in this build yet; use static or droplet", t.provider)
+		t.newSource, t.details = validateRancher(errs, prefix, env)
 	default:
-		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static or droplet", t.provider)
+		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static, droplet or rancher", t.provider)
 	}
 	return t
+}
+
+func validateRancher(errs *problems, prefix string, env TopologyEnv) (func(*slog.Logger) (bridge.Provider, error), []any) {
+	opts := rancher.Options{
+		URL: env.RancherUrl, Version: env.RancherVersion, Wait: env.RancherWait,
+		AnyState: env.RancherAnyState, AnyHealth: env.RancherAnyHealth,
+	}
+	checkURL(errs, varName(prefix, "RANCHER_URL"), opts.URL)
+	var err error
+	if opts.Services, err = rancher.ParseServices(env.RancherServices); err != nil {
+		errs.add(varName(prefix, "RANCHER_SERVICES"), "%v", err)
+	}
+	if v := opts.Version; v == "" || strings.ContainsAny(v, "/?#") {
+		errs.add(varName(prefix, "RANCHER_VERSION"), "%q is not an API version such as latest or 2015-12-19", v)
+	}
+	if w := opts.Wait; w <= 0 || w > rancher.MaxWait*time.Second || w%time.Second != 0 {
+		errs.add(varName(prefix, "RANCHER_WAIT"), "%s must be whole seconds from 1s to %ds", w, rancher.MaxWait)
+	}
+	details := []any{
+		"rancher_url", redactURL(opts.URL), "rancher_version", opts.Version, "rancher_services", opts.Services,
+		"rancher_any_state", opts.AnyState, "rancher_any_health", opts.AnyHealth, "rancher_wait", opts.Wait,
+	}
+	return func(log *slog.Logger) (bridge.Provider, error) {
+		opts.Logger = log
+		return rancher.New(opts)
+	}, details
 }
 
 func validateDroplet(errs *problems, name, prefix string, env TopologyEnv, token *tokenSource) (func(*slog.Logger) (bridge.Provider, error), []any) {

@@ -172,6 +172,19 @@ func TestConfigProblems(t *testing.T) {
 			"PEERBRIDGE_B_SERVICE":       "a",
 			"PEERBRIDGE_A_POLL_INTERVAL": "2s",
 		}, []string{`PEERBRIDGE_B_SERVICE: service "a" is also topology a's`}},
+		{"rancher problems", map[string]string{
+			"PEERBRIDGE_TOPOLOGIES":       "web",
+			"PEERBRIDGE_PROVIDER":         "rancher",
+			"PEERBRIDGE_WEB_RANCHER_URL":  "rancher-metadata",
+			"PEERBRIDGE_RANCHER_SERVICES": "demo/web,web",
+			"PEERBRIDGE_RANCHER_VERSION":  "latest/self",
+			"PEERBRIDGE_WEB_RANCHER_WAIT": "5m",
+		}, []string{
+			`PEERBRIDGE_WEB_RANCHER_URL: "rancher-metadata" is not an http(s) URL`,
+			`PEERBRIDGE_RANCHER_SERVICES: "web" is not stack/service`,
+			`PEERBRIDGE_RANCHER_VERSION: "latest/self" is not an API version`,
+			`PEERBRIDGE_WEB_RANCHER_WAIT: 5m0s must be whole seconds from 1s to 120s`,
+		}},
 		{"bad owner", map[string]string{
 			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_STATIC_PEERS": "p=10.0.0.1",
 			"PEERBRIDGE_CONSUL": "true", "PEERBRIDGE_OWNER": "team a",
@@ -228,6 +241,8 @@ func TestHelpListsEveryVariable(t *testing.T) {
 		"PEERBRIDGE_DROPLET_API_URL", "PEERBRIDGE_DROPLET_METADATA_URL", "PEERBRIDGE_DROPLET_EXCLUDE_SELF",
 		"DIGITALOCEAN_TOKEN", "DIGITALOCEAN_ACCESS_TOKEN", "DIGITALOCEAN_TOKEN_FILE", "DIGITALOCEAN_ACCESS_TOKEN_FILE",
 		"PEERBRIDGE_CONSUL", "PEERBRIDGE_OWNER", "PEERBRIDGE_CONSUL_TAGS",
+		"PEERBRIDGE_RANCHER_URL", "PEERBRIDGE_RANCHER_VERSION", "PEERBRIDGE_RANCHER_SERVICES",
+		"PEERBRIDGE_RANCHER_ANY_STATE", "PEERBRIDGE_RANCHER_ANY_HEALTH", "PEERBRIDGE_RANCHER_WAIT",
 	} {
 		if !strings.Contains(out.String(), k+" ") && !strings.Contains(out.String(), k+"\t") {
 			t.Errorf("help lacks %s", k)

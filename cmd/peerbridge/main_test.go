@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -395,5 +396,60 @@ func TestRunConsul(t *testing.T) {
 	}
 	if n := len(entries()); n != 2 {
 		t.Fatalf("%d entries after a clean stop, want the 2 left in place", n)
+	}
+}
+
+// TestRunRancher wires the rancher provider from the environment against a
+// server that answers with the real metadata server's capture.
+func TestRunRancher(t *testing.T) {
+	services, err := os.ReadFile("../../providers/rancher/testdata/latest_services.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		switch r.URL.Path {
+		case "/latest/services":
+			w.Write(services)
+		case "/latest/version":
+			fmt.Fprintln(w, `"862fe1d9-d27f-443e-ab64-af15a75095a6"`)
+		default:
+			http.Error(w, `{"code":404,"message":"Not found","type":"error"}`, http.StatusNotFound)
+		}
+	}))
+	defer meta.Close()
+	setEnv(t, map[string]string{
+		"PEERBRIDGE_TOPOLOGIES":             "web,cache",
+		"PEERBRIDGE_PROVIDER":               "rancher",
+		"PEERBRIDGE_RANCHER_URL":            meta.URL,
+		"PEERBRIDGE_RANCHER_WAIT":           "1s",
+		"PEERBRIDGE_WEB_RANCHER_SERVICES":   "demo/myapp",
+		"PEERBRIDGE_CACHE_RANCHER_SERVICES": "demo/redis",
+		"PEERBRIDGE_DNS_ADDR":               "127.0.0.1:0",
+		"PEERBRIDGE_HTTP_ADDR":              "127.0.0.1:0",
+	})
+	var logs syncBuffer
+	m := NewMain(io.Discard, &logs)
+	addrs := make(chan [2]net.Addr, 1)
+	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil) }()
+	defer func() { cancel(); <-done }()
+	var a [2]net.Addr
+	select {
+	case a = <-addrs:
+	case err := <-done:
+		t.Fatalf("Run: %v\n%s", err, logs.String())
+	}
+	waitReady(t, "http://"+a[1].String())
+	for name, want := range map[string]string{"web.peers.internal.": "10.42.10.11", "cache.peers.internal.": "10.42.20.21"} {
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), a[0].String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != want {
+			t.Errorf("%s: %v, want %s", name, r.Answer, want)
+		}
 	}
 }

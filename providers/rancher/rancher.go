@@ -1,0 +1,394 @@
+// Package rancher provides the peers of a cluster from the Rancher 1.x
+// metadata service: the containers of the bridge's own service, or of
+// named services, with change detection by long-poll so that a change is
+// published within about a second.
+package rancher
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// Defaults, as Rancher 1.x sets them up in every container.
+const (
+	DefaultURL     = "http://rancher-metadata"
+	DefaultVersion = "latest"
+	// MaxWait is the longest long-poll the metadata server allows, in
+	// seconds.
+	MaxWait = 120
+)
+
+// maxBody bounds an answer: a whole environment's services fit easily.
+const maxBody = 32 << 20
+
+// Options configure a provider.
+type Options struct {
+	// URL is the metadata service; empty means DefaultURL.
+	URL string
+	// Version is the API version path, e.g. latest or 2015-12-19.
+	Version string
+	// Services lists "stack/service" names; empty means the bridge's own
+	// service (self/service).
+	Services []string
+	// AnyState also takes containers that are not running.
+	AnyState bool
+	// AnyHealth also takes containers whose health_state is neither
+	// healthy nor null (no health check).
+	AnyHealth bool
+	// Wait is the long-poll's maxWait; 0 means 60s. At most MaxWait.
+	Wait time.Duration
+	// HTTPClient is used for every request; nil means http.DefaultClient
+	// with per-request deadlines.
+	HTTPClient *http.Client
+	Logger     *slog.Logger
+}
+
+// Provider reads a topology's containers.
+type Provider struct {
+	base     string // URL + "/" + version
+	services []serviceName
+	opts     Options
+	client   *http.Client
+	log      *slog.Logger
+
+	wakeups, skipped atomic.Int64
+
+	mu          sync.Mutex
+	noAddrNamed map[string]bool
+}
+
+type serviceName struct{ stack, name string }
+
+func (s serviceName) String() string { return s.stack + "/" + s.name }
+
+// ParseServices reads "stack/service,stack/service".
+func ParseServices(s string) ([]string, error) {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		stack, name, ok := strings.Cut(item, "/")
+		if !ok || stack == "" || name == "" || strings.Contains(name, "/") {
+			return nil, fmt.Errorf("%q is not stack/service", item)
+		}
+		out = append(out, item)
+	}
+	return out, nil
+}
+
+// New returns a provider.
+func New(opts Options) (*Provider, error) {
+	if opts.URL == "" {
+		opts.URL = DefaultURL
+	}
+	if opts.Version == "" {
+		opts.Version = DefaultVersion
+	}
+	u, err := url.Parse(opts.URL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("%q is not an http(s) URL", opts.URL)
+	}
+	if strings.ContainsAny(opts.Version, "/?#") || opts.Version == "." || opts.Version == ".." {
+		return nil, fmt.Errorf("%q is not an API version", opts.Version)
+	}
+	if opts.Wait <= 0 {
+		opts.Wait = 60 * time.Second
+	}
+	if opts.Wait > MaxWait*time.Second || opts.Wait%time.Second != 0 {
+		return nil, fmt.Errorf("long-poll wait %s must be whole seconds, at most %ds", opts.Wait, MaxWait)
+	}
+	p := &Provider{
+		base:        strings.TrimRight(opts.URL, "/") + "/" + opts.Version,
+		opts:        opts,
+		client:      opts.HTTPClient,
+		log:         opts.Logger,
+		noAddrNamed: map[string]bool{},
+	}
+	if p.client == nil {
+		p.client = http.DefaultClient
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	names, err := ParseServices(strings.Join(opts.Services, ","))
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		stack, name, _ := strings.Cut(n, "/")
+		p.services = append(p.services, serviceName{stack, name})
+	}
+	return p, nil
+}
+
+// service is the part of a metadata service object peerbridge reads.
+// Containers are objects since 2015-12-19, names before.
+type service struct {
+	Name       string            `json:"name"`
+	StackName  string            `json:"stack_name"`
+	Containers []json.RawMessage `json:"containers"`
+}
+
+// container is the part of a metadata container object peerbridge reads.
+type container struct {
+	Name        string            `json:"name"`
+	UUID        string            `json:"uuid"`
+	PrimaryIP   string            `json:"primary_ip"`
+	IPs         []string          `json:"ips"`
+	State       string            `json:"state"`
+	HealthState *string           `json:"health_state"`
+	ServiceName string            `json:"service_name"`
+	StackName   string            `json:"stack_name"`
+	HostUUID    string            `json:"host_uuid"`
+	Labels      map[string]string `json:"labels"`
+}
+
+// Peers reads the containers of the configured services and returns those
+// that are peers. A missing service, an error or a malformed answer fails
+// the poll.
+func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
+	services, err := p.readServices(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var byName map[string]container // for versions that list container names
+	var peers []bridge.Peer
+	for _, svc := range services {
+		for _, raw := range svc.Containers {
+			var c container
+			if len(raw) > 0 && raw[0] == '"' {
+				if byName == nil {
+					if byName, err = p.readContainers(ctx); err != nil {
+						return nil, err
+					}
+				}
+				var name string
+				if err := json.Unmarshal(raw, &name); err != nil {
+					return nil, fmt.Errorf("%w: service %s: container name: %v", bridge.ErrTransient, svc.Name, err)
+				}
+				var ok bool
+				if c, ok = byName[name]; !ok {
+					continue // gone between the two reads: the next poll tells
+				}
+			} else if err := json.Unmarshal(raw, &c); err != nil {
+				return nil, fmt.Errorf("%w: service %s: container: %v", bridge.ErrTransient, svc.Name, err)
+			}
+			if peer, ok := p.peer(c); ok {
+				peers = append(peers, peer)
+			}
+		}
+	}
+	return peers, nil
+}
+
+// readServices returns the configured services: the own service, or the
+// named ones from one read of all services.
+func (p *Provider) readServices(ctx context.Context) ([]service, error) {
+	if len(p.services) == 0 {
+		var self service
+		if err := p.get(ctx, "/self/service", &self); err != nil {
+			return nil, fmt.Errorf("reading the own service: %w", err)
+		}
+		return []service{self}, nil
+	}
+	var all []service
+	if err := p.get(ctx, "/services", &all); err != nil {
+		return nil, fmt.Errorf("reading services: %w", err)
+	}
+	out := make([]service, 0, len(p.services))
+	for _, want := range p.services {
+		i := slices.IndexFunc(all, func(s service) bool { return s.StackName == want.stack && s.Name == want.name })
+		if i < 0 {
+			return nil, fmt.Errorf("service %s is not in the metadata", want)
+		}
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+func (p *Provider) readContainers(ctx context.Context) (map[string]container, error) {
+	var all []container
+	if err := p.get(ctx, "/containers", &all); err != nil {
+		return nil, fmt.Errorf("reading containers: %w", err)
+	}
+	byName := make(map[string]container, len(all))
+	for _, c := range all {
+		byName[c.Name] = c
+	}
+	return byName, nil
+}
+
+// peer applies the state and health rules and picks the address:
+// primary_ip, else the first of ips.
+func (p *Provider) peer(c container) (bridge.Peer, bool) {
+	if !p.opts.AnyState && c.State != "running" {
+		return bridge.Peer{}, false
+	}
+	if !p.opts.AnyHealth && c.HealthState != nil && *c.HealthState != "healthy" {
+		return bridge.Peer{}, false
+	}
+	addr, ok := address(c)
+	if !ok {
+		p.noAddress(c)
+		return bridge.Peer{}, false
+	}
+	attrs := map[string]string{
+		"container": c.Name, "uuid": c.UUID, "service": c.ServiceName,
+		"stack": c.StackName, "host_uuid": c.HostUUID,
+	}
+	for k, v := range c.Labels {
+		// Rancher's own labels repeat what is above; users' labels are
+		// what is worth carrying.
+		if !strings.HasPrefix(k, "io.rancher.") {
+			attrs["label_"+k] = v
+		}
+	}
+	for k, v := range attrs {
+		if v == "" {
+			delete(attrs, k)
+		}
+	}
+	id := c.UUID
+	if id == "" {
+		id = c.Name
+	}
+	return bridge.Peer{Name: c.Name, ID: id, Addrs: []netip.Addr{addr}, Attrs: attrs}, true
+}
+
+func address(c container) (netip.Addr, bool) {
+	for _, s := range append([]string{c.PrimaryIP}, c.IPs...) {
+		if a, err := netip.ParseAddr(s); err == nil {
+			return a.Unmap(), true
+		}
+	}
+	return netip.Addr{}, false
+}
+
+func (p *Provider) noAddress(c container) {
+	p.skipped.Add(1)
+	p.mu.Lock()
+	seen := p.noAddrNamed[c.UUID+c.Name]
+	p.noAddrNamed[c.UUID+c.Name] = true
+	p.mu.Unlock()
+	if !seen {
+		p.log.Warn("container skipped: no primary_ip and no ips", "container", c.Name, "uuid", c.UUID)
+	}
+}
+
+// get reads path below the API version into v. The server labels its JSON
+// text/plain, and answers in plain text without the Accept header.
+func (p *Provider) get(ctx context.Context, path string, v any) error {
+	body, err := p.fetch(ctx, p.base+path)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %s: malformed answer: %v", bridge.ErrTransient, path, err)
+	}
+	return nil
+}
+
+func (p *Provider) fetch(ctx context.Context, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := p.client.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%w: %w", bridge.ErrTransient, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return nil, fmt.Errorf("%w: reading %s: %w", bridge.ErrTransient, req.URL.Path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		err := fmt.Errorf("%s: %s: %s", req.URL.Path, resp.Status, strings.TrimSpace(string(body[:min(len(body), 200)])))
+		if resp.StatusCode >= 500 {
+			err = fmt.Errorf("%w: %w", bridge.ErrTransient, err)
+		}
+		return nil, err
+	}
+	return body, nil
+}
+
+// Notify long-polls the metadata version and wakes the loop when it
+// changes. Errors back off from 1s to 30s; the polling interval remains
+// the fallback.
+func (p *Provider) Notify(ctx context.Context, wake func()) {
+	backoff := time.Duration(0)
+	current := ""
+	for ctx.Err() == nil {
+		next, err := p.version(ctx, current)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			backoff = min(max(2*backoff, time.Second), 30*time.Second)
+			p.log.Debug("metadata long-poll failed", "error", err, "retry_in", backoff)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			continue
+		}
+		backoff = 0
+		if current != "" && next != current {
+			p.wakeups.Add(1)
+			wake()
+		}
+		current = next
+	}
+}
+
+// version returns the metadata version; given the current one, it waits
+// until it changes or the long-poll times out (and returns it unchanged).
+func (p *Provider) version(ctx context.Context, current string) (string, error) {
+	u := p.base + "/version"
+	timeout := 10 * time.Second
+	if current != "" {
+		// Both wait and value are required for the server to wait.
+		q := url.Values{"wait": {"true"}, "value": {current}, "maxWait": {fmt.Sprint(int(p.opts.Wait / time.Second))}}
+		u += "?" + q.Encode()
+		timeout += p.opts.Wait
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	body, err := p.fetch(ctx, u)
+	if err != nil {
+		return "", err
+	}
+	var v string
+	if err := json.Unmarshal(body, &v); err != nil || v == "" {
+		return "", fmt.Errorf("%w: /version: malformed answer %q", bridge.ErrTransient, body[:min(len(body), 64)])
+	}
+	return v, nil
+}
+
+// Wakeups returns how often the long-poll saw a change.
+func (p *Provider) Wakeups() int64 { return p.wakeups.Load() }
+
+// Skipped returns how many containers were skipped for want of an address.
+func (p *Provider) Skipped() int64 { return p.skipped.Load() }
+
+var _ bridge.Notifier = (*Provider)(nil)
