@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -136,6 +137,16 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 		// Shutting down: an aborted poll is neither a success nor a failure.
 		return l.interval, 0
 	}
+	l.mu.Lock()
+	l.status.Polls++
+	l.status.Durations.observe(l.now().Sub(start))
+	if err != nil {
+		if l.status.FailuresByKind == nil {
+			l.status.FailuresByKind = map[string]uint64{}
+		}
+		l.status.FailuresByKind[FailureKind(err)]++
+	}
+	l.mu.Unlock()
 	if err != nil {
 		next, retryAfter = l.failed(start, err)
 	} else {
@@ -226,7 +237,52 @@ func (l *Loop) publish(ctx context.Context) {
 func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.status
+	st := l.status
+	st.FailuresByKind = maps.Clone(st.FailuresByKind)
+	return st
+}
+
+// Provider returns the loop's provider, for metrics it may offer.
+func (l *Loop) Provider() Provider { return l.provider }
+
+// FailureKind sorts a provider error for metrics: rate_limited, timeout,
+// transient or error.
+func FailureKind(err error) string {
+	var ra RetryAfterError
+	switch {
+	case errors.As(err, &ra):
+		return "rate_limited"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, ErrTransient):
+		return "transient"
+	default:
+		return "error"
+	}
+}
+
+// DurationBuckets are the upper bounds, in seconds, of the poll duration
+// histogram: from a static list to a 50-page listing behind a slow link.
+var DurationBuckets = [...]float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
+
+// Histogram counts poll durations in DurationBuckets.
+type Histogram struct {
+	// Counts[i] is the number of polls that took at most DurationBuckets[i]
+	// (not cumulative); longer ones count only in Count.
+	Counts [len(DurationBuckets)]uint64
+	Count  uint64
+	Sum    time.Duration
+}
+
+func (h *Histogram) observe(d time.Duration) {
+	h.Count++
+	h.Sum += d
+	for i, le := range DurationBuckets {
+		if d.Seconds() <= le {
+			h.Counts[i]++
+			return
+		}
+	}
 }
 
 // Status is what a loop reports about its topology.
@@ -243,6 +299,11 @@ type Status struct {
 	Failures     int
 	Held         bool
 	PublishError string
+	// Polls counts completed polls; FailuresByKind the failed ones by
+	// FailureKind.
+	Polls          uint64
+	FailuresByKind map[string]uint64
+	Durations      Histogram
 }
 
 // Ready returns nil once the topology has had a complete discovery that is

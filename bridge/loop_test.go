@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -369,5 +370,22 @@ func TestNormalizeAndEqual(t *testing.T) {
 	other.Peers[0].Health = HealthCritical
 	if other.Equal(raw.Normalize()) {
 		t.Fatal("a health change compares equal")
+	}
+}
+
+func TestStatusCounters(t *testing.T) {
+	l := newTestLoop(script(peers(1), errors.New("boom"), retryErr{time.Second},
+		fmt.Errorf("listing: %w", ErrTransient), fmt.Errorf("page 2: %w", context.DeadlineExceeded)))
+	for range 5 {
+		l.Poll(context.Background())
+	}
+	st := l.Status()
+	want := map[string]uint64{"error": 1, "rate_limited": 1, "transient": 1, "timeout": 1}
+	if st.Polls != 5 || !maps.Equal(st.FailuresByKind, want) || st.Durations.Count != 5 {
+		t.Fatalf("polls %d, failures %v, durations %+v; want 5, %v, 5", st.Polls, st.FailuresByKind, st.Durations, want)
+	}
+	st.FailuresByKind["error"] = 99
+	if l.Status().FailuresByKind["error"] != 1 {
+		t.Fatal("Status shares its failure map")
 	}
 }

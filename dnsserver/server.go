@@ -43,6 +43,8 @@ type Server struct {
 	mu     sync.Mutex // serialises Publish; queries never take it
 	sets   map[string]bridge.Set
 	serial uint32
+
+	stats stats
 }
 
 // New returns a server with an empty zone: the apex answers, every service
@@ -134,7 +136,13 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 // ServeDNS answers one query from the current snapshot.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	if err := w.WriteMsg(s.snap.Load().answer(req, tcp)); err != nil {
+	m := s.snap.Load().answer(req, tcp)
+	var qtype uint16
+	if len(req.Question) > 0 {
+		qtype = req.Question[0].Qtype
+	}
+	s.stats.count(tcp, qtype, m.Rcode, m.Truncated)
+	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
 	}
 }

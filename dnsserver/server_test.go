@@ -531,3 +531,33 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		}
 	}
 }
+
+func TestStats(t *testing.T) {
+	s := fixture(t)
+	s.query(t, "udp", "myapp.peers.internal.", dns.TypeA, 0)
+	s.query(t, "udp", "myapp.peers.internal.", dns.TypeA, 0)
+	s.query(t, "tcp", "nope.peers.internal.", dns.TypeSRV, 0)
+	s.query(t, "udp", "example.com.", dns.TypeMX, 0)
+	big := startServer(t, Config{})
+	big.publish(t, bridge.Set{Service: myapp, Peers: manyPeers(200)})
+	big.query(t, "udp", "myapp.peers.internal.", dns.TypeA, 0)
+
+	got := map[QueryCount]bool{}
+	for _, c := range s.QueryCounts() {
+		got[c] = true
+	}
+	for _, want := range []QueryCount{
+		{"udp", "A", "NOERROR", 2}, {"tcp", "SRV", "NXDOMAIN", 1}, {"udp", "other", "REFUSED", 1},
+	} {
+		if !got[want] {
+			t.Errorf("counts %v lack %v", s.QueryCounts(), want)
+		}
+	}
+	if udp, tcp := big.Truncated(); udp != 1 || tcp != 0 {
+		t.Errorf("truncated udp %d tcp %d, want 1 and 0", udp, tcp)
+	}
+	var st stats
+	if n := testing.AllocsPerRun(100, func() { st.count(true, dns.TypeSRV, dns.RcodeSuccess, true) }); n != 0 {
+		t.Errorf("counting a query allocates %v times", n)
+	}
+}

@@ -37,7 +37,7 @@ type GlobalEnv struct {
 	DNSAddr        string   `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
 	DNSTtl         ttl      `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
 	DNSNegativeTTL ttl      `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
-	HTTPAddr       string   `split_words:"true" default:":8654" desc:"listen address of /healthz and /readyz; empty turns HTTP off"`
+	HTTPAddr       string   `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
 	Consul         *bool    `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner          string   `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
 	ConsulTags     []string `split_words:"true" desc:"tags added to every service registered in Consul"`

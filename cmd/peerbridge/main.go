@@ -1,7 +1,7 @@
 // Command peerbridge polls platform APIs for the peers of a cluster and
 // publishes them as records of its own authoritative DNS server.
 //
-// Usage: peerbridge [run|check|version|help]. Configuration comes from
+// Usage: peerbridge [run|check|health|version|help]. Configuration comes from
 // PEERBRIDGE_* environment variables; "peerbridge help" lists them.
 package main
 
@@ -49,7 +49,7 @@ func main() {
 // tokenTableFormat is envconfig's table without its introduction.
 const tokenTableFormat = "KEY\tTYPE\tDEFAULT\tREQUIRED\tDESCRIPTION\n{{range .}}{{usage_key .}}\t{{usage_type .}}\t{{usage_default .}}\t{{usage_required .}}\t{{usage_description .}}\n{{end}}"
 
-var errUsage = errors.New("usage: peerbridge [run|check|version|help]")
+var errUsage = errors.New("usage: peerbridge [run|check|health|version|help]")
 
 // Main is the program, apart from the process: its output streams, and a
 // hook that tells tests where the servers listen.
@@ -88,6 +88,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 			return err
 		}
 		return m.check(ctx, cfg)
+	case "health":
+		return m.health()
 	case "version":
 		_, err := fmt.Fprintln(m.Stdout, "peerbridge", buildVersion())
 		return err
@@ -105,6 +107,7 @@ as DNS records, so that every node finds its peers without a cloud token.
 Commands:
   run      serve DNS and poll the providers (the default)
   check    validate the configuration, poll once, print what would be published
+  health   ask a running peerbridge's /healthz (for container health checks)
   version  print the version
   help     print this help
 

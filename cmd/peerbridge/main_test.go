@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -68,6 +69,34 @@ func TestRunInProcess(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz: %v %v", resp, err)
 	}
+	metrics := get(t, "http://"+a[1].String()+"/metrics")
+	for _, want := range []string{
+		`peerbridge_polls_total{provider="static",topology="myapp"} 1`,
+		`peerbridge_peers_published{provider="static",topology="myapp"} 2`,
+		`peerbridge_dns_answers_total{qtype="SRV",rcode="NOERROR",transport="udp"} 1`,
+		`peerbridge_poll_duration_seconds_count{provider="static",topology="myapp"} 1`,
+		`peerbridge_poll_failures_total{kind="transient",provider="static",topology="myapp"} 0`,
+		`peerbridge_build_info{`,
+		`go_goroutines `,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	var doc statusDoc
+	if err := json.Unmarshal([]byte(get(t, "http://"+a[1].String()+"/status")), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if !doc.Ready || len(doc.Topologies) != 1 || len(doc.Topologies[0].Peers) != 2 || doc.Topologies[0].LastSuccess == nil ||
+		!slices.Equal(doc.Topologies[0].Peers[1].Addrs, []string{"10.0.0.2", "fd00::2"}) {
+		t.Errorf("/status = %+v", doc)
+	}
+
+	t.Setenv("PEERBRIDGE_HTTP_ADDR", a[1].String())
+	var out bytes.Buffer
+	if err := NewMain(&out, &out).Run(context.Background(), []string{"health"}); err != nil || out.String() != "ok\n" {
+		t.Errorf("health: %v %q", err, out.String())
+	}
 
 	cancel()
 	select {
@@ -81,6 +110,23 @@ func TestRunInProcess(t *testing.T) {
 	if _, err := net.Dial("tcp", a[1].String()); err == nil {
 		t.Error("HTTP still listening after shutdown")
 	}
+	if err := NewMain(io.Discard, io.Discard).Run(context.Background(), []string{"health"}); err == nil {
+		t.Error("health succeeds with nothing listening")
+	}
+}
+
+func get(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
+	}
+	return string(b)
 }
 
 func TestRunFailsOnBusyAddress(t *testing.T) {
@@ -347,8 +393,15 @@ func TestRunDroplet(t *testing.T) {
 	if !slices.Equal(got, []string{"10.128.192.124", "10.128.192.125", "10.128.192.138"}) {
 		t.Errorf("A answer %v, want the three private addresses", got)
 	}
-	if strings.Contains(logs.String(), token) {
-		t.Fatalf("the token is in the log:\n%s", logs.String())
+	metrics := get(t, "http://"+a[1].String()+"/metrics")
+	if !strings.Contains(metrics, `peerbridge_droplet_api_requests_total{topology="web"}`) ||
+		!strings.Contains(metrics, `peerbridge_peers_skipped_total{provider="droplet",reason="no_address",topology="web"} 0`) {
+		t.Errorf("droplet metrics missing:\n%s", metrics)
+	}
+	for what, text := range map[string]string{"log": logs.String(), "metrics": metrics, "status": get(t, "http://"+a[1].String()+"/status")} {
+		if strings.Contains(text, token) {
+			t.Fatalf("the token is in the %s:\n%s", what, text)
+		}
 	}
 }
 

@@ -74,7 +74,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
-		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(loops, time.Now)) })
+		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(loops, dns, consul, time.Now)) })
 	}
 	for _, l := range loops {
 		g.Go(func() error { return l.Run(gctx) })

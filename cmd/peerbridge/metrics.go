@@ -1,0 +1,144 @@
+package main
+
+import (
+	"runtime"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
+	"github.com/peerbridge/peerbridge/dnsserver"
+)
+
+// What providers may offer for metrics, beyond bridge.Provider.
+type (
+	skipCounter interface{ Skipped() int64 }
+	rateLimited interface {
+		RateLimit() (limit, remaining int64)
+	}
+	requestCounter interface{ Requests() int64 }
+	wakeupCounter  interface{ Wakeups() int64 }
+)
+
+// collector reads the counters the loops, providers and publishers keep,
+// at scrape time: nothing on the DNS path or in the loops knows about
+// Prometheus.
+type collector struct {
+	loops  []*bridge.Loop
+	dns    *dnsserver.Server
+	consul *consulpub.Publisher // nil when off
+
+	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
+	rateLimit, rateRemaining, apiRequests, wakeups,
+	dnsAnswers, dnsTruncated, dnsSerial,
+	consulWrites, consulFailures, consulLastSync *prometheus.Desc
+}
+
+var topologyLabels = []string{"topology", "provider"}
+
+func newRegistry(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.Publisher) *prometheus.Registry {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("peerbridge_"+name, help, labels, nil)
+	}
+	c := &collector{
+		loops: loops, dns: dns, consul: consul,
+		buildInfo:      desc("build_info", "peerbridge's version; always 1.", "version", "goversion"),
+		polls:          desc("polls_total", "Provider polls completed.", topologyLabels...),
+		failures:       desc("poll_failures_total", "Failed provider polls, by kind: rate_limited, timeout, transient, error.", append(topologyLabels, "kind")...),
+		lastSuccess:    desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
+		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
+		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
+		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", append(topologyLabels, "reason")...),
+		duration:       desc("poll_duration_seconds", "How long provider polls take.", topologyLabels...),
+		rateLimit:      desc("droplet_ratelimit_limit", "DigitalOcean API requests allowed per hour, as last reported.", "topology"),
+		rateRemaining:  desc("droplet_ratelimit_remaining", "DigitalOcean API requests left this hour, as last reported.", "topology"),
+		apiRequests:    desc("droplet_api_requests_total", "DigitalOcean API requests made.", "topology"),
+		wakeups:        desc("rancher_longpoll_wakeups_total", "Rancher metadata changes seen by the long-poll.", "topology"),
+		dnsAnswers:     desc("dns_answers_total", "DNS answers sent, by transport, query type and rcode.", "transport", "qtype", "rcode"),
+		dnsTruncated:   desc("dns_truncated_total", "DNS answers sent with TC set.", "transport"),
+		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),
+		consulWrites:   desc("consul_writes_total", "Consul catalog writes, by kind: create, update, delete.", "kind"),
+		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed."),
+		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
+	}
+	gauge(c.buildInfo, 1, buildVersion(), runtime.Version())
+
+	for _, l := range c.loops {
+		st := l.Status()
+		t, p := st.Topology, st.Provider
+		counter(c.polls, float64(st.Polls), t, p)
+		for _, kind := range []string{"rate_limited", "timeout", "transient", "error"} {
+			counter(c.failures, float64(st.FailuresByKind[kind]), t, p, kind)
+		}
+		if !st.LastSuccess.IsZero() {
+			gauge(c.lastSuccess, float64(st.LastSuccess.UnixNano())/1e9, t, p)
+		}
+		gauge(c.published, float64(bridge.Set{Peers: st.Peers}.PublishedCount()), t, p)
+		held := 0.0
+		if st.Held {
+			held = 1
+		}
+		gauge(c.held, held, t, p)
+		buckets := make(map[float64]uint64, len(bridge.DurationBuckets))
+		var cumulative uint64
+		for i, le := range bridge.DurationBuckets {
+			cumulative += st.Durations.Counts[i]
+			buckets[le] = cumulative
+		}
+		ch <- prometheus.MustNewConstHistogram(c.duration, st.Durations.Count, st.Durations.Sum.Seconds(), buckets, t, p)
+
+		provider := l.Provider()
+		if s, ok := provider.(skipCounter); ok {
+			counter(c.skipped, float64(s.Skipped()), t, p, "no_address")
+		}
+		if r, ok := provider.(rateLimited); ok {
+			if limit, remaining := r.RateLimit(); limit >= 0 {
+				gauge(c.rateLimit, float64(limit), t)
+				gauge(c.rateRemaining, float64(remaining), t)
+			}
+		}
+		if r, ok := provider.(requestCounter); ok {
+			counter(c.apiRequests, float64(r.Requests()), t)
+		}
+		if w, ok := provider.(wakeupCounter); ok {
+			counter(c.wakeups, float64(w.Wakeups()), t)
+		}
+	}
+
+	for _, q := range c.dns.QueryCounts() {
+		counter(c.dnsAnswers, float64(q.Count), q.Transport, q.Type, q.Rcode)
+	}
+	udp, tcp := c.dns.Truncated()
+	counter(c.dnsTruncated, float64(udp), "udp")
+	counter(c.dnsTruncated, float64(tcp), "tcp")
+	gauge(c.dnsSerial, float64(c.dns.Snapshot().Serial()))
+
+	if c.consul != nil {
+		s := c.consul.Stats()
+		counter(c.consulWrites, float64(s.Creates), "create")
+		counter(c.consulWrites, float64(s.Updates), "update")
+		counter(c.consulWrites, float64(s.Deletes), "delete")
+		counter(c.consulFailures, float64(s.Failures))
+		if !s.LastSync.IsZero() {
+			gauge(c.consulLastSync, float64(s.LastSync.UnixNano())/float64(time.Second))
+		}
+	}
+}
