@@ -1,0 +1,19 @@
+# peerbridge container image: a static binary on distroless, as non-root.
+#   docker build -t peerbridge --build-arg VERSION=$(git describe --always) .
+FROM golang:1.26-bookworm AS build
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN go mod download
+COPY . .
+ARG VERSION=dev
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}" -o /out/peerbridge ./cmd/peerbridge
+
+# distroless/static: CA certificates for the DigitalOcean API, a nonroot
+# user, and nothing else.
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/peerbridge /peerbridge
+USER nonroot:nonroot
+# DNS over UDP and TCP, then HTTP (/healthz, /readyz, /metrics, /status).
+EXPOSE 8653/udp 8653/tcp 8654/tcp
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["/peerbridge", "health"]
+ENTRYPOINT ["/peerbridge"]

@@ -1,0 +1,49 @@
+# peerbridge as a Nomad service job, on the static provider publishing to
+# the local Consul agent. For droplets, set PEERBRIDGE_PROVIDER=droplet and
+# render the token from Vault into a file (DIGITALOCEAN_TOKEN_FILE).
+job "peerbridge" {
+  type = "service"
+
+  group "peerbridge" {
+    count = 1
+
+    network {
+      port "dns" { static = 8653 }
+      port "http" { static = 8654 }
+    }
+
+    service {
+      name = "peerbridge"
+      port = "http"
+      check {
+        type     = "http"
+        path     = "/readyz"
+        interval = "10s"
+        timeout  = "2s"
+      }
+    }
+
+    task "peerbridge" {
+      driver = "docker"
+
+      config {
+        image = "peerbridge:latest"
+        ports = ["dns", "http"]
+      }
+
+      env {
+        PEERBRIDGE_SERVICE       = "myapp"
+        PEERBRIDGE_PORT          = "4369"
+        PEERBRIDGE_NODE_BASENAME = "myapp"
+        PEERBRIDGE_STATIC_PEERS  = "node1=10.0.0.1,node2=10.0.0.2"
+        PEERBRIDGE_LOG_FORMAT    = "json"
+        CONSUL_HTTP_ADDR         = "${attr.unique.network.ip-address}:8500"
+      }
+
+      resources {
+        cpu    = 100
+        memory = 64
+      }
+    }
+  }
+}
