@@ -506,3 +506,20 @@ func TestRunRancher(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckFailsWhenAPollFails(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	setEnv(t, map[string]string{
+		"PEERBRIDGE_SERVICE": "web", "PEERBRIDGE_PROVIDER": "rancher", "PEERBRIDGE_RANCHER_URL": dead,
+	})
+	var out bytes.Buffer
+	err = NewMain(&out, io.Discard).Run(context.Background(), []string{"check"})
+	if err == nil || !strings.Contains(out.String(), "topology web: poll failed") {
+		t.Fatalf("check = %v\n%s", err, out.String())
+	}
+}
