@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"strings"
 	"sync"
@@ -131,6 +132,13 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	s.snap.Store(build(s.cfg, s.serial, sets))
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
+}
+
+// Sets returns the sets published, by topology. They must not be modified.
+func (s *Server) Sets() map[string]bridge.Set {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.sets)
 }
 
 // ServeDNS answers one query from the current snapshot.

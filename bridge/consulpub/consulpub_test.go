@@ -108,7 +108,8 @@ func TestWithConsul(t *testing.T) {
 			t.Fatalf("catalog holds %v", slices.Collect(maps.Keys(got)))
 		}
 		wantNodeMeta := map[string]string{MetaOwner: "pb", MetaExternal: "true"}
-		wantMeta := map[string]string{metaProvider: "static", metaPeerID: "id-web-1", "region": "nyc3", "droplet_id": "42"}
+		wantMeta := map[string]string{metaProvider: "static", metaPeerID: "id-web-1", metaPeerName: "web-1",
+			metaPeerAddrs: "10.0.0.1,fd00::1", "region": "nyc3", "droplet_id": "42"}
 		if e.Address != "10.0.0.1" || e.ServiceAddress != "10.0.0.1" || e.ServicePort != 4369 || e.ServiceID != "shape" ||
 			!maps.Equal(e.NodeMeta, wantNodeMeta) || !maps.Equal(e.ServiceMeta, wantMeta) ||
 			!slices.Equal(e.ServiceTags, []string{"beam", "erlang"}) ||
@@ -342,5 +343,55 @@ func TestACLToken(t *testing.T) {
 	publish(t, newPublisher(t, c, "pb"), s)
 	if got := nodes(t, c, "acl"); len(got) != 1 {
 		t.Fatalf("%d nodes with the token, want 1", len(got))
+	}
+}
+
+// TestFollow watches the catalog as a follower does, through blocking
+// queries (which Consul serves from its streaming backend).
+func TestFollow(t *testing.T) {
+	agent := bridgetest.StartConsul(t, "")
+	c := client(t, agent.Addr, "", nil)
+	leader := newPublisher(t, c, "pb")
+	s := set("followed", peer("a", "10.1.0.1"), peer("b", "10.1.0.2", "fd00::2"))
+	publish(t, leader, s)
+	// Another owner's entry in the same service is no part of the set.
+	publish(t, newPublisher(t, c, "other"), set("followed", peer("z", "10.9.9.9")))
+
+	got := make(chan bridge.Set, 10)
+	ready := make(chan string, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		Follow(ctx, c, "pb", []bridge.Service{s.Service}, func(_ context.Context, set bridge.Set) error {
+			got <- set
+			return nil
+		}, func(topology string) { ready <- topology }, nil)
+		close(done)
+	}()
+	next := func() bridge.Set {
+		t.Helper()
+		select {
+		case set := <-got:
+			return set
+		case <-time.After(10 * time.Second):
+			t.Fatal("no set from the watch")
+			return bridge.Set{}
+		}
+	}
+	if first := next(); !first.Equal(s) {
+		t.Fatalf("first set %+v, want %+v", first, s)
+	}
+	if topo := <-ready; topo != "followed" {
+		t.Fatalf("ready(%q)", topo)
+	}
+	changed := set("followed", peer("a", "10.1.0.1"))
+	publish(t, leader, changed)
+	for set := next(); !set.Equal(changed); set = next() {
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow did not return after cancel")
 	}
 }

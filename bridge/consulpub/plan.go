@@ -19,6 +19,9 @@ const (
 	MetaProbe    = "external-probe" // asks consul-esm to probe the node too
 	metaProvider = "peerbridge-provider"
 	metaPeerID   = "peerbridge-peer-id"
+	// A follower replica rebuilds the leader's set from these.
+	metaPeerName  = "peerbridge-peer-name"
+	metaPeerAddrs = "peerbridge-addrs"
 )
 
 // Consul's limits on service meta (agent/structs: validateMetaPair).
@@ -109,9 +112,15 @@ func taggedAddresses(p bridge.Peer) map[string]string {
 // "consul-", at most 128 bytes; values of at most 512.
 func serviceMeta(svc bridge.Service, p bridge.Peer) map[string]string {
 	// The owner mark is on the node, which is what is owned.
-	meta := map[string]string{metaProvider: svc.Provider, metaPeerID: p.ID}
+	addrs := make([]string, len(p.Addrs))
+	for i, a := range p.Addrs {
+		addrs[i] = a.String()
+	}
+	meta := map[string]string{
+		metaProvider: svc.Provider, metaPeerID: p.ID, metaPeerName: p.Name, metaPeerAddrs: strings.Join(addrs, ","),
+	}
 	for k, v := range p.Attrs {
-		if len(k) > maxMetaKey || !metaKeyRE.MatchString(k) || strings.HasPrefix(k, "consul-") {
+		if len(k) > maxMetaKey || !metaKeyRE.MatchString(k) || strings.HasPrefix(k, "consul-") || strings.HasPrefix(k, "peerbridge-") {
 			continue
 		}
 		if len(v) > maxMetaValue {

@@ -154,3 +154,23 @@ func churnSets(n, churn int) (bridge.Set, bridge.Set) {
 	svc := bridge.Service{Topology: "bench", Name: "bench", Provider: "static", Port: 4369}
 	return bridge.Set{Service: svc, Peers: a}.Normalize(), bridge.Set{Service: svc, Peers: b}.Normalize()
 }
+
+// TestSetFromEntriesRoundTrip: what a follower rebuilds from the catalog
+// is the set the leader published.
+func TestSetFromEntriesRoundTrip(t *testing.T) {
+	both := peer("both", "10.0.0.1", "fd00::1")
+	both.Attrs = map[string]string{"region": "nyc3"}
+	sick := peer("sick", "10.0.0.2")
+	sick.Health = bridge.HealthCritical
+	well := peer("well", "10.0.0.3", "10.0.0.4")
+	well.Health = bridge.HealthPassing
+	want := set("web", both, sick, well)
+	foreign := &api.ServiceEntry{
+		Node:    &api.Node{Node: "x", Address: "192.0.2.1", Meta: map[string]string{MetaOwner: "other"}},
+		Service: &api.AgentService{ID: "web", Service: "web"},
+	}
+	got := SetFromEntries("pb", want.Service, append(entries(Desired("pb", []string{"t"}, want)), foreign))
+	if !got.Equal(want) {
+		t.Fatalf("rebuilt %+v\nwant    %+v", got, want)
+	}
+}

@@ -12,38 +12,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peerbridge/peerbridge/bridge"
-	"github.com/peerbridge/peerbridge/bridge/consulpub"
-	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
 // newHTTPHandler serves the probes, the metrics and the status.
-func newHTTPHandler(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.Publisher, now func() time.Time) http.Handler {
+func newHTTPHandler(st *state, now func() time.Time) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		var reasons []string
-		t := now()
-		for _, l := range loops {
-			if err := l.Status().Ready(t); err != nil {
-				reasons = append(reasons, err.Error())
-			}
-		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if len(reasons) > 0 {
+		if reasons := st.notReady(now()); len(reasons) > 0 {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, strings.Join(reasons, "\n"))
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(loops, dns, consul), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(st), promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		enc.Encode(status(loops, dns, consul, now()))
+		enc.Encode(status(st, now()))
 	})
 	return mux
 }
@@ -51,7 +42,9 @@ func newHTTPHandler(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulp
 // statusDoc is the JSON of /status.
 type statusDoc struct {
 	Version    string           `json:"version"`
+	Role       string           `json:"role"` // single, leader or follower
 	Ready      bool             `json:"ready"`
+	NotReady   []string         `json:"not_ready,omitempty"`
 	Zone       string           `json:"zone"`
 	Serial     uint32           `json:"serial"`
 	Topologies []topologyStatus `json:"topologies"`
@@ -62,9 +55,7 @@ type topologyStatus struct {
 	Topology     string       `json:"topology"`
 	Service      string       `json:"service"`
 	Provider     string       `json:"provider"`
-	Interval     string       `json:"interval"`
-	Ready        bool         `json:"ready"`
-	NotReady     string       `json:"not_ready,omitempty"`
+	Interval     string       `json:"interval,omitempty"`
 	LastPoll     *time.Time   `json:"last_poll,omitempty"`
 	LastSuccess  *time.Time   `json:"last_success,omitempty"`
 	LastError    string       `json:"last_error,omitempty"`
@@ -90,20 +81,32 @@ type consulStatus struct {
 	LastSync *time.Time `json:"last_sync,omitempty"`
 }
 
-func status(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.Publisher, now time.Time) statusDoc {
-	doc := statusDoc{Version: buildVersion(), Ready: true, Zone: dns.Zone(), Serial: dns.Snapshot().Serial()}
-	for _, l := range loops {
-		st := l.Status()
-		ts := topologyStatus{
-			Topology: st.Topology, Service: st.Service, Provider: st.Provider, Interval: st.Interval.String(),
-			Ready: true, LastPoll: timePtr(st.LastPoll), LastSuccess: timePtr(st.LastSuccess),
-			LastError: st.LastError, Failures: st.Failures, Held: st.Held, PublishError: st.PublishError,
-			Peers: []peerStatus{},
+// status describes the replica. Peers are what DNS serves (a follower's
+// come from the leader through Consul); polls and errors are the loops',
+// which only a leader or a single bridge runs.
+func status(st *state, now time.Time) statusDoc {
+	reasons := st.notReady(now)
+	doc := statusDoc{
+		Version: buildVersion(), Role: st.role(), Ready: len(reasons) == 0, NotReady: reasons,
+		Zone: st.dns.Zone(), Serial: st.dns.Snapshot().Serial(),
+	}
+	loops := map[string]bridge.Status{}
+	for _, l := range st.loops() {
+		loops[l.Status().Topology] = l.Status()
+	}
+	sets := st.dns.Sets()
+	for _, name := range st.topologies {
+		ts := topologyStatus{Topology: name, Peers: []peerStatus{}}
+		if l, ok := loops[name]; ok {
+			ts.Service, ts.Provider, ts.Interval = l.Service, l.Provider, l.Interval.String()
+			ts.LastPoll, ts.LastSuccess, ts.LastError = timePtr(l.LastPoll), timePtr(l.LastSuccess), l.LastError
+			ts.Failures, ts.Held, ts.PublishError = l.Failures, l.Held, l.PublishError
 		}
-		if err := st.Ready(now); err != nil {
-			ts.Ready, ts.NotReady, doc.Ready = false, err.Error(), false
+		set := sets[name]
+		if ts.Service == "" {
+			ts.Service, ts.Provider = set.Service.Name, set.Service.Provider
 		}
-		for _, p := range st.Peers {
+		for _, p := range set.Peers {
 			ps := peerStatus{Name: p.Name, ID: p.ID, Health: p.Health.String(), Attrs: p.Attrs}
 			for _, a := range p.Addrs {
 				ps.Addrs = append(ps.Addrs, a.String())
@@ -112,8 +115,8 @@ func status(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.Publi
 		}
 		doc.Topologies = append(doc.Topologies, ts)
 	}
-	if consul != nil {
-		s := consul.Stats()
+	if c := st.consul(); c != nil {
+		s := c.Stats()
 		doc.Consul = &consulStatus{Creates: s.Creates, Updates: s.Updates, Deletes: s.Deletes, Failures: s.Failures, LastSync: timePtr(s.LastSync)}
 	}
 	return doc

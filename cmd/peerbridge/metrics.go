@@ -8,8 +8,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/peerbridge/peerbridge/bridge"
-	"github.com/peerbridge/peerbridge/bridge/consulpub"
-	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
 // What providers may offer for metrics, beyond bridge.Provider.
@@ -26,24 +24,22 @@ type (
 // at scrape time: nothing on the DNS path or in the loops knows about
 // Prometheus.
 type collector struct {
-	loops  []*bridge.Loop
-	dns    *dnsserver.Server
-	consul *consulpub.Publisher // nil when off
+	st *state
 
 	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
 	rateLimit, rateRemaining, apiRequests, wakeups,
 	dnsAnswers, dnsTruncated, dnsSerial,
-	consulWrites, consulFailures, consulLastSync *prometheus.Desc
+	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
 
 var topologyLabels = []string{"topology", "provider"}
 
-func newRegistry(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.Publisher) *prometheus.Registry {
+func newRegistry(st *state) *prometheus.Registry {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc("peerbridge_"+name, help, labels, nil)
 	}
 	c := &collector{
-		loops: loops, dns: dns, consul: consul,
+		st:             st,
 		buildInfo:      desc("build_info", "peerbridge's version; always 1.", "version", "goversion"),
 		polls:          desc("polls_total", "Provider polls completed.", topologyLabels...),
 		failures:       desc("poll_failures_total", "Failed provider polls, by kind: rate_limited, timeout, transient, error.", append(topologyLabels, "kind")...),
@@ -62,6 +58,8 @@ func newRegistry(loops []*bridge.Loop, dns *dnsserver.Server, consul *consulpub.
 		consulWrites:   desc("consul_writes_total", "Consul catalog writes, by kind: create, update, delete.", "kind"),
 		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed."),
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
+		haLeader:       desc("ha_leader", "1 while this replica leads (or runs alone), 0 while it follows."),
+		haChanges:      desc("ha_role_changes_total", "Times this replica became leader or follower."),
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -80,8 +78,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v, labels...)
 	}
 	gauge(c.buildInfo, 1, buildVersion(), runtime.Version())
+	leading := 1.0
+	if c.st.role() == "follower" {
+		leading = 0
+	}
+	gauge(c.haLeader, leading)
+	counter(c.haChanges, float64(c.st.changes.Load()))
 
-	for _, l := range c.loops {
+	for _, l := range c.st.loops() {
 		st := l.Status()
 		t, p := st.Topology, st.Provider
 		counter(c.polls, float64(st.Polls), t, p)
@@ -123,16 +127,17 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	for _, q := range c.dns.QueryCounts() {
+	dns := c.st.dns
+	for _, q := range dns.QueryCounts() {
 		counter(c.dnsAnswers, float64(q.Count), q.Transport, q.Type, q.Rcode)
 	}
-	udp, tcp := c.dns.Truncated()
+	udp, tcp := dns.Truncated()
 	counter(c.dnsTruncated, float64(udp), "udp")
 	counter(c.dnsTruncated, float64(tcp), "tcp")
-	gauge(c.dnsSerial, float64(c.dns.Snapshot().Serial()))
+	gauge(c.dnsSerial, float64(dns.Snapshot().Serial()))
 
-	if c.consul != nil {
-		s := c.consul.Stats()
+	if consul := c.st.consul(); consul != nil {
+		s := consul.Stats()
 		counter(c.consulWrites, float64(s.Creates), "create")
 		counter(c.consulWrites, float64(s.Updates), "update")
 		counter(c.consulWrites, float64(s.Deletes), "delete")

@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/consul/api"
@@ -17,7 +19,8 @@ import (
 	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
-// run serves DNS and HTTP and runs one loop per topology until ctx is done.
+// run serves DNS and HTTP and runs the topologies until ctx is done: for
+// the life of the process, or with HA only while this replica leads.
 // Providers are built and everything listens before the first poll, so a
 // bad address fails at once.
 func (m *Main) run(ctx context.Context, cfg *config) error {
@@ -29,28 +32,19 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
-	publishers := []bridge.Publisher{dns}
-	var consul *consulpub.Publisher
+	var client *api.Client
 	if cfg.consul != nil {
-		if consul, err = newConsulPublisher(cfg.consul, log); err != nil {
-			return err
+		if client, err = api.NewClient(api.DefaultConfig()); err != nil {
+			return fmt.Errorf("consul client: %w", err)
 		}
-		publishers = append(publishers, consul)
 	}
-	loops := make([]*bridge.Loop, len(cfg.topologies))
-	for i, t := range cfg.topologies {
-		source, err := t.newSource(log.With("topology", t.name, "provider", t.provider))
-		if err != nil {
-			return fmt.Errorf("topology %s: %w", t.name, err)
-		}
-		loops[i] = bridge.NewLoop(bridge.LoopConfig{
-			Service:    t.spec(),
-			Interval:   t.interval,
-			Provider:   source,
-			Publishers: publishers,
-			Logger:     log,
-		})
+	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
+	newTerm := func() (*term, error) { return buildTerm(cfg, log, dns, client) }
+	first, err := newTerm() // fail at start on anything a term cannot be built with
+	if err != nil {
+		return err
 	}
+	st.term.Store(first)
 
 	pc, ln, err := dnsserver.Listen(cfg.dnsAddr)
 	if err != nil {
@@ -67,17 +61,18 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dns.Serve(gctx, pc, ln) })
-	if consul != nil {
-		// On the way out the entries stay: a restart adopts them.
-		g.Go(func() error { return consul.Run(gctx) })
-	}
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
-		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(loops, dns, consul, time.Now)) })
+		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(st, time.Now)) })
 	}
-	for _, l := range loops {
-		g.Go(func() error { return l.Run(gctx) })
+	if cfg.ha == nil {
+		g.Go(func() error { return first.run(gctx) })
+	} else {
+		g.Go(func() error {
+			lead(gctx, cfg, log, client, dns, st, first, newTerm)
+			return nil
+		})
 	}
 	log.Info("listening", "dns", pc.LocalAddr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
 	if m.OnListen != nil {
@@ -87,6 +82,173 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	err = g.Wait()
 	log.Info("stopped")
 	return err
+}
+
+// term is what a leader runs: a loop per topology and the Consul
+// publisher. Without HA one term lasts the life of the process. With HA
+// each leadership term starts afresh, so that nothing an earlier term held
+// can overwrite what a newer leader wrote meanwhile.
+type term struct {
+	loops  []*bridge.Loop
+	consul *consulpub.Publisher // nil when Consul is off
+}
+
+func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client) (*term, error) {
+	t := &term{}
+	publishers := []bridge.Publisher{dns}
+	if cfg.consul != nil {
+		var err error
+		t.consul, err = consulpub.New(consulpub.Options{
+			Client: client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Logger: log.With("component", "consul"),
+		})
+		if err != nil {
+			return nil, err
+		}
+		publishers = append(publishers, t.consul)
+	}
+	for _, top := range cfg.topologies {
+		source, err := top.newSource(log.With("topology", top.name, "provider", top.provider))
+		if err != nil {
+			return nil, fmt.Errorf("topology %s: %w", top.name, err)
+		}
+		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
+			Service: top.spec(), Interval: top.interval, Provider: source, Publishers: publishers, Logger: log,
+		}))
+	}
+	return t, nil
+}
+
+// run runs the loops and the publisher until ctx is done. On the way out
+// Consul entries stay: a restart, or the next leader, adopts them.
+func (t *term) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(ctx)
+	if t.consul != nil {
+		g.Go(func() error { return t.consul.Run(gctx) })
+	}
+	for _, l := range t.loops {
+		g.Go(func() error { return l.Run(gctx) })
+	}
+	return g.Wait()
+}
+
+// lead takes part in the election: the leader runs a term, a follower
+// serves DNS from what the leader wrote to Consul.
+func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, dns *dnsserver.Server,
+	st *state, first *term, newTerm func() (*term, error)) {
+	services := make([]bridge.Service, len(cfg.topologies))
+	for i, t := range cfg.topologies {
+		services[i] = t.spec()
+	}
+	leader := func(ctx context.Context) {
+		t := first
+		if first == nil {
+			var err error
+			if t, err = newTerm(); err != nil {
+				log.Error("cannot lead", "error", err)
+				<-ctx.Done()
+				return
+			}
+		}
+		first = nil
+		st.term.Store(t)
+		if err := t.run(ctx); err != nil {
+			log.Error("leader stopped", "error", err)
+		}
+	}
+	follower := func(ctx context.Context) {
+		consulpub.Follow(ctx, client, cfg.consul.owner, services, dns.Publish, st.followerAnswered, log.With("role", "follower"))
+	}
+	consulpub.Lead(ctx, consulpub.ElectionOptions{
+		Client: client, Key: cfg.ha.key, SessionTTL: cfg.ha.sessionTTL, LockDelay: cfg.ha.lockDelay,
+		Logger: log.With("component", "election"),
+	}, leader, follower, st.setLeader)
+}
+
+// state is what the HTTP endpoints read: the DNS server, the current term,
+// and with HA this replica's role.
+type state struct {
+	dns        *dnsserver.Server
+	ha         bool
+	topologies []string
+	term       atomic.Pointer[term]
+	leading    atomic.Bool
+	changes    atomic.Int64
+
+	mu       sync.Mutex
+	answered map[string]bool // topologies a follower's watch has answered for
+}
+
+func topologyNames(cfg *config) []string {
+	names := make([]string, len(cfg.topologies))
+	for i, t := range cfg.topologies {
+		names[i] = t.name
+	}
+	return names
+}
+
+func (s *state) setLeader(leading bool) {
+	if s.leading.Swap(leading) != leading {
+		s.changes.Add(1)
+	}
+}
+
+func (s *state) followerAnswered(topology string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.answered == nil {
+		s.answered = map[string]bool{}
+	}
+	s.answered[topology] = true
+}
+
+// role is single (no HA), leader or follower.
+func (s *state) role() string {
+	switch {
+	case !s.ha:
+		return "single"
+	case s.leading.Load():
+		return "leader"
+	default:
+		return "follower"
+	}
+}
+
+// notReady returns why the replica is not ready, if it is not: a leader
+// (or a single bridge) needs a recent complete discovery of every
+// topology, a follower a first answer from its watch of every topology.
+func (s *state) notReady(now time.Time) []string {
+	var reasons []string
+	if s.role() == "follower" {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, t := range s.topologies {
+			if !s.answered[t] {
+				reasons = append(reasons, fmt.Sprintf("topology %s: following, no answer from Consul yet", t))
+			}
+		}
+		return reasons
+	}
+	for _, l := range s.term.Load().loops {
+		if err := l.Status().Ready(now); err != nil {
+			reasons = append(reasons, err.Error())
+		}
+	}
+	return reasons
+}
+
+// loops returns the current term's loops when this replica runs them.
+func (s *state) loops() []*bridge.Loop {
+	if s.role() == "follower" {
+		return nil
+	}
+	return s.term.Load().loops
+}
+
+func (s *state) consul() *consulpub.Publisher {
+	if s.role() == "follower" {
+		return nil
+	}
+	return s.term.Load().consul
 }
 
 func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
@@ -118,16 +280,4 @@ func (t topology) spec() bridge.Service {
 		PortName:     t.portName,
 		NodeBasename: t.nodeBasename,
 	}
-}
-
-// newConsulPublisher builds the Consul client as consul/api reads its
-// environment (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, CONSUL_CACERT, ...).
-func newConsulPublisher(cfg *consulConfig, log *slog.Logger) (*consulpub.Publisher, error) {
-	client, err := api.NewClient(api.DefaultConfig())
-	if err != nil {
-		return nil, fmt.Errorf("consul client: %w", err)
-	}
-	return consulpub.New(consulpub.Options{
-		Client: client, Owner: cfg.owner, Tags: cfg.tags, Logger: log.With("component", "consul"),
-	})
 }

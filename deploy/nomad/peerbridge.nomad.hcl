@@ -1,11 +1,19 @@
-# peerbridge as a Nomad service job, on the static provider publishing to
-# the local Consul agent. For droplets, set PEERBRIDGE_PROVIDER=droplet and
-# render the token from Vault into a file (DIGITALOCEAN_TOKEN_FILE).
+# peerbridge as a Nomad service job: three replicas on three hosts, which
+# elect a leader through the local Consul agent; the leader polls and
+# writes, every replica answers DNS. On the static provider here; for
+# droplets set PEERBRIDGE_PROVIDER=droplet and render the token from Vault
+# into a file (DIGITALOCEAN_TOKEN_FILE).
 job "peerbridge" {
   type = "service"
 
   group "peerbridge" {
-    count = 1
+    count = 3
+
+    # Static ports: one replica per host.
+    constraint {
+      operator = "distinct_hosts"
+      value    = "true"
+    }
 
     network {
       port "dns" { static = 8653 }
@@ -37,6 +45,7 @@ job "peerbridge" {
         PEERBRIDGE_NODE_BASENAME = "myapp"
         PEERBRIDGE_STATIC_PEERS  = "node1=10.0.0.1,node2=10.0.0.2"
         PEERBRIDGE_LOG_FORMAT    = "json"
+        PEERBRIDGE_HA            = "true"
         CONSUL_HTTP_ADDR         = "${attr.unique.network.ip-address}:8500"
       }
 

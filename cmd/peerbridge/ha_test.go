@@ -1,0 +1,321 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/http/httptest"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/consul/api"
+	"github.com/miekg/dns"
+
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+)
+
+// droplets is a minimal DigitalOcean API whose droplets the test changes.
+type droplets struct {
+	mu    sync.Mutex
+	peers []string // private addresses; droplet i is web-<i>
+}
+
+func (d *droplets) set(addrs ...string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.peers = addrs
+}
+
+func (d *droplets) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var list []map[string]any
+	for i, a := range d.peers {
+		list = append(list, map[string]any{
+			"id": 100 + i, "name": fmt.Sprintf("web-%d", i), "status": "active",
+			"networks": map[string]any{"v4": []any{map[string]any{"ip_address": a, "type": "private"}}, "v6": []any{}},
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"droplets": list, "links": map[string]any{}, "meta": map[string]any{"total": len(list)}})
+}
+
+// replica is one peerbridge process.
+type replica struct {
+	name           string
+	cmd            *exec.Cmd
+	dnsAddr, httpA string
+	logs           func() string
+	exited         chan struct{}
+}
+
+func startReplica(t *testing.T, bin, name string, env []string) *replica {
+	t.Helper()
+	cmd := exec.Command(bin)
+	cmd.Env = append(cleanEnv(), env...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	r := &replica{name: name, cmd: cmd, exited: make(chan struct{})}
+	r.dnsAddr, r.httpA, r.logs = listenAddrs(t, stderr)
+	go func() { cmd.Wait(); close(r.exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-r.exited
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", name, r.logs())
+		}
+	})
+	return r
+}
+
+func (r *replica) status(t *testing.T) statusDoc {
+	t.Helper()
+	resp, err := http.Get("http://" + r.httpA + "/status")
+	if err != nil {
+		return statusDoc{}
+	}
+	defer resp.Body.Close()
+	var doc statusDoc
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &doc)
+	return doc
+}
+
+// answer is the replica's DNS answer for web's A records, sorted.
+func (r *replica) answer(qtype uint16, name string) []string {
+	m, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion(name, qtype), r.dnsAddr)
+	if err != nil {
+		return []string{"error: " + err.Error()}
+	}
+	var out []string
+	for _, rr := range m.Answer {
+		out = append(out, rr.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// leaders returns the replicas that say they lead, and whether every
+// replica answered.
+func leaders(t *testing.T, rs []*replica) []*replica {
+	var out []*replica
+	for _, r := range rs {
+		if r.status(t).Role == "leader" {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// waitOneLeader waits until exactly one of rs leads and the others follow.
+func waitOneLeader(t *testing.T, rs []*replica, within time.Duration) *replica {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		ls := leaders(t, rs)
+		followers := 0
+		for _, r := range rs {
+			if r.status(t).Role == "follower" {
+				followers++
+			}
+		}
+		if len(ls) == 1 && followers == len(rs)-1 {
+			return ls[0]
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %d leaders, %d followers among %d replicas", within, len(ls), followers, len(rs))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitAnswer(t *testing.T, r *replica, want []string, within time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		got := r.answer(dns.TypeA, "web.peers.internal.")
+		var addrs []string
+		for _, rr := range got {
+			f := strings.Fields(rr)
+			addrs = append(addrs, f[len(f)-1])
+		}
+		slices.Sort(addrs)
+		if slices.Equal(addrs, want) {
+			return time.Since(start)
+		}
+		if time.Since(start) > within {
+			t.Fatalf("%s answers %v after %v, want %v", r.name, addrs, within, want)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// createIndexes returns the catalog's CreateIndex of web's nodes.
+func createIndexes(t *testing.T, c *api.Client) map[string]uint64 {
+	t.Helper()
+	entries, _, err := c.Catalog().Service("web", "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]uint64{}
+	for _, e := range entries {
+		out[e.Node] = e.CreateIndex
+	}
+	return out
+}
+
+func without(rs []*replica, gone *replica) []*replica {
+	return slices.DeleteFunc(slices.Clone(rs), func(r *replica) bool { return r == gone })
+}
+
+// TestHA runs three replicas with one owner against a real Consul: one
+// leads, all answer alike, followers follow within a second, and the
+// lead passes on at a clean stop, at kill -9, and across a Consul restart,
+// without deregistering anything.
+func TestHA(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs peerbridge processes for about a minute")
+	}
+	agent := bridgetest.StartConsul(t, "")
+	bin := filepath.Join(t.TempDir(), "peerbridge")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	fakeAPI := &droplets{}
+	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
+	fake := httptest.NewServer(fakeAPI)
+	defer fake.Close()
+	client, err := api.NewClient(&api.Config{Address: agent.Addr})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const ttl, lockDelay = 10 * time.Second, time.Second
+	env := []string{
+		"PEERBRIDGE_SERVICE=web", "PEERBRIDGE_PROVIDER=droplet", "PEERBRIDGE_DROPLET_API_URL=" + fake.URL,
+		"DIGITALOCEAN_TOKEN=dop_v1_hatest", "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_NODE_BASENAME=web",
+		"PEERBRIDGE_HA=true", "PEERBRIDGE_HA_SESSION_TTL=" + ttl.String(), "PEERBRIDGE_HA_LOCK_DELAY=" + lockDelay.String(),
+		"CONSUL_HTTP_ADDR=" + agent.Addr, "PEERBRIDGE_DNS_ADDR=127.0.0.1:0", "PEERBRIDGE_HTTP_ADDR=127.0.0.1:0",
+		"PEERBRIDGE_LOG_LEVEL=debug",
+	}
+	rs := []*replica{startReplica(t, bin, "a", env), startReplica(t, bin, "b", env), startReplica(t, bin, "c", env)}
+
+	leader := waitOneLeader(t, rs, 20*time.Second)
+	t.Logf("leader: %s", leader.name)
+	for _, r := range rs {
+		waitAnswer(t, r, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}, 10*time.Second)
+		waitReady(t, "http://"+r.httpA)
+	}
+
+	t.Run("DNS answers are identical on every replica", func(t *testing.T) {
+		for _, q := range []struct {
+			qtype uint16
+			name  string
+		}{{dns.TypeSRV, "web.peers.internal."}, {dns.TypeTXT, "web-1.web.peers.internal."}, {dns.TypeA, "web-2.web.peers.internal."}} {
+			want := rs[0].answer(q.qtype, q.name)
+			if len(want) == 0 {
+				t.Fatalf("%s %s: no answer", dns.TypeToString[q.qtype], q.name)
+			}
+			for _, r := range rs[1:] {
+				if got := r.answer(q.qtype, q.name); !slices.Equal(got, want) {
+					t.Errorf("%s %s: %s answers %q, %s %q", dns.TypeToString[q.qtype], q.name, r.name, got, rs[0].name, want)
+				}
+			}
+		}
+	})
+
+	t.Run("followers answer the leader's change within a second", func(t *testing.T) {
+		fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4")
+		want := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
+		waitAnswer(t, leader, want, 10*time.Second)
+		for _, r := range without(rs, leader) {
+			took := waitAnswer(t, r, want, 5*time.Second)
+			t.Logf("%s followed the leader's DNS in %v", r.name, took.Round(time.Millisecond))
+			if took > time.Second {
+				t.Errorf("%s took %v to follow, want at most 1s", r.name, took)
+			}
+		}
+	})
+
+	before := createIndexes(t, client)
+	if len(before) != 4 {
+		t.Fatalf("catalog holds %v, want 4 nodes", before)
+	}
+
+	t.Run("a clean stop hands over within 2 s", func(t *testing.T) {
+		leader.cmd.Process.Signal(syscall.SIGTERM)
+		<-leader.exited
+		start := time.Now()
+		rs = without(rs, leader)
+		leader = waitOneLeader(t, rs, 5*time.Second)
+		took := time.Since(start)
+		t.Logf("new leader %s after %v", leader.name, took.Round(time.Millisecond))
+		if took > 2*time.Second {
+			t.Errorf("hand-over took %v, want at most 2s", took)
+		}
+		if got := createIndexes(t, client); !maps.Equal(got, before) {
+			t.Errorf("catalog changed across the hand-over: %v, was %v", got, before)
+		}
+	})
+
+	t.Run("kill -9: a new leader within the session TTL and lock delay, writes resume", func(t *testing.T) {
+		leader.cmd.Process.Kill()
+		<-leader.exited
+		start := time.Now()
+		rs = without(rs, leader)
+		// Consul invalidates a session one to two TTLs after its last
+		// renewal; then the lock delay; then the lock's own retry (5s).
+		leader = waitOneLeader(t, rs, 2*ttl+lockDelay+10*time.Second)
+		t.Logf("new leader %s after %v", leader.name, time.Since(start).Round(time.Millisecond))
+		fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5")
+		waitAnswer(t, leader, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"}, 10*time.Second)
+		deadline := time.Now().Add(10 * time.Second)
+		for len(createIndexes(t, client)) != 5 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		after := createIndexes(t, client)
+		for node, idx := range before {
+			if after[node] != idx {
+				t.Errorf("%s: CreateIndex %d, was %d: deregistered and registered again", node, after[node], idx)
+			}
+		}
+		if len(after) != 5 {
+			t.Errorf("catalog %v, want the new peer written by the new leader", after)
+		}
+	})
+
+	t.Run("Consul restarted: one leader again, catalog refilled", func(t *testing.T) {
+		rs = append(rs, startReplica(t, bin, "d", env))
+		waitOneLeader(t, rs, 20*time.Second)
+		waitAnswer(t, rs[len(rs)-1], []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"}, 10*time.Second)
+		agent.Stop()
+		time.Sleep(2 * time.Second)
+		for _, r := range rs {
+			if got := r.answer(dns.TypeA, "web.peers.internal."); len(got) != 5 {
+				t.Errorf("%s answers %d records while Consul is down, want the last 5", r.name, len(got))
+			}
+		}
+		agent.Restart()
+		waitOneLeader(t, rs, 45*time.Second)
+		deadline := time.Now().Add(20 * time.Second)
+		for len(createIndexes(t, client)) != 5 {
+			if time.Now().After(deadline) {
+				t.Fatalf("catalog %v after the restart, want the 5 peers back", createIndexes(t, client))
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
+}
