@@ -149,12 +149,22 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 	l.mu.Unlock()
 	if err != nil {
 		next, retryAfter = l.failed(start, err)
-	} else {
-		l.succeeded(start, Set{Service: l.svc, Peers: peers}.Normalize())
-		next = l.interval
+		l.publish(ctx)
+		return next, retryAfter
 	}
+	l.succeeded(Set{Service: l.svc, Peers: peers}.Normalize())
 	l.publish(ctx)
-	return next, retryAfter
+	// Recorded after publishing: a topology reads as discovered (and the
+	// bridge as ready) only once its peers can be queried.
+	l.mu.Lock()
+	l.status.LastPoll = start
+	l.status.LastSuccess = start
+	l.status.LastError = ""
+	l.status.Failures = 0
+	l.status.Held = l.guard.holding()
+	l.status.Peers = l.current.Peers
+	l.mu.Unlock()
+	return l.interval, 0
 }
 
 func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duration) {
@@ -180,7 +190,7 @@ func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duratio
 	return next, retryAfter
 }
 
-func (l *Loop) succeeded(start time.Time, next Set) {
+func (l *Loop) succeeded(next Set) {
 	if l.failures > 0 {
 		l.log.Info("poll recovered", "after_failures", l.failures)
 	}
@@ -196,15 +206,6 @@ func (l *Loop) succeeded(start time.Time, next Set) {
 		l.log.Warn("peer set shrank sharply, holding it until the next poll confirms it",
 			"published_now", l.current.PublishedCount(), "published_new", next.PublishedCount())
 	}
-
-	l.mu.Lock()
-	l.status.LastPoll = start
-	l.status.LastSuccess = start
-	l.status.LastError = ""
-	l.status.Failures = 0
-	l.status.Held = l.guard.holding()
-	l.status.Peers = l.current.Peers
-	l.mu.Unlock()
 }
 
 // publish hands the current set to every publisher, after failed polls too,

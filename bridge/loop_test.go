@@ -389,3 +389,29 @@ func TestStatusCounters(t *testing.T) {
 		t.Fatal("Status shares its failure map")
 	}
 }
+
+// readyChecker is a publisher that records whether the loop already said
+// the topology was discovered when the set reached it.
+type readyChecker struct {
+	loop      *Loop
+	earlyFlag bool
+}
+
+func (r *readyChecker) Publish(context.Context, Set) error {
+	if !r.loop.Status().LastSuccess.IsZero() {
+		r.earlyFlag = true
+	}
+	return nil
+}
+
+func TestReadyOnlyAfterPublishing(t *testing.T) {
+	rc := &readyChecker{}
+	rc.loop = newTestLoop(script(peers(2)), rc)
+	rc.loop.Poll(context.Background())
+	if rc.earlyFlag {
+		t.Fatal("the loop reported a complete discovery before its set was published")
+	}
+	if rc.loop.Status().LastSuccess.IsZero() {
+		t.Fatal("no complete discovery after the poll")
+	}
+}
