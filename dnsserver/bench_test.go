@@ -203,7 +203,15 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 
 // benchServer is the child's side: serve n peers on loopback, print the
 // address, answer "cpu" with the process's CPU microseconds, exit at EOF.
+//
+// "plain:N" serves the baseline handler with N peers instead; .ci/bench
+// runs it that way, next to Consul and CoreDNS.
 func benchServer(peers string) int {
+	plainPeers := 3
+	if rest, ok := strings.CutPrefix(peers, "plain:"); ok {
+		peers = strconv.Itoa(plainHandler)
+		plainPeers, _ = strconv.Atoi(rest)
+	}
 	n, err := strconv.Atoi(peers)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -213,7 +221,7 @@ func benchServer(peers string) int {
 	if err == nil && n != plainHandler {
 		err = srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(n)}.Normalize())
 	}
-	pc, ln, lerr := Listen("127.0.0.1:0")
+	ls, lerr := Listen("127.0.0.1:0")
 	if err == nil {
 		err = lerr
 	}
@@ -225,11 +233,11 @@ func benchServer(peers string) int {
 	defer cancel()
 	done := make(chan error, 1)
 	if n == plainHandler {
-		go func() { done <- servePlain(ctx, pc, ln) }()
+		go func() { done <- servePlain(ctx, ls, plainPeers) }()
 	} else {
-		go func() { done <- srv.Serve(ctx, pc, ln) }()
+		go func() { done <- srv.Serve(ctx, ls) }()
 	}
-	fmt.Println(pc.LocalAddr())
+	fmt.Println(ls.Addr())
 
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
@@ -249,17 +257,17 @@ func benchServer(peers string) int {
 }
 
 // servePlain is the baseline: miekg/dns's server with a handler that builds
-// three A records (or SRV records and their addresses) for every query,
-// as a straightforward handler would.
-func servePlain(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+// the peers' A records (or SRV records and their addresses) for every
+// query, as a straightforward handler would.
+func servePlain(ctx context.Context, ls *Listeners, peers int) error {
 	handler := dns.HandlerFunc(func(w dns.ResponseWriter, req *dns.Msg) {
 		m := new(dns.Msg)
 		m.SetReply(req)
 		m.Authoritative = true
 		q := req.Question[0]
-		for i := range 3 {
+		for i := range peers {
 			host := fmt.Sprintf("node%d.myapp.peers.internal.", i)
-			a := &dns.A{Hdr: dns.RR_Header{Name: host, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(10, 0, 0, byte(i))}
+			a := &dns.A{Hdr: dns.RR_Header{Name: host, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 5}, A: net.IPv4(10, byte(i>>16), byte(i>>8), byte(i))}
 			if q.Qtype == dns.TypeSRV {
 				m.Answer = append(m.Answer, &dns.SRV{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeSRV, Class: dns.ClassINET, Ttl: 5},
 					Weight: 1, Port: 4369, Target: host})
@@ -269,17 +277,49 @@ func servePlain(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
 			a.Hdr.Name = q.Name
 			m.Answer = append(m.Answer, a)
 		}
+		size := dns.MinMsgSize
 		if opt := req.IsEdns0(); opt != nil {
 			m.SetEdns0(1232, opt.Do())
+			size = min(int(opt.UDPSize()), 1232)
 		}
+		if _, tcp := w.RemoteAddr().(*net.TCPAddr); tcp {
+			size = dns.MaxMsgSize
+		}
+		m.Truncate(size)
 		w.WriteMsg(m)
 	})
-	udp := &dns.Server{PacketConn: pc, Handler: handler}
-	tcp := &dns.Server{Listener: ln, Handler: handler, MaxTCPQueries: -1}
+	// One socket, as a plain server has: the kernel would send queries to
+	// the others too.
+	for _, c := range ls.UDP[1:] {
+		c.Close()
+	}
+	udp := &dns.Server{PacketConn: ls.UDP[0], Handler: handler}
+	tcp := &dns.Server{Listener: ls.TCP, Handler: handler, MaxTCPQueries: -1}
 	go udp.ActivateAndServe()
 	go tcp.ActivateAndServe()
 	<-ctx.Done()
 	udp.Shutdown()
 	tcp.Shutdown()
 	return nil
+}
+
+// BenchmarkPublish is the DNS side of reconciling 10,000 peers: the new
+// snapshot with every record and packed answer, built off the query path.
+func BenchmarkPublish(b *testing.B) {
+	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	sets := [2]bridge.Set{
+		bridge.Set{Service: myapp, Peers: manyPeers(10_000)}.Normalize(),
+		bridge.Set{Service: myapp, Peers: manyPeers(10_001)}.Normalize(),
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		if err := srv.Publish(context.Background(), sets[i%2]); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
 }

@@ -35,20 +35,20 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	pc, ln, err := Listen("127.0.0.1:0")
+	ls, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	go func() { done <- srv.Serve(ctx, ls) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &testServer{Server: srv, addr: pc.LocalAddr().String()}
+	return &testServer{Server: srv, addr: ls.Addr().String()}
 }
 
 func (s *testServer) publish(t testing.TB, set bridge.Set) {

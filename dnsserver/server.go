@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -155,50 +156,50 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 }
 
-// Listen opens the UDP socket and the TCP listener for addr. With port 0
-// both get the same free port: the UDP port is picked first, and picked
-// again while its TCP twin is taken.
-func Listen(addr string) (net.PacketConn, net.Listener, error) {
+// Listen opens the UDP sockets (one per core where SO_REUSEPORT allows)
+// and the TCP listener for addr. With port 0 all get the same free port:
+// the UDP port is picked first, and picked again while its TCP twin is
+// taken.
+func Listen(addr string) (*Listeners, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return nil, nil, fmt.Errorf("dns address %q: %w", addr, err)
+		return nil, fmt.Errorf("dns address %q: %w", addr, err)
 	}
 	for attempt := 0; ; attempt++ {
-		pc, err := net.ListenPacket("udp", addr)
+		udp, err := listenUDP(addr, runtime.GOMAXPROCS(0))
 		if err != nil {
-			return nil, nil, fmt.Errorf("dns listen udp: %w", err)
+			return nil, fmt.Errorf("dns listen udp: %w", err)
 		}
-		tcpAddr := addr
-		if port == "0" {
-			_, p, _ := net.SplitHostPort(pc.LocalAddr().String())
-			tcpAddr = net.JoinHostPort(host, p)
-		}
-		ln, err := net.Listen("tcp", tcpAddr)
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, portOf(udp[0].LocalAddr())))
 		if err == nil {
-			return pc, ln, nil
+			return &Listeners{UDP: udp, TCP: ln}, nil
 		}
-		pc.Close()
+		for _, c := range udp {
+			c.Close()
+		}
 		if port != "0" || attempt == 10 {
-			return nil, nil, fmt.Errorf("dns listen tcp: %w", err)
+			return nil, fmt.Errorf("dns listen tcp: %w", err)
 		}
 	}
 }
 
-// Serve answers queries on pc and ln until ctx is done, then closes both.
-func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
+// Serve answers queries on l until ctx is done, then closes it: UDP by the
+// server's own loops (fast path first), TCP by miekg/dns's server.
+func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	g, gctx := errgroup.WithContext(ctx)
+	for _, conn := range l.UDP {
+		g.Go(func() error { return s.serveUDP(conn) })
+	}
 	g.Go(func() error {
-		return serveUntil(gctx, &dns.Server{
-			PacketConn:    pc,
-			Handler:       s,
-			MsgAcceptFunc: acceptQuery,
-			// The read buffer: large enough for any sane query.
-			UDPSize: 4096,
-		})
+		<-gctx.Done()
+		for _, conn := range l.UDP {
+			conn.Close() // ends serveUDP
+		}
+		return nil
 	})
 	g.Go(func() error {
 		return serveUntil(gctx, &dns.Server{
-			Listener:      ln,
+			Listener:      l.TCP,
 			Handler:       s,
 			MsgAcceptFunc: acceptQuery,
 			ReadTimeout:   2 * time.Second,

@@ -24,14 +24,20 @@ var myapp = bridge.Service{
 	Port: 4369, PortName: "epmd", NodeBasename: "app",
 }
 
+// fixtureSet is myapp: two peers, one of them dual-stack, and a critical
+// one.
+func fixtureSet() bridge.Set {
+	crit := peer("node3=10.0.0.3")
+	crit.Health = bridge.HealthCritical
+	return bridge.Set{Service: myapp, Peers: []bridge.Peer{
+		peer("node1=10.0.0.1"), peer("node2=10.0.0.2,fd00::2"), crit,
+	}}.Normalize()
+}
+
 func fixture(t testing.TB) *testServer {
 	t.Helper()
 	s := startServer(t, Config{})
-	crit := peer("node3=10.0.0.3")
-	crit.Health = bridge.HealthCritical
-	s.publish(t, bridge.Set{Service: myapp, Peers: []bridge.Peer{
-		peer("node1=10.0.0.1"), peer("node2=10.0.0.2,fd00::2"), crit,
-	}})
+	s.publish(t, fixtureSet())
 	s.publish(t, bridge.Set{
 		Service: bridge.Service{Topology: "worker", Name: "worker", Provider: "static", Port: 9000},
 		Peers:   []bridge.Peer{peer("w1=10.0.1.1")},
@@ -496,13 +502,13 @@ func TestServeStopsOnCancel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, ln, err := Listen("127.0.0.1:0")
+	ls, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	go func() { done <- srv.Serve(ctx, ls) }()
 	cancel() // possibly before the servers started: Serve must still return
 	select {
 	case err := <-done:
@@ -512,7 +518,7 @@ func TestServeStopsOnCancel(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Serve did not return after cancel")
 	}
-	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+	if c, err := net.Dial("tcp", ls.TCP.Addr().String()); err == nil {
 		c.Close()
 		t.Fatal("TCP listener still open after Serve returned")
 	}

@@ -43,6 +43,8 @@ type Snapshot struct {
 	names map[string]*node
 	// reverse holds the in-addr.arpa and ip6.arpa names of peer addresses.
 	reverse map[string]*node
+	// fast holds the packed answers of the fast path, by fastKey.
+	fast map[string]*packed
 }
 
 // node is one owner name's records. Every slice is clipped, so that an
@@ -119,6 +121,7 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
 	for _, n := range s.reverse {
 		n.clip()
 	}
+	s.pack()
 	return s
 }
 

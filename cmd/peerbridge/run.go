@@ -46,21 +46,20 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	}
 	st.term.Store(first)
 
-	pc, ln, err := dnsserver.Listen(cfg.dnsAddr)
+	ls, err := dnsserver.Listen(cfg.dnsAddr)
 	if err != nil {
 		return err
 	}
 	var httpLn net.Listener
 	if cfg.httpAddr != "" {
 		if httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {
-			pc.Close()
-			ln.Close()
+			ls.Close()
 			return fmt.Errorf("http listen: %w", err)
 		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return dns.Serve(gctx, pc, ln) })
+	g.Go(func() error { return dns.Serve(gctx, ls) })
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
@@ -74,9 +73,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 			return nil
 		})
 	}
-	log.Info("listening", "dns", pc.LocalAddr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
+	log.Info("listening", "dns", ls.Addr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
 	if m.OnListen != nil {
-		m.OnListen(pc.LocalAddr(), httpAddr)
+		m.OnListen(ls.Addr(), httpAddr)
 	}
 
 	err = g.Wait()

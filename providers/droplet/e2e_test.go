@@ -2,6 +2,7 @@ package droplet
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"testing"
@@ -22,13 +23,13 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, ln, err := dnsserver.Listen("127.0.0.1:0")
+	ls, err := dnsserver.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pc, ln) }()
+	go func() { done <- srv.Serve(ctx, ls) }()
 	defer func() { cancel(); <-done }()
 
 	loop := bridge.NewLoop(bridge.LoopConfig{
@@ -37,7 +38,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	answer := func() []string {
 		t.Helper()
-		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), pc.LocalAddr().String())
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), ls.Addr().String())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -53,7 +54,7 @@ func TestEndToEnd(t *testing.T) {
 	if got := answer(); !slices.Equal(got, []string{"10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}) {
 		t.Fatalf("A answer %v", got)
 	}
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("node-3.web.peers.internal.", dns.TypeTXT), pc.LocalAddr().String())
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("node-3.web.peers.internal.", dns.TypeTXT), ls.Addr().String())
 	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.TXT).Txt[0] != "id=1003" {
 		t.Fatalf("TXT answer %v, %v", r, err)
 	}
@@ -96,5 +97,21 @@ func BenchmarkPoll(b *testing.B) {
 	b.ReportMetric(float64(p.Requests())/float64(b.N), "requests/op")
 	if per := p.Requests() / int64(b.N); per != 50 {
 		b.Fatalf("%d requests per poll, want 50", per)
+	}
+}
+
+// BenchmarkRequestsPerPoll reports the API requests one poll costs for
+// clusters of several sizes, for the requests-per-hour table of .ci/bench.
+func BenchmarkRequestsPerPoll(b *testing.B) {
+	for _, n := range []int{3, 20, 100, 1000} {
+		b.Run(fmt.Sprintf("droplets=%d", n), func(b *testing.B) {
+			p, _ := newProvider(b, newFakeAPI(b, makeDroplets(b, n)), Options{Tag: "web"})
+			for b.Loop() {
+				if _, err := p.Peers(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(p.Requests())/float64(b.N), "requests/op")
+		})
 	}
 }

@@ -299,14 +299,14 @@ func TestEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, ln, err := dnsserver.Listen("127.0.0.1:0")
+	ls, err := dnsserver.Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	wg.Go(func() { srv.Serve(ctx, pc, ln) })
+	wg.Go(func() { srv.Serve(ctx, ls) })
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service:  bridge.Service{Topology: "myapp", Name: "myapp", Provider: "rancher"},
 		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{srv},
@@ -314,7 +314,7 @@ func TestEndToEnd(t *testing.T) {
 	wg.Go(func() { loop.Run(ctx) })
 
 	answer := func() []string {
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA), pc.LocalAddr().String())
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA), ls.Addr().String())
 		if err != nil {
 			return nil
 		}

@@ -1,0 +1,174 @@
+package dnsserver
+
+import (
+	"encoding/binary"
+	"math/rand/v2"
+
+	"github.com/miekg/dns"
+)
+
+// The fast path answers the common UDP queries - one question, class IN,
+// no EDNS or plain EDNS version 0 - from answers packed when the snapshot
+// was built: copy, patch the ID, flags and the question's letter case,
+// send. No unpacking, no allocation. Anything else takes the slow path,
+// which unpacks the query and builds the answer (answer), so the two
+// cannot disagree: the packed answers are answer's own output.
+
+// shuffleVariants is how many random orders of a shuffled RRset are packed;
+// each query picks one.
+const shuffleVariants = 8
+
+// packed holds one name and type's answers, in random orders.
+type packed struct {
+	plain [][]byte // without EDNS: fits 512 bytes, else nil
+	edns  [][]byte // with an OPT record (DO clear): fits 1232 bytes, else nil
+}
+
+// fastKey is the lower-case wire-format name followed by the query type.
+func fastKey(wireName []byte, qtype uint16) string {
+	return string(binary.BigEndian.AppendUint16(append([]byte(nil), wireName...), qtype))
+}
+
+// pack fills s.fast with the packed answers of the fast path.
+func (s *Snapshot) pack() {
+	s.fast = map[string]*packed{}
+	add := func(name string, qtype uint16, shuffle bool) {
+		variants := 1
+		if shuffle {
+			variants = shuffleVariants
+		}
+		wire := make([]byte, 256)
+		n, err := dns.PackDomainName(name, wire, 0, nil, false)
+		if err != nil {
+			return
+		}
+		p := &packed{}
+		for _, edns := range []bool{false, true} {
+			for range variants {
+				req := new(dns.Msg).SetQuestion(name, qtype)
+				req.RecursionDesired = false
+				if edns {
+					req.SetEdns0(maxUDPSize, false)
+				}
+				m := s.answer(req, false)
+				if m.Truncated {
+					break // too large for this transport: the slow path truncates
+				}
+				out, err := m.Pack()
+				if err != nil {
+					break
+				}
+				if edns {
+					p.edns = append(p.edns, out)
+				} else {
+					p.plain = append(p.plain, out)
+				}
+			}
+		}
+		if p.plain != nil || p.edns != nil {
+			s.fast[fastKey(wire[:n], qtype)] = p
+		}
+	}
+	// The queries cluster clients repeat: A and AAAA (stub resolvers ask
+	// for both, so NODATA too) and SRV. TXT, PTR, SOA, NS and misses are
+	// rare and take the slow path; packing them would only make a change
+	// of a large cluster slower.
+	for name, n := range s.names {
+		add(name, dns.TypeA, n.shuffle && len(n.a) > 1)
+		add(name, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1)
+		if len(n.srv) > 0 {
+			add(name, dns.TypeSRV, n.shuffle && len(n.srv) > 1)
+		}
+	}
+}
+
+// fastAnswer writes the answer to the query in req to out and returns its
+// length, or 0 when the query needs the slow path. It reads req only as
+// far as it must, and allocates nothing.
+func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
+	// Header: a query (QR clear, opcode QUERY, TC clear), one question, no
+	// answer or authority records, at most the OPT record.
+	if len(req) < 12+5 || req[2]&0xFA != 0 ||
+		binary.BigEndian.Uint16(req[4:]) != 1 || binary.BigEndian.Uint16(req[6:]) != 0 ||
+		binary.BigEndian.Uint16(req[8:]) != 0 || binary.BigEndian.Uint16(req[10:]) > 1 {
+		return 0, 0
+	}
+	// The name: uncompressed labels, lower-cased into key.
+	var key [255 + 2]byte
+	off := 12
+	for {
+		if off >= len(req) || off-12 >= 255 {
+			return 0, 0
+		}
+		l := int(req[off])
+		if l == 0 {
+			off++
+			break
+		}
+		if l > 63 || off+1+l > len(req) || off-12+1+l >= 255 {
+			return 0, 0 // a compression pointer, a bad label, a name too long
+		}
+		key[off-12] = byte(l)
+		for i := off + 1; i <= off+l; i++ {
+			c := req[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			key[i-12] = c
+		}
+		off += 1 + l
+	}
+	nameEnd := off
+	if nameEnd-12 > 255 || off+4 > len(req) {
+		return 0, 0
+	}
+	key[nameEnd-12-1] = 0
+	qtype = binary.BigEndian.Uint16(req[off:])
+	if binary.BigEndian.Uint16(req[off+2:]) != dns.ClassINET {
+		return 0, 0
+	}
+	off += 4
+
+	// The OPT record, if any: root name, version 0.
+	edns, do, size := false, false, dns.MinMsgSize
+	if binary.BigEndian.Uint16(req[10:]) == 1 {
+		if off+11 > len(req) || req[off] != 0 || binary.BigEndian.Uint16(req[off+1:]) != dns.TypeOPT || req[off+6] != 0 {
+			return 0, 0 // not an OPT record, or EDNS version > 0 (BADVERS)
+		}
+		edns = true
+		size = min(max(int(binary.BigEndian.Uint16(req[off+3:])), dns.MinMsgSize), maxUDPSize)
+		do = req[off+7]&0x80 != 0
+		off += 11 + int(binary.BigEndian.Uint16(req[off+9:]))
+	}
+	if off != len(req) {
+		return 0, 0 // trailing bytes, or options running past the end
+	}
+
+	keyLen := nameEnd - 12
+	key[keyLen] = byte(qtype >> 8)
+	key[keyLen+1] = byte(qtype)
+	p := s.fast[string(key[:keyLen+2])]
+	if p == nil {
+		return 0, 0
+	}
+	variants := p.plain
+	if edns {
+		variants = p.edns
+	}
+	if len(variants) == 0 {
+		return 0, 0
+	}
+	ans := variants[rand.IntN(len(variants))]
+	if len(ans) > size || len(ans) > len(out) {
+		return 0, 0
+	}
+	n = copy(out, ans)
+	out[0], out[1] = req[0], req[1]        // ID
+	out[2] |= req[2] & 0x01                // RD
+	out[3] |= req[3] & 0x10                // CD
+	copy(out[12:nameEnd], req[12:nameEnd]) // the question as asked, letter case included
+	if do {
+		out[n-4] |= 0x80 // DO, in the OPT record's TTL (RFC 3225)
+	}
+	return n, qtype
+}
