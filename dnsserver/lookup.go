@@ -85,6 +85,11 @@ func fit(m *dns.Msg, size int) {
 	if len(m.Answer) == answers && len(m.Ns) == authority {
 		m.Truncated = false
 	}
+	// Truncate turns compression off when the message fits without it,
+	// which doubles a large TCP answer (1,000 A records: 36 KB instead of
+	// 16 KB). The fast path's answers are packed once, so this costs the
+	// query path nothing there.
+	m.Compress = true
 }
 
 // forward answers a name inside the zone: authoritatively, NXDOMAIN for a
