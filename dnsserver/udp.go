@@ -7,17 +7,39 @@ import (
 	"strconv"
 
 	"github.com/miekg/dns"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 )
+
+// udpBatch is how many datagrams one system call reads or writes: under
+// load recvmmsg and sendmmsg spread a syscall over many queries, which
+// otherwise cost most of the server's CPU.
+const udpBatch = 32
+
+// batchConn reads and writes datagrams in batches: x/net's ipv4 or ipv6
+// PacketConn, whose Message types are one type.
+type batchConn interface {
+	ReadBatch(ms []ipv4.Message, flags int) (int, error)
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
 
 // serveUDP answers queries on one UDP socket until it is closed: the fast
 // path inline, the rest unpacked and answered as miekg/dns's server would.
 // One goroutine per socket, none per packet; with SO_REUSEPORT there is a
 // socket per core.
 func (s *Server) serveUDP(conn *net.UDPConn) error {
-	req := make([]byte, 4096) // large enough for any sane query
-	out := make([]byte, maxUDPSize)
+	var bc batchConn = ipv6.NewPacketConn(conn)
+	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		bc = ipv4.NewPacketConn(conn)
+	}
+	in := make([]ipv4.Message, udpBatch)
+	out := make([]ipv4.Message, udpBatch)
+	for i := range in {
+		in[i].Buffers = [][]byte{make([]byte, 4096)} // large enough for any sane query
+		out[i].Buffers = [][]byte{make([]byte, maxUDPSize)}
+	}
 	for {
-		n, from, err := conn.ReadFromUDPAddrPort(req)
+		n, err := bc.ReadBatch(in, 0)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -28,13 +50,31 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			}
 			return err
 		}
-		if m, qtype := s.snap.Load().fastAnswer(req[:n], out); m > 0 {
-			s.stats.count(false, qtype, dns.RcodeSuccess, false)
-			conn.WriteToUDPAddrPort(out[:m], from)
-			continue
+		snap := s.snap.Load()
+		replies := 0
+		for _, msg := range in[:n] {
+			req := msg.Buffers[0][:msg.N]
+			buf := out[replies].Buffers[0][:maxUDPSize]
+			m, qtype := snap.fastAnswer(req, buf)
+			if m > 0 {
+				s.stats.count(false, qtype, dns.RcodeSuccess, false)
+			} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
+				m = copy(buf, reply)
+			}
+			if m > 0 {
+				out[replies].Buffers[0] = buf[:m]
+				out[replies].Addr = msg.Addr
+				replies++
+			}
 		}
-		if reply := s.slowUDP(req[:n]); reply != nil {
-			conn.WriteToUDPAddrPort(reply, from)
+		for sent := 0; sent < replies; {
+			k, err := bc.WriteBatch(out[sent:replies], 0)
+			if err != nil {
+				// A client that went away must not cost the others their
+				// answers: skip the datagram that failed.
+				k = max(k, 1)
+			}
+			sent += k
 		}
 	}
 }
