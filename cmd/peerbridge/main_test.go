@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -39,37 +40,23 @@ var quickStart = map[string]string{
 
 func TestRunInProcess(t *testing.T) {
 	setEnv(t, quickStart)
-	var logs syncBuffer
-	m := NewMain(io.Discard, &logs)
-	addrs := make(chan [2]net.Addr, 1)
-	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, nil) }()
-
-	var a [2]net.Addr
-	select {
-	case a = <-addrs:
-	case err := <-done:
-		t.Fatalf("Run: %v\n%s", err, logs.String())
-	case <-time.After(10 * time.Second):
-		t.Fatal("not listening after 10s")
-	}
-	waitReady(t, "http://"+a[1].String())
+	run := startMain(t)
+	a := [2]string{run.dns, run.http}
+	waitReady(t, "http://"+a[1])
 
 	q := new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeSRV)
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, a[0].String())
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(q, a[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(r.Answer) != 2 || len(r.Extra) != 3 {
 		t.Errorf("SRV answer %v; want 2 SRV and 3 addresses", r)
 	}
-	resp, err := http.Get("http://" + a[1].String() + "/healthz")
+	resp, err := http.Get("http://" + a[1] + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Errorf("/healthz: %v %v", resp, err)
 	}
-	metrics := get(t, "http://"+a[1].String()+"/metrics")
+	metrics := get(t, "http://"+a[1]+"/metrics")
 	for _, want := range []string{
 		`peerbridge_polls_total{provider="static",topology="myapp"} 1`,
 		`peerbridge_peers_published{provider="static",topology="myapp"} 2`,
@@ -84,7 +71,7 @@ func TestRunInProcess(t *testing.T) {
 		}
 	}
 	var doc statusDoc
-	if err := json.Unmarshal([]byte(get(t, "http://"+a[1].String()+"/status")), &doc); err != nil {
+	if err := json.Unmarshal([]byte(get(t, "http://"+a[1]+"/status")), &doc); err != nil {
 		t.Fatal(err)
 	}
 	if !doc.Ready || len(doc.Topologies) != 1 || len(doc.Topologies[0].Peers) != 2 || doc.Topologies[0].LastSuccess == nil ||
@@ -92,22 +79,16 @@ func TestRunInProcess(t *testing.T) {
 		t.Errorf("/status = %+v", doc)
 	}
 
-	t.Setenv("PEERBRIDGE_HTTP_ADDR", a[1].String())
+	t.Setenv("PEERBRIDGE_HTTP_ADDR", a[1])
 	var out bytes.Buffer
 	if err := NewMain(&out, &out).Run(context.Background(), []string{"health"}); err != nil || out.String() != "ok\n" {
 		t.Errorf("health: %v %q", err, out.String())
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run after cancel: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("Run did not return after cancel")
+	if err := run.stop(); err != nil {
+		t.Fatalf("Run after cancel: %v", err)
 	}
-	if _, err := net.Dial("tcp", a[1].String()); err == nil {
+	if _, err := net.Dial("tcp", a[1]); err == nil {
 		t.Error("HTTP still listening after shutdown")
 	}
 	if err := NewMain(io.Discard, io.Discard).Run(context.Background(), []string{"health"}); err == nil {
@@ -127,6 +108,48 @@ func get(t *testing.T, url string) string {
 		t.Fatalf("GET %s: %s %v", url, resp.Status, err)
 	}
 	return string(b)
+}
+
+// running is a Main running in this process with the environment set.
+type running struct {
+	dns, http string
+	logs      *bridgetest.Buffer
+	stop      func() error // cancels Run and returns its error
+}
+
+// startMain runs Main and waits until it listens; the test's end stops it.
+func startMain(t *testing.T) *running {
+	t.Helper()
+	r := &running{logs: &bridgetest.Buffer{}}
+	m := NewMain(io.Discard, r.logs)
+	addrs := make(chan [2]net.Addr, 1)
+	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx, nil) }()
+	var once sync.Once
+	var err error
+	r.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case err = <-done:
+			case <-time.After(10 * time.Second):
+				err = errors.New("Run did not return within 10s of cancel")
+			}
+		})
+		return err
+	}
+	t.Cleanup(func() { r.stop() })
+	select {
+	case a := <-addrs:
+		r.dns, r.http = a[0].String(), a[1].String()
+	case err := <-done:
+		t.Fatalf("Run: %v\n%s", err, r.logs.String())
+	case <-time.After(10 * time.Second):
+		t.Fatal("not listening after 10s")
+	}
+	return r
 }
 
 func TestRunFailsOnBusyAddress(t *testing.T) {
@@ -256,7 +279,7 @@ var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) http=(\S+)`)
 // keeps collecting the rest.
 func listenAddrs(t *testing.T, r io.Reader) (dnsAddr, httpAddr string, logs func() string) {
 	t.Helper()
-	var buf syncBuffer
+	var buf bridgetest.Buffer
 	found := make(chan []string, 1)
 	go func() {
 		sc := bufio.NewScanner(r)
@@ -315,24 +338,6 @@ func exitCode(err error) int {
 	return 0
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // TestRunDroplet wires the droplet provider from the environment: the
 // token from a file, the API URL pointed at a fake serving DigitalOcean's
 // own example listing.
@@ -365,23 +370,11 @@ func TestRunDroplet(t *testing.T) {
 		"PEERBRIDGE_DNS_ADDR":        "127.0.0.1:0",
 		"PEERBRIDGE_HTTP_ADDR":       "127.0.0.1:0",
 	})
-	var logs syncBuffer
-	m := NewMain(io.Discard, &logs)
-	addrs := make(chan [2]net.Addr, 1)
-	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, nil) }()
-	defer func() { cancel(); <-done }()
-	var a [2]net.Addr
-	select {
-	case a = <-addrs:
-	case err := <-done:
-		t.Fatalf("Run: %v\n%s", err, logs.String())
-	}
-	waitReady(t, "http://"+a[1].String())
+	run := startMain(t)
+	logs := run.logs
+	waitReady(t, "http://"+run.http)
 
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), a[0].String())
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), run.dns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -393,12 +386,12 @@ func TestRunDroplet(t *testing.T) {
 	if !slices.Equal(got, []string{"10.128.192.124", "10.128.192.125", "10.128.192.138"}) {
 		t.Errorf("A answer %v, want the three private addresses", got)
 	}
-	metrics := get(t, "http://"+a[1].String()+"/metrics")
+	metrics := get(t, "http://"+run.http+"/metrics")
 	if !strings.Contains(metrics, `peerbridge_droplet_api_requests_total{topology="web"}`) ||
 		!strings.Contains(metrics, `peerbridge_peers_skipped_total{provider="droplet",reason="no_address",topology="web"} 0`) {
 		t.Errorf("droplet metrics missing:\n%s", metrics)
 	}
-	for what, text := range map[string]string{"log": logs.String(), "metrics": metrics, "status": get(t, "http://"+a[1].String()+"/status")} {
+	for what, text := range map[string]string{"log": logs.String(), "metrics": metrics, "status": get(t, "http://"+run.http+"/status")} {
 		if strings.Contains(text, token) {
 			t.Fatalf("the token is in the %s:\n%s", what, text)
 		}
@@ -414,7 +407,7 @@ func TestRunConsul(t *testing.T) {
 	env["PEERBRIDGE_CONSUL_TAGS"] = "beam"
 	setEnv(t, env)
 
-	var logs syncBuffer
+	var logs bridgetest.Buffer
 	m := NewMain(io.Discard, &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -481,23 +474,10 @@ func TestRunRancher(t *testing.T) {
 		"PEERBRIDGE_DNS_ADDR":               "127.0.0.1:0",
 		"PEERBRIDGE_HTTP_ADDR":              "127.0.0.1:0",
 	})
-	var logs syncBuffer
-	m := NewMain(io.Discard, &logs)
-	addrs := make(chan [2]net.Addr, 1)
-	m.OnListen = func(d, h net.Addr) { addrs <- [2]net.Addr{d, h} }
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.Run(ctx, nil) }()
-	defer func() { cancel(); <-done }()
-	var a [2]net.Addr
-	select {
-	case a = <-addrs:
-	case err := <-done:
-		t.Fatalf("Run: %v\n%s", err, logs.String())
-	}
-	waitReady(t, "http://"+a[1].String())
+	run := startMain(t)
+	waitReady(t, "http://"+run.http)
 	for name, want := range map[string]string{"web.peers.internal.": "10.42.10.11", "cache.peers.internal.": "10.42.20.21"} {
-		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), a[0].String())
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), run.dns)
 		if err != nil {
 			t.Fatal(err)
 		}

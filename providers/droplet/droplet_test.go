@@ -1,7 +1,6 @@
 package droplet
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,35 +11,17 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 )
 
-// syncBuffer collects log output from concurrent goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *syncBuffer) {
+func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *bridgetest.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &bridgetest.Buffer{}
 	opts.Token = testToken
 	opts.APIURL = api.url()
 	if opts.Network == "" {
@@ -59,20 +40,6 @@ func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *syncBuff
 	return p, logs
 }
 
-// summary renders peers as "name=addr,addr" sorted.
-func summary(peers []bridge.Peer) []string {
-	var out []string
-	for _, p := range peers {
-		var addrs []string
-		for _, a := range p.Addrs {
-			addrs = append(addrs, a.String())
-		}
-		out = append(out, p.Name+"="+strings.Join(addrs, ","))
-	}
-	slices.Sort(out)
-	return out
-}
-
 func TestFixtureListing(t *testing.T) {
 	api := newFakeAPI(t, fixtureDroplets(t, "droplets_list_all.json"))
 	p, _ := newProvider(t, api, Options{})
@@ -81,7 +48,7 @@ func TestFixtureListing(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"assets.example.com=10.128.192.138", "example.com=10.128.192.124", "stage.example.com=10.128.192.125"}
-	if got := summary(peers); !slices.Equal(got, want) {
+	if got := bridgetest.Summary(peers); !slices.Equal(got, want) {
 		t.Fatalf("peers %v, want %v", got, want)
 	}
 	var web bridge.Peer
@@ -136,7 +103,7 @@ func TestFilters(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := summary(peers); !slices.Equal(got, tc.want) {
+			if got := bridgetest.Summary(peers); !slices.Equal(got, tc.want) {
 				t.Errorf("peers %v, want %v", got, tc.want)
 			}
 			q := api.requestLog()[0]
@@ -322,7 +289,7 @@ func TestFailures(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(t, makeDroplets(t, 250))
-			logs := &syncBuffer{}
+			logs := &bridgetest.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 			token := testToken
 			if tc.token != "" {
@@ -334,7 +301,7 @@ func TestFailures(t *testing.T) {
 			}
 			// A loop publishing to a recorder: the first poll succeeds,
 			// then the failure must keep all 250 peers published.
-			rec := &recorder{}
+			rec := &bridgetest.Recorder{}
 			loop := bridge.NewLoop(bridge.LoopConfig{
 				Service:  bridge.Service{Topology: "web", Name: "web", Provider: "droplet"},
 				Interval: time.Second, Provider: p, Publishers: []bridge.Publisher{rec}, Logger: log,
@@ -349,8 +316,8 @@ func TestFailures(t *testing.T) {
 			}
 			tc.check(t, err)
 			loop.Poll(context.Background())
-			if tc.token == "" && rec.lastLen() != 250 {
-				t.Errorf("after the failure %d peers are published, want the last good 250", rec.lastLen())
+			if tc.token == "" && rec.Peers() != 250 {
+				t.Errorf("after the failure %d peers are published, want the last good 250", rec.Peers())
 			}
 			for _, text := range []string{err.Error(), logs.String(), loop.Status().LastError} {
 				if strings.Contains(text, token) {
@@ -383,25 +350,6 @@ func TestFailures(t *testing.T) {
 			t.Fatalf("err = %v, want a transient error", err)
 		}
 	})
-}
-
-// recorder is a publisher that keeps the last set.
-type recorder struct {
-	mu   sync.Mutex
-	last bridge.Set
-}
-
-func (r *recorder) Publish(_ context.Context, s bridge.Set) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.last = s
-	return nil
-}
-
-func (r *recorder) lastLen() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.last.Peers)
 }
 
 func TestHealthChecks(t *testing.T) {
@@ -504,7 +452,7 @@ func TestExcludeSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := summary(peers); !slices.Equal(got, []string{"node-0=10.0.0.0", "node-2=10.0.0.2"}) {
+	if got := bridgetest.Summary(peers); !slices.Equal(got, []string{"node-0=10.0.0.0", "node-2=10.0.0.2"}) {
 		t.Errorf("peers %v, want node-1 (id 1001) left out", got)
 	}
 	if !strings.Contains(logs.String(), "droplet_id=1001 region=nyc3") {

@@ -1,7 +1,6 @@
 package rancher
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -15,29 +14,13 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 	"github.com/peerbridge/peerbridge/dnsserver"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newProvider(t testing.TB, meta *fakeMetadata, opts Options) (*Provider, *syncBuffer) {
+func newProvider(t testing.TB, meta *fakeMetadata, opts Options) (*Provider, *bridgetest.Buffer) {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &bridgetest.Buffer{}
 	opts.URL = meta.srv.URL
 	opts.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := New(opts)
@@ -45,19 +28,6 @@ func newProvider(t testing.TB, meta *fakeMetadata, opts Options) (*Provider, *sy
 		t.Fatalf("New: %v", err)
 	}
 	return p, logs
-}
-
-func summary(peers []bridge.Peer) []string {
-	var out []string
-	for _, p := range peers {
-		var addrs []string
-		for _, a := range p.Addrs {
-			addrs = append(addrs, a.String())
-		}
-		out = append(out, p.Name+"="+strings.Join(addrs, ","))
-	}
-	slices.Sort(out)
-	return out
 }
 
 func TestOwnService(t *testing.T) {
@@ -80,7 +50,7 @@ func TestOwnService(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got := summary(peers); !slices.Equal(got, tc.want) {
+			if got := bridgetest.Summary(peers); !slices.Equal(got, tc.want) {
 				t.Fatalf("peers %v, want %v", got, tc.want)
 			}
 			if strings.Contains(logs.String(), "fake-service-token") {
@@ -114,7 +84,7 @@ func TestNamedServices(t *testing.T) {
 		t.Fatal(err)
 	}
 	// redis has no health check: health_state null counts as healthy.
-	if got := summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.10.11", "demo-redis-1=10.42.20.21"}) {
+	if got := bridgetest.Summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.10.11", "demo-redis-1=10.42.20.21"}) {
 		t.Fatalf("peers %v", got)
 	}
 
@@ -133,7 +103,7 @@ func TestOldVersionListsContainerNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.10.11"}) {
+	if got := bridgetest.Summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.10.11"}) {
 		t.Fatalf("peers %v", got)
 	}
 }
@@ -155,7 +125,7 @@ func TestAddresses(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.99.1", "demo-myapp-3=10.42.10.13"}) {
+		if got := bridgetest.Summary(peers); !slices.Equal(got, []string{"demo-myapp-1=10.42.99.1", "demo-myapp-3=10.42.10.13"}) {
 			t.Fatalf("peers %v", got)
 		}
 	}
@@ -183,7 +153,7 @@ func TestFailuresKeepTheLastSet(t *testing.T) {
 			meta := newFakeMetadata(t)
 			meta.load("/latest/self/service", "latest_self_service.json")
 			p, _ := newProvider(t, meta, Options{AnyHealth: true})
-			rec := &recorder{}
+			rec := &bridgetest.Recorder{}
 			loop := bridge.NewLoop(bridge.LoopConfig{
 				Service:  bridge.Service{Topology: "myapp", Name: "myapp", Provider: "rancher"},
 				Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec},
@@ -198,7 +168,7 @@ func TestFailuresKeepTheLastSet(t *testing.T) {
 				t.Errorf("err = %v; transient %v, want %v", err, !tc.transient, tc.transient)
 			}
 			loop.Poll(context.Background())
-			if n := rec.count(); n != 2 {
+			if n := rec.Peers(); n != 2 {
 				t.Errorf("%d peers published after the failure, want the last good 2", n)
 			}
 			if loop.Status().LastError == "" {
@@ -206,24 +176,6 @@ func TestFailuresKeepTheLastSet(t *testing.T) {
 			}
 		})
 	}
-}
-
-type recorder struct {
-	mu   sync.Mutex
-	last bridge.Set
-}
-
-func (r *recorder) Publish(_ context.Context, s bridge.Set) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.last = s
-	return nil
-}
-
-func (r *recorder) count() int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return len(r.last.Peers)
 }
 
 func TestLongPoll(t *testing.T) {

@@ -1,0 +1,66 @@
+package bridgetest
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/peerbridge/peerbridge/bridge"
+)
+
+// Buffer is a bytes.Buffer that several goroutines may write to while a
+// test reads it: a log sink.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// Recorder is a bridge.Publisher that keeps the last set published.
+type Recorder struct {
+	mu   sync.Mutex
+	last bridge.Set
+}
+
+// Publish records s.
+func (r *Recorder) Publish(_ context.Context, s bridge.Set) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.last = s
+	return nil
+}
+
+// Peers is the number of peers in the last set published.
+func (r *Recorder) Peers() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.last.Peers)
+}
+
+// Summary renders peers as sorted "name=addr,addr" lines, for comparing
+// what a provider returned with what a test expects.
+func Summary(peers []bridge.Peer) []string {
+	var out []string
+	for _, p := range peers {
+		addrs := make([]string, len(p.Addrs))
+		for i, a := range p.Addrs {
+			addrs[i] = a.String()
+		}
+		out = append(out, p.Name+"="+strings.Join(addrs, ","))
+	}
+	slices.Sort(out)
+	return out
+}
