@@ -74,8 +74,8 @@ var envNameRE = regexp.MustCompile(`\b(?:PEERBRIDGE|DIGITALOCEAN)_[A-Z0-9_]*[A-Z
 // Dockerfile and the README set is one the binary reads.
 func TestDeployEnvNames(t *testing.T) {
 	known := map[string]bool{
-		// Test-only switches, documented for developers.
-		"PEERBRIDGE_CONSUL_BIN": true, "PEERBRIDGE_BENCH_SERVER_PEERS": true,
+		// Switches of the tests and the bench script, documented for developers.
+		"PEERBRIDGE_CONSUL_BIN": true, "PEERBRIDGE_COREDNS_BIN": true, "PEERBRIDGE_BENCH_SERVER_PEERS": true,
 	}
 	var topoKeys []string
 	for _, spec := range []struct {
