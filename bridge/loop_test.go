@@ -415,3 +415,24 @@ func TestReadyOnlyAfterPublishing(t *testing.T) {
 		t.Fatal("no complete discovery after the poll")
 	}
 }
+
+func TestRetry(t *testing.T) {
+	var r Retry
+	var got []time.Duration
+	for range 7 {
+		got = append(got, r.Failed())
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second}
+	if !slices.Equal(got, want) {
+		t.Fatalf("waits %v, want %v", got, want)
+	}
+	r.Succeeded()
+	if d := r.Failed(); d != time.Second {
+		t.Fatalf("after a success the wait is %v, want 1s", d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if Sleep(ctx, time.Hour) {
+		t.Fatal("Sleep did not stop at a done context")
+	}
+}

@@ -24,13 +24,6 @@ import (
 	"github.com/peerbridge/peerbridge/bridge"
 )
 
-// Retries after a failed sync back off from minRetry to maxRetry, whatever
-// the poll interval, so that a Consul that comes back is refilled soon.
-const (
-	minRetry = time.Second
-	maxRetry = 30 * time.Second
-)
-
 // Options configure a publisher.
 type Options struct {
 	// Client talks to Consul; api.DefaultConfig reads CONSUL_HTTP_ADDR,
@@ -114,7 +107,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	retry := time.NewTimer(0)
 	retry.Stop()
 	defer retry.Stop()
-	backoff := time.Duration(0)
+	var backoff bridge.Retry
 	for {
 		select {
 		case <-ctx.Done():
@@ -123,12 +116,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-retry.C:
 		}
 		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
-			backoff = min(max(2*backoff, minRetry), maxRetry)
-			p.log.Warn("consul sync failed, retrying", "error", err, "retry_in", backoff)
-			retry.Reset(backoff)
+			wait := backoff.Failed()
+			p.log.Warn("consul sync failed, retrying", "error", err, "retry_in", wait)
+			retry.Reset(wait)
 			continue
 		}
-		backoff = 0
+		backoff.Succeeded()
 	}
 }
 

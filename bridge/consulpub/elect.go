@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/consul/api"
+
+	"github.com/peerbridge/peerbridge/bridge"
 )
 
 // ElectionOptions configure leader election among the replicas of one
@@ -46,7 +48,7 @@ func Lead(ctx context.Context, opts ElectionOptions, leader, follower func(conte
 	if onRole == nil {
 		onRole = func(bool) {}
 	}
-	backoff := time.Duration(0)
+	var backoff bridge.Retry
 	for ctx.Err() == nil {
 		onRole(false)
 		fctx, stopFollowing := context.WithCancel(ctx)
@@ -57,18 +59,15 @@ func Lead(ctx context.Context, opts ElectionOptions, leader, follower func(conte
 		stopFollowing()
 		<-followed
 		if err != nil {
-			backoff = min(max(2*backoff, minRetry), maxRetry)
-			log.Warn("leader election failed, following meanwhile", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
-			case <-time.After(backoff):
-			}
+			wait := backoff.Failed()
+			log.Warn("leader election failed, following meanwhile", "error", err, "retry_in", wait)
+			bridge.Sleep(ctx, wait)
 			continue
 		}
 		if lost == nil {
 			return // ctx is done
 		}
-		backoff = 0
+		backoff.Succeeded()
 		log.Info("leading: polling providers and writing to Consul", "key", opts.Key)
 		onRole(true)
 		lctx, stopLeading := context.WithCancel(ctx)

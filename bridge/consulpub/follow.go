@@ -38,7 +38,7 @@ func Follow(ctx context.Context, client *api.Client, owner string, services []br
 func follow(ctx context.Context, health *api.Health, owner string, svc bridge.Service,
 	publish func(context.Context, bridge.Set) error, ready func(string), log *slog.Logger) {
 	var index uint64
-	backoff := time.Duration(0)
+	var backoff bridge.Retry
 	first := true
 	for ctx.Err() == nil {
 		// No node-meta filter here: for blocking queries Consul 1.20's
@@ -51,16 +51,14 @@ func follow(ctx context.Context, health *api.Health, owner string, svc bridge.Se
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, minRetry), maxRetry)
-			log.Warn("watching consul failed, keeping the last peer set", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			wait := backoff.Failed()
+			log.Warn("watching consul failed, keeping the last peer set", "error", err, "retry_in", wait)
+			if !bridge.Sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Succeeded()
 		// Consul's rule for blocking queries: an index that goes backwards
 		// (a restored or restarted server) starts the watch over.
 		if meta.LastIndex < index {

@@ -335,7 +335,7 @@ func (p *Provider) fetch(ctx context.Context, u string) ([]byte, error) {
 // changes. Errors back off from 1s to 30s; the polling interval remains
 // the fallback.
 func (p *Provider) Notify(ctx context.Context, wake func()) {
-	backoff := time.Duration(0)
+	var backoff bridge.Retry
 	current := ""
 	for ctx.Err() == nil {
 		next, err := p.version(ctx, current)
@@ -343,16 +343,14 @@ func (p *Provider) Notify(ctx context.Context, wake func()) {
 			if ctx.Err() != nil {
 				return
 			}
-			backoff = min(max(2*backoff, time.Second), 30*time.Second)
-			p.log.Debug("metadata long-poll failed", "error", err, "retry_in", backoff)
-			select {
-			case <-ctx.Done():
+			wait := backoff.Failed()
+			p.log.Debug("metadata long-poll failed", "error", err, "retry_in", wait)
+			if !bridge.Sleep(ctx, wait) {
 				return
-			case <-time.After(backoff):
 			}
 			continue
 		}
-		backoff = 0
+		backoff.Succeeded()
 		if current != "" && next != current {
 			p.wakeups.Add(1)
 			wake()
