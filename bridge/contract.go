@@ -29,6 +29,18 @@ type Notifier interface {
 	Notify(ctx context.Context, wake func())
 }
 
+// Checker sets the Health of every peer of a freshly polled set: a health
+// check configured for the topology, whatever its provider. Checks of
+// many peers run concurrently, with a bound.
+type Checker interface {
+	Check(ctx context.Context, peers []Peer)
+}
+
+// ErrCredentials marks provider errors that mean the platform rejected
+// the credentials: nothing changes until an operator acts, so the loop
+// logs them at error level, and metrics count them apart.
+var ErrCredentials = errors.New("the API rejected the credentials")
+
 // ErrTransient marks provider errors that are expected to go away on their
 // own (timeouts, 5xx, rate limits). The loop logs them at warning level;
 // other errors, such as rejected credentials, at error level.

@@ -22,9 +22,12 @@ const defaultPollTimeout = 30 * time.Second
 
 // LoopConfig wires one topology.
 type LoopConfig struct {
-	Service    Service
-	Interval   time.Duration
-	Provider   Provider
+	Service  Service
+	Interval time.Duration
+	Provider Provider
+	// Checker, if set, health-checks every polled set before it is
+	// guarded and published.
+	Checker    Checker
 	Publishers []Publisher
 	// Timeout bounds each provider call and each publish; 0 means 30s.
 	Timeout time.Duration
@@ -39,6 +42,7 @@ type Loop struct {
 	interval   time.Duration
 	timeout    time.Duration
 	provider   Provider
+	checker    Checker
 	publishers []Publisher
 	log        *slog.Logger
 	wake       chan struct{}
@@ -73,6 +77,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 		interval:   cfg.Interval,
 		timeout:    timeout,
 		provider:   cfg.Provider,
+		checker:    cfg.Checker,
 		publishers: cfg.Publishers,
 		log:        log.With("topology", cfg.Service.Topology),
 		wake:       make(chan struct{}, 1),
@@ -132,6 +137,9 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 	start := l.now()
 	pctx, cancel := context.WithTimeout(ctx, l.timeout)
 	peers, err := l.provider.Peers(pctx)
+	if err == nil && l.checker != nil {
+		l.checker.Check(pctx, peers)
+	}
 	cancel()
 	if ctx.Err() != nil {
 		// Shutting down: an aborted poll is neither a success nor a failure.
