@@ -46,10 +46,13 @@ type TSIGKey struct {
 	Secret string
 }
 
-func (k *TSIGKey) String() string { return k.Name + " (" + strings.TrimSuffix(k.Algorithm, ".") + ")" }
+func (k TSIGKey) String() string { return k.Name + " (" + strings.TrimSuffix(k.Algorithm, ".") + ")" }
+
+// GoString leaves the secret out of %#v too.
+func (k TSIGKey) GoString() string { return "TSIGKey(" + k.String() + ")" }
 
 // LogValue leaves the secret out.
-func (k *TSIGKey) LogValue() slog.Value {
+func (k TSIGKey) LogValue() slog.Value {
 	return slog.GroupValue(slog.String("name", k.Name), slog.String("algorithm", strings.TrimSuffix(k.Algorithm, ".")))
 }
 

@@ -72,9 +72,10 @@ func (x *xfr) changed(prev, next *Snapshot) {
 		x.mu.Lock()
 		x.history = append(x.history, d)
 		x.changes += len(d.del) + len(d.add)
-		// Beyond the zone's size an IXFR is larger than the AXFR it saves.
-		zoneSize := next.recordCount()
-		for len(x.history) > maxDiffs || (len(x.history) > 1 && x.changes > zoneSize) {
+		// Changes of twice the zone's records make an IXFR larger than
+		// the AXFR it saves, and keep memory in proportion to the zone.
+		limit := 2 * next.recordCount()
+		for len(x.history) > maxDiffs || (len(x.history) > 1 && x.changes > limit) {
 			x.changes -= len(x.history[0].del) + len(x.history[0].add)
 			x.history = slices.Delete(x.history, 0, 1)
 		}
