@@ -287,6 +287,14 @@ func loadConfig() (*config, error) {
 		}
 		services[t.service] = t.name
 	}
+	for _, ns := range cfg.dns.NS {
+		// A name server inside a service's names would mix its glue into
+		// the service's answers.
+		below, inside := strings.CutSuffix(ns.Name, "."+cfg.dns.Zone)
+		if top := below[strings.LastIndexByte(below, '.')+1:]; inside && services[top] != "" {
+			errs.add("PEERBRIDGE_DNS_NS", "%s is inside the names of service %q", ns.Name, top)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, &configError{errs}
 	}
