@@ -1,15 +1,12 @@
 package dnsserver
 
 import (
-	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -64,31 +61,13 @@ func freePort(t *testing.T) int {
 	return 0
 }
 
-// syncBuffer is a bytes.Buffer safe for a process and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // startProgram runs argv in dir until the test ends, then stops it with
 // SIGTERM (SIGKILL after 10s). Its output is logged when the test fails.
 func startProgram(t *testing.T, dir string, argv ...string) {
 	t.Helper()
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Dir = dir
-	out := &syncBuffer{}
+	out := &bridgetest.Buffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", argv[0], err)
@@ -157,27 +136,6 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start)
-}
-
-// servePrimary starts a server on ls with cfg and stops it when the test
-// ends.
-func servePrimary(t *testing.T, ls *Listeners, cfg Config) *Server {
-	t.Helper()
-	cfg.Zone, cfg.TTL, cfg.NegativeTTL = "peers.internal.", 5*time.Second, 3*time.Second
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
-	return srv
 }
 
 // bigSet is myapp with n peers.

@@ -192,7 +192,8 @@ func testSecondaries(t *testing.T, key *TSIGKey, start func(primary int) []secon
 	for _, s := range secs {
 		notify = append(notify, s.addr)
 	}
-	srv := servePrimary(t, ls, Config{
+	srv := serveOn(t, ls, Config{
+		Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 3 * time.Second,
 		Transfer: Transfer{Allow: loopback, Notify: notify, Key: key},
 		NS:       []NameServer{{Name: "ns1.peers.internal.", Addrs: []netip.Addr{netip.MustParseAddr("127.0.0.1")}}},
 	})
