@@ -208,6 +208,14 @@ func testSecondaries(t *testing.T, key *TSIGKey, start func(primary int) []secon
 		waitFor(t, 60*time.Second, s.name+" serves the first serial", func() bool { return serial(s.addr) == want })
 	}
 
+	// The secondaries started after the primary's first NOTIFYs, which
+	// are retried until acknowledged; the rounds below measure the steady
+	// state.
+	waitFor(t, 60*time.Second, "every secondary acknowledges a NOTIFY", func() bool {
+		_, acked, _ := srv.NotifyCounts()
+		return acked >= uint64(len(secs))
+	})
+
 	if key != nil {
 		if _, _, rcode := transfer(t, primaryAddr, dns.TypeAXFR, 0, nil); rcode != dns.RcodeRefused {
 			t.Errorf("unsigned AXFR: %s, want REFUSED", dns.RcodeToString[rcode])
