@@ -31,13 +31,19 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	if cfg.NegativeTTL == 0 {
 		cfg.NegativeTTL = 3 * time.Second
 	}
-	srv, err := New(cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
 	ls, err := Listen("127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("Listen: %v", err)
+	}
+	return &testServer{Server: serveOn(t, ls, cfg), addr: ls.Addr().String()}
+}
+
+// serveOn serves cfg's zone on ls until the test ends.
+func serveOn(t testing.TB, ls *Listeners, cfg Config) *Server {
+	t.Helper()
+	srv, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -48,7 +54,7 @@ func startServer(t testing.TB, cfg Config) *testServer {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &testServer{Server: srv, addr: ls.Addr().String()}
+	return srv
 }
 
 func (s *testServer) publish(t testing.TB, set bridge.Set) {

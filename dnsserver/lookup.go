@@ -54,7 +54,7 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
 		m.Rcode = dns.RcodeRefused
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
-		// No zone transfers: the records change with every poll anyway.
+		// Transfers are served over TCP (serveXFR), never over UDP.
 		m.Rcode = dns.RcodeRefused
 	case name == s.zone || strings.HasSuffix(name, "."+s.zone):
 		s.forward(m, name, q.Qtype)

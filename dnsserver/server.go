@@ -33,6 +33,11 @@ type Config struct {
 	NegativeTTL time.Duration
 	// Logger receives the server's events; nil discards them.
 	Logger *slog.Logger
+	// NS are the apex name servers, the first the SOA's MNAME; empty is
+	// ns.<zone>.
+	NS []NameServer
+	// Transfer configures zone transfers and NOTIFY (xfr.go).
+	Transfer Transfer
 }
 
 // Server answers queries for the zone and is a bridge.Publisher.
@@ -47,6 +52,7 @@ type Server struct {
 	serial uint32
 
 	stats stats
+	xfr   *xfr
 }
 
 // New returns a server with an empty zone: the apex answers, every service
@@ -64,15 +70,20 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	ns, err := nameServers(zone, cfg.NS)
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:  zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL},
+		cfg:  zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns},
 		log:  log,
 		now:  time.Now,
 		sets: map[string]bridge.Set{},
+		xfr:  newXfr(cfg.Transfer),
 	}
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil))
@@ -130,7 +141,8 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	for _, set := range s.sets {
 		sets = append(sets, set)
 	}
-	s.snap.Store(build(s.cfg, s.serial, sets))
+	prev := s.snap.Swap(build(s.cfg, s.serial, sets))
+	s.xfr.changed(prev, s.snap.Load()) // IXFR history, NOTIFY
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
 }
@@ -144,6 +156,9 @@ func (s *Server) Sets() map[string]bridge.Set {
 
 // ServeDNS answers one query from the current snapshot.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
+	if s.serveXFR(w, req) { // zone transfers, TSIG-signed queries
+		return
+	}
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
 	m := s.snap.Load().answer(req, tcp)
 	var qtype uint16
@@ -190,6 +205,7 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	for _, conn := range l.UDP {
 		g.Go(func() error { return s.serveUDP(conn) })
 	}
+	g.Go(func() error { return s.notifyLoop(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		for _, conn := range l.UDP {
@@ -207,6 +223,7 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 			// client fetching large answers would otherwise reconnect every
 			// 128 queries. Idle connections still close after 8s.
 			MaxTCPQueries: -1,
+			TsigSecret:    s.xfr.secret, // verifies signed requests, signs their replies
 		})
 	})
 	return g.Wait()

@@ -14,8 +14,8 @@ import (
 	"github.com/peerbridge/peerbridge/bridge"
 )
 
-// SOA timers. Nothing transfers this zone, so refresh, retry and expire
-// only need to be sane; the minimum is the negative TTL (RFC 2308).
+// SOA timers. Secondaries learn of changes by NOTIFY, so refresh and retry
+// are only the fallback; the minimum is the negative TTL (RFC 2308).
 const (
 	soaRefresh = 3600
 	soaRetry   = 600
@@ -27,6 +27,7 @@ type zoneConfig struct {
 	zone   string // lower case, fully qualified
 	ttl    uint32
 	negTTL uint32
+	ns     []NameServer // at least one; the first is the SOA's MNAME
 }
 
 // Snapshot holds every record the server answers with. It is built off the
@@ -96,7 +97,7 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
 		names:   map[string]*node{},
 		reverse: map[string]*node{},
 	}
-	nsName := "ns." + cfg.zone
+	nsName := cfg.ns[0].Name
 	soa := func(ttl uint32) *dns.SOA {
 		return &dns.SOA{
 			Hdr: hdr(cfg.zone, dns.TypeSOA, ttl),
@@ -107,9 +108,8 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
 	}
 	apex := s.node(cfg.zone)
 	apex.soa = []dns.RR{soa(cfg.ttl)}
-	apex.ns = []dns.RR{&dns.NS{Hdr: hdr(cfg.zone, dns.TypeNS, cfg.ttl), Ns: nsName}}
 	s.negSOA = []dns.RR{soa(min(cfg.ttl, cfg.negTTL))}
-	s.node(nsName)
+	s.addNameServers(cfg, apex)
 
 	slices.SortFunc(sets, func(a, b bridge.Set) int { return cmp.Compare(a.Service.Name, b.Service.Name) })
 	for _, set := range sets {

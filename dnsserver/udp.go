@@ -101,6 +101,9 @@ func (s *Server) slowUDP(wire []byte) []byte {
 	}
 	var m *dns.Msg
 	if action == dns.MsgAccept && req.Unpack(wire) == nil {
+		if req.IsTsig() != nil && s.xfr.cfg.Key != nil {
+			return s.signedUDP(req, wire) // tsig.go
+		}
 		m = s.snap.Load().answer(req, false)
 	} else {
 		// As miekg/dns answers: the header, the rcode, and no records.

@@ -47,6 +47,12 @@ type GlobalEnv struct {
 	HALockDelay    time.Duration `split_words:"true" default:"5s" desc:"how long the lock stays free after a leader's session is invalidated (0 to 60s)"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
+
+	// Zone transfers, parsed and checked by dnsserver (checkTransfer).
+	DNSTransferAllow string `split_words:"true" desc:"IPs and CIDRs allowed to transfer the zone (AXFR, IXFR over TCP); empty: transfers are REFUSED"`
+	DNSNotify        string `split_words:"true" desc:"host:port,... sent a NOTIFY at start and whenever the serial changes"`
+	DNSTsigKey       string `split_words:"true" desc:"name:algorithm:base64-secret (e.g. xfr:hmac-sha256:...): transfers must then be TSIG-signed with it, and NOTIFYs are signed"`
+	DNSNs            string `split_words:"true" desc:"the apex NS names, comma-separated (default ns.<zone>); name=addr adds a glue A or AAAA record"`
 }
 
 // TopologyEnv is what every topology reads, per topology in the
@@ -204,6 +210,7 @@ func loadConfig() (*config, error) {
 	checkTTL(&errs, "PEERBRIDGE_DNS_TTL", g.DNSTtl)
 	checkTTL(&errs, "PEERBRIDGE_DNS_NEGATIVE_TTL", g.DNSNegativeTTL)
 	checkAddr(&errs, "PEERBRIDGE_DNS_ADDR", g.DNSAddr)
+	checkTransfer(&errs, &cfg.dns, g)
 	if g.HTTPAddr != "" {
 		checkAddr(&errs, "PEERBRIDGE_HTTP_ADDR", g.HTTPAddr)
 	}
@@ -279,6 +286,14 @@ func loadConfig() (*config, error) {
 			errs.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
 		}
 		services[t.service] = t.name
+	}
+	for _, ns := range cfg.dns.NS {
+		// A name server inside a service's names would mix its glue into
+		// the service's answers.
+		below, inside := strings.CutSuffix(ns.Name, "."+cfg.dns.Zone)
+		if top := below[strings.LastIndexByte(below, '.')+1:]; inside && services[top] != "" {
+			errs.add("PEERBRIDGE_DNS_NS", "%s is inside the names of service %q", ns.Name, top)
+		}
 	}
 	if len(errs) > 0 {
 		return nil, &configError{errs}
@@ -553,6 +568,8 @@ func (c *config) logValue() slog.Value {
 		slog.String("http_addr", c.httpAddr),
 		slog.Duration("ttl", c.dns.TTL),
 		slog.Duration("negative_ttl", c.dns.NegativeTTL),
+		slog.Any("ns", c.dns.NS),
+		slog.Any("transfer", c.dns.Transfer), // the TSIG key's name, never its secret
 	}
 	if c.ha != nil {
 		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "session_ttl", c.ha.sessionTTL, "lock_delay", c.ha.lockDelay))
@@ -570,4 +587,23 @@ func (c *config) logValue() slog.Value {
 		}, t.details...)...))
 	}
 	return slog.GroupValue(attrs...)
+}
+
+// checkTransfer parses the zone transfer variables into dns.
+func checkTransfer(errs *problems, dns *dnsserver.Config, g GlobalEnv) {
+	var err error
+	if dns.Transfer.Allow, err = dnsserver.ParseTransferAllow(g.DNSTransferAllow); err != nil {
+		errs.add("PEERBRIDGE_DNS_TRANSFER_ALLOW", "%v", err)
+	}
+	if dns.Transfer.Notify, err = dnsserver.ParseNotify(g.DNSNotify); err != nil {
+		errs.add("PEERBRIDGE_DNS_NOTIFY", "%v", err)
+	}
+	if dns.Transfer.Key, err = dnsserver.ParseTSIGKey(g.DNSTsigKey); err != nil {
+		errs.add("PEERBRIDGE_DNS_TSIG_KEY", "%v", err)
+	}
+	if dns.NS, err = dnsserver.ParseNameServers(g.DNSNs); err != nil {
+		errs.add("PEERBRIDGE_DNS_NS", "%v", err)
+	} else if err := dnsserver.CheckNameServers(dns.Zone, dns.NS); err != nil {
+		errs.add("PEERBRIDGE_DNS_NS", "%v", err)
+	}
 }

@@ -29,6 +29,7 @@ type collector struct {
 	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
 	rateLimit, rateRemaining, apiRequests, wakeups,
 	dnsAnswers, dnsTruncated, dnsSerial,
+	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
 
@@ -60,6 +61,12 @@ func newRegistry(st *state) *prometheus.Registry {
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
 		haLeader:       desc("ha_leader", "1 while this replica leads (or runs alone), 0 while it follows."),
 		haChanges:      desc("ha_role_changes_total", "Times this replica became leader or follower."),
+
+		// Zone transfers and NOTIFY (dnsserver/xfr.go, notify.go).
+		dnsTransfers:    desc("dns_transfers_total", "Zone transfer requests, by type (AXFR, IXFR) and result: full, incremental, current, refused, notauth, failed.", "type", "result"),
+		dnsNotifySent:   desc("dns_notify_sent_total", "NOTIFY messages sent to secondaries, retries included."),
+		dnsNotifyAcked:  desc("dns_notify_acknowledged_total", "NOTIFY messages acknowledged by secondaries."),
+		dnsNotifyFailed: desc("dns_notify_failed_total", "Changes whose NOTIFY no attempt got acknowledged."),
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -135,6 +142,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dnsTruncated, float64(udp), "udp")
 	counter(c.dnsTruncated, float64(tcp), "tcp")
 	gauge(c.dnsSerial, float64(dns.Snapshot().Serial()))
+	for _, x := range dns.TransferCounts() {
+		counter(c.dnsTransfers, float64(x.Count), x.Type, x.Result)
+	}
+	sent, acked, failed := dns.NotifyCounts()
+	counter(c.dnsNotifySent, float64(sent))
+	counter(c.dnsNotifyAcked, float64(acked))
+	counter(c.dnsNotifyFailed, float64(failed))
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()

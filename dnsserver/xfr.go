@@ -1,0 +1,397 @@
+package dnsserver
+
+import (
+	"maps"
+	"net"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Zone transfers make peerbridge a hidden primary: BIND, Knot, CoreDNS and
+// the like serve the zone as secondaries, AXFR (RFC 5936) or IXFR (RFC
+// 1995) over TCP, told of each change by NOTIFY (notify.go). The zone
+// transferred is the snapshot's own records, so a secondary serves exactly
+// what peerbridge answers: SOA, NS and glue, A, AAAA, SRV, TXT. The PTR
+// records are of the reverse zones, which this zone does not hold.
+
+const (
+	// xfrMsgSize bounds the uncompressed records of one transfer message;
+	// compressed, a message stays well below the 64 KiB TCP limit, and a
+	// large zone takes several messages, as RFC 5936 allows.
+	xfrMsgSize = 32 << 10
+	// maxDiffs bounds the IXFR history: a secondary further behind gets
+	// the whole zone.
+	maxDiffs = 64
+)
+
+// zoneDiff is one serial change, as IXFR sends it.
+type zoneDiff struct {
+	from, to *dns.SOA
+	del, add []dns.RR
+}
+
+// xfr is the server's transfer and NOTIFY state.
+type xfr struct {
+	cfg Transfer
+	// secret is miekg/dns's TsigSecret: the key by name, nil without one.
+	secret map[string]string
+
+	mu      sync.Mutex
+	history []zoneDiff // consecutive, oldest first
+	changes int        // records in history
+
+	// kicks has one channel per NOTIFY target, of capacity 1: a pending
+	// change.
+	kicks []chan struct{}
+
+	transfers                             [2][xfrResults]atomic.Uint64 // by AXFR/IXFR, result
+	notifySent, notifyAcked, notifyFailed atomic.Uint64
+}
+
+func newXfr(cfg Transfer) *xfr {
+	x := &xfr{cfg: cfg}
+	if cfg.Key != nil {
+		x.secret = map[string]string{cfg.Key.Name: cfg.Key.Secret}
+	}
+	for range cfg.Notify {
+		x.kicks = append(x.kicks, make(chan struct{}, 1))
+	}
+	return x
+}
+
+// changed records the change from prev to next for IXFR and queues a
+// NOTIFY. Publish calls it, serialised.
+func (x *xfr) changed(prev, next *Snapshot) {
+	if len(x.cfg.Allow) > 0 && prev.serial != next.serial {
+		d := diff(prev, next)
+		x.mu.Lock()
+		x.history = append(x.history, d)
+		x.changes += len(d.del) + len(d.add)
+		// Changes of twice the zone's records make an IXFR larger than
+		// the AXFR it saves, and keep memory in proportion to the zone.
+		limit := 2 * next.recordCount()
+		for len(x.history) > maxDiffs || (len(x.history) > 1 && x.changes > limit) {
+			x.changes -= len(x.history[0].del) + len(x.history[0].add)
+			x.history = slices.Delete(x.history, 0, 1)
+		}
+		x.mu.Unlock()
+	}
+	x.kick()
+}
+
+func (x *xfr) kick() {
+	for _, k := range x.kicks {
+		select {
+		case k <- struct{}{}:
+		default: // one is pending already; it will send the newest serial
+		}
+	}
+}
+
+// allowed reports whether addr may transfer the zone.
+func (x *xfr) allowed(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	a, ok := netip.AddrFromSlice(tcp.IP)
+	if !ok {
+		return false
+	}
+	a = a.Unmap()
+	for _, p := range x.cfg.Allow {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// soa is the snapshot's SOA record.
+func (s *Snapshot) soa() *dns.SOA { return s.names[s.zone].soa[0].(*dns.SOA) }
+
+// recordCount is how many records zoneRecords returns.
+func (s *Snapshot) recordCount() int {
+	n := 0
+	for _, nd := range s.names {
+		n += len(nd.ns) + len(nd.a) + len(nd.aaaa) + len(nd.srv) + len(nd.txt)
+	}
+	return n
+}
+
+// zoneRecords is the zone's content, the SOA left out, in zone-file order:
+// the records that the server answers for names in the zone (the SRV
+// targets' addresses of the additional section are the hosts' own A and
+// AAAA records, so they appear once).
+func (s *Snapshot) zoneRecords() []dns.RR {
+	out := make([]dns.RR, 0, s.recordCount())
+	for _, name := range slices.SortedFunc(maps.Keys(s.names), compareNames) {
+		n := s.names[name]
+		for _, rrs := range [][]dns.RR{n.ns, n.a, n.aaaa, n.srv, n.txt} {
+			out = append(out, rrs...)
+		}
+	}
+	return out
+}
+
+// axfr is the zone as AXFR sends it: SOA, records, SOA.
+func (s *Snapshot) axfr() []dns.RR {
+	soa := s.soa()
+	recs := s.zoneRecords()
+	out := make([]dns.RR, 0, len(recs)+2)
+	out = append(out, soa)
+	out = append(out, recs...)
+	return append(out, soa)
+}
+
+// diff is the change from prev to next. Records compare by their text,
+// which holds every field; the snapshots share no record objects.
+func diff(prev, next *Snapshot) zoneDiff {
+	d := zoneDiff{from: prev.soa(), to: next.soa()}
+	old, cur := prev.zoneRecords(), next.zoneRecords()
+	oldKeys := make(map[string]struct{}, len(old))
+	for _, rr := range old {
+		oldKeys[rr.String()] = struct{}{}
+	}
+	curKeys := make(map[string]struct{}, len(cur))
+	for _, rr := range cur {
+		k := rr.String()
+		curKeys[k] = struct{}{}
+		if _, ok := oldKeys[k]; !ok {
+			d.add = append(d.add, rr)
+		}
+	}
+	for _, rr := range old {
+		if _, ok := curKeys[rr.String()]; !ok {
+			d.del = append(d.del, rr)
+		}
+	}
+	return d
+}
+
+// serialAtLeast compares serials as RFC 1982 does: a >= b.
+func serialAtLeast(a, b uint32) bool { return int32(a-b) >= 0 }
+
+// ixfr answers an IXFR from a secondary at serial have: the single SOA
+// when it is current, the changes since when the history reaches back to
+// it, else the whole zone (RFC 1995 4).
+func (x *xfr) ixfr(snap *Snapshot, have uint32) ([]dns.RR, xfrResult) {
+	cur := snap.soa()
+	if serialAtLeast(have, cur.Serial) {
+		return []dns.RR{cur}, xfrCurrent
+	}
+	x.mu.Lock()
+	history := slices.Clone(x.history)
+	x.mu.Unlock()
+	start := slices.IndexFunc(history, func(d zoneDiff) bool { return d.from.Serial == have })
+	if start < 0 || history[len(history)-1].to.Serial != cur.Serial {
+		// Unknown or too old, or a Publish between the snapshot and its
+		// diff: the whole zone is always right.
+		return snap.axfr(), xfrFull
+	}
+	out := []dns.RR{cur}
+	for _, d := range history[start:] {
+		out = append(out, d.from)
+		out = append(out, d.del...)
+		out = append(out, d.to)
+		out = append(out, d.add...)
+	}
+	return append(out, cur), xfrIncremental
+}
+
+// serveXFR answers over TCP what answer does not: zone transfers, and,
+// when a TSIG key is set, signed queries (secondaries sign their SOA
+// queries). It reports whether it answered req.
+func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
+	if _, tcp := w.RemoteAddr().(*net.TCPAddr); !tcp || len(req.Question) != 1 || req.Opcode != dns.OpcodeQuery {
+		return false
+	}
+	qtype := req.Question[0].Qtype
+	transfer := qtype == dns.TypeAXFR || qtype == dns.TypeIXFR
+	tsig := req.IsTsig()
+	key := s.xfr.cfg.Key
+	if !transfer && (tsig == nil || key == nil) {
+		return false
+	}
+	kind := 0
+	if qtype == dns.TypeIXFR {
+		kind = 1
+	}
+	reply := func(m *dns.Msg, result xfrResult) {
+		if transfer {
+			s.xfr.transfers[kind][result].Add(1)
+		}
+		s.stats.count(true, qtype, m.Rcode, m.Truncated)
+		if err := w.WriteMsg(m); err != nil {
+			s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
+		}
+	}
+	remote := w.RemoteAddr().String()
+	if transfer && !s.xfr.allowed(w.RemoteAddr()) {
+		s.log.Warn("zone transfer refused: client not in PEERBRIDGE_DNS_TRANSFER_ALLOW", "remote", remote, "type", dns.TypeToString[qtype])
+		reply(rcodeReply(req, dns.RcodeRefused), xfrRefused)
+		return true
+	}
+	if tsig != nil && key != nil {
+		if code := tsigError(w.TsigStatus(), tsig, key); code != dns.RcodeSuccess {
+			s.log.Warn("dns request with a bad TSIG", "remote", remote, "type", dns.TypeToString[qtype],
+				"key", tsig.Hdr.Name, "error", dns.RcodeToString[code])
+			reply(notAuth(req, tsig, code), xfrNotAuth)
+			return true
+		}
+	}
+	if !transfer {
+		m := s.snap.Load().answer(req, true)
+		m.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
+		reply(m, 0)
+		return true
+	}
+	if key != nil && tsig == nil {
+		s.log.Warn("zone transfer refused: not TSIG-signed", "remote", remote, "type", dns.TypeToString[qtype])
+		reply(rcodeReply(req, dns.RcodeRefused), xfrRefused)
+		return true
+	}
+	snap := s.snap.Load()
+	if !dns.IsSubDomain(snap.zone, req.Question[0].Name) || dns.CountLabel(req.Question[0].Name) != dns.CountLabel(snap.zone) {
+		// RFC 5936 2.2.1: not a zone this server is authoritative for.
+		reply(signed(rcodeReply(req, dns.RcodeNotAuth), tsig), xfrRefused)
+		return true
+	}
+
+	start := time.Now()
+	var rrs []dns.RR
+	result := xfrFull
+	if qtype == dns.TypeAXFR {
+		rrs = snap.axfr()
+	} else {
+		var have *dns.SOA
+		for _, rr := range req.Ns {
+			if soa, ok := rr.(*dns.SOA); ok {
+				have = soa
+			}
+		}
+		if have == nil {
+			reply(signed(rcodeReply(req, dns.RcodeFormatError), tsig), xfrFailed)
+			return true
+		}
+		rrs, result = s.xfr.ixfr(snap, have.Serial)
+	}
+	msgs, err := writeTransfer(w, req, rrs)
+	if err != nil {
+		s.xfr.transfers[kind][xfrFailed].Add(1)
+		s.log.Warn("zone transfer failed", "remote", remote, "type", dns.TypeToString[qtype], "error", err)
+		return true
+	}
+	s.xfr.transfers[kind][result].Add(1)
+	s.stats.count(true, qtype, dns.RcodeSuccess, false)
+	s.log.Debug("zone transferred", "remote", remote, "type", dns.TypeToString[qtype], "result", result.String(),
+		"serial", snap.serial, "records", len(rrs), "messages", msgs, "duration", time.Since(start))
+	return true
+}
+
+// writeTransfer sends rrs in as many messages as they need, each signed
+// when the request was: miekg/dns's Transfer.Out, with compression and
+// messages filled up to xfrMsgSize rather than one per envelope.
+func writeTransfer(w dns.ResponseWriter, req *dns.Msg, rrs []dns.RR) (int, error) {
+	tsig := req.IsTsig()
+	msgs := 0
+	for start := 0; start < len(rrs); msgs++ {
+		end, size := start, 0
+		for end < len(rrs) && (end == start || size+dns.Len(rrs[end]) <= xfrMsgSize) {
+			size += dns.Len(rrs[end])
+			end++
+		}
+		m := new(dns.Msg)
+		m.SetReply(req)
+		m.Authoritative = true
+		m.Compress = true
+		m.Answer = rrs[start:end]
+		withOPT(m, req)
+		if err := w.WriteMsg(signed(m, tsig)); err != nil {
+			return msgs, err
+		}
+		// RFC 8945 5.3.1: later messages are signed over the timers only.
+		w.TsigTimersOnly(true)
+		start = end
+	}
+	return msgs, nil
+}
+
+// xfrResult is how a transfer request was answered.
+type xfrResult int
+
+const (
+	xfrFull        xfrResult = iota // the whole zone
+	xfrIncremental                  // IXFR: the changes
+	xfrCurrent                      // IXFR: the client is current, one SOA
+	xfrRefused                      // client not allowed, unsigned, or not this zone
+	xfrNotAuth                      // bad TSIG
+	xfrFailed                       // malformed request, or the connection broke
+	xfrResults
+)
+
+func (r xfrResult) String() string {
+	return [...]string{"full", "incremental", "current", "refused", "notauth", "failed"}[r]
+}
+
+// TransferCount is the number of transfer requests of one type (AXFR,
+// IXFR) answered one way: full, incremental, current, refused, notauth or
+// failed.
+type TransferCount struct {
+	Type, Result string
+	Count        uint64
+}
+
+// TransferCounts returns the non-zero transfer counts so far.
+func (s *Server) TransferCounts() []TransferCount {
+	var out []TransferCount
+	for kind, name := range []string{"AXFR", "IXFR"} {
+		for r := range xfrResults {
+			if n := s.xfr.transfers[kind][r].Load(); n > 0 {
+				out = append(out, TransferCount{Type: name, Result: r.String(), Count: n})
+			}
+		}
+	}
+	return out
+}
+
+// addNameServers adds the apex NS records and, for names inside the zone,
+// their glue.
+func (s *Snapshot) addNameServers(cfg zoneConfig, apex *node) {
+	for _, ns := range cfg.ns {
+		apex.ns = append(apex.ns, &dns.NS{Hdr: hdr(cfg.zone, dns.TypeNS, cfg.ttl), Ns: ns.Name})
+		if !dns.IsSubDomain(cfg.zone, ns.Name) {
+			continue
+		}
+		n := s.node(ns.Name)
+		for _, a := range ns.Addrs {
+			if a.Is4() {
+				n.a = append(n.a, addrRR(ns.Name, a, cfg.ttl))
+			} else {
+				n.aaaa = append(n.aaaa, addrRR(ns.Name, a, cfg.ttl))
+			}
+		}
+	}
+}
+
+// rcodeReply is the reply to req with rcode and no records.
+func rcodeReply(req *dns.Msg, rcode int) *dns.Msg {
+	return withOPT(new(dns.Msg).SetRcode(req, rcode), req)
+}
+
+// withOPT adds an OPT record to m when req had one (RFC 6891 7), as answer
+// does.
+func withOPT(m, req *dns.Msg) *dns.Msg {
+	if ro := req.IsEdns0(); ro != nil {
+		opt := &dns.OPT{Hdr: dns.RR_Header{Name: ".", Rrtype: dns.TypeOPT}}
+		opt.SetUDPSize(maxUDPSize)
+		opt.SetDo(ro.Do())
+		m.Extra = append(m.Extra, opt)
+	}
+	return m
+}
