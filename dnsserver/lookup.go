@@ -57,7 +57,7 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 		// No zone transfers: the records change with every poll anyway.
 		m.Rcode = dns.RcodeRefused
 	case name == s.zone || strings.HasSuffix(name, "."+s.zone):
-		s.forward(m, name, q.Qtype)
+		s.lookupZone(m, name, q.Qtype)
 	default:
 		s.reverseLookup(m, name, q.Qtype)
 	}
@@ -92,10 +92,10 @@ func fit(m *dns.Msg, size int) {
 	m.Compress = true
 }
 
-// forward answers a name inside the zone: authoritatively, NXDOMAIN for a
+// lookupZone answers a name inside the zone: authoritatively, NXDOMAIN for a
 // name that does not exist and NODATA for a type it does not have, both
 // with the SOA in the authority section (RFC 2308).
-func (s *Snapshot) forward(m *dns.Msg, name string, qtype uint16) {
+func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16) {
 	m.Authoritative = true
 	n := s.names[name]
 	if n == nil {

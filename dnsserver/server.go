@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -153,33 +152,6 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	s.stats.count(tcp, qtype, m.Rcode, m.Truncated)
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
-	}
-}
-
-// Listen opens the UDP sockets (one per core where SO_REUSEPORT allows)
-// and the TCP listener for addr. With port 0 all get the same free port:
-// the UDP port is picked first, and picked again while its TCP twin is
-// taken.
-func Listen(addr string) (*Listeners, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("dns address %q: %w", addr, err)
-	}
-	for attempt := 0; ; attempt++ {
-		udp, err := listenUDP(addr, runtime.GOMAXPROCS(0))
-		if err != nil {
-			return nil, fmt.Errorf("dns listen udp: %w", err)
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, portOf(udp[0].LocalAddr())))
-		if err == nil {
-			return &Listeners{UDP: udp, TCP: ln}, nil
-		}
-		for _, c := range udp {
-			c.Close()
-		}
-		if port != "0" || attempt == 10 {
-			return nil, fmt.Errorf("dns listen tcp: %w", err)
-		}
 	}
 }
 

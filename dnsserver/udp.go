@@ -1,10 +1,8 @@
 package dnsserver
 
 import (
-	"context"
 	"errors"
 	"net"
-	"strconv"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -120,52 +118,4 @@ func (s *Server) slowUDP(wire []byte) []byte {
 		return nil
 	}
 	return out
-}
-
-// Listeners are the sockets the server answers on: several UDP sockets
-// sharing one port where SO_REUSEPORT allows, and one TCP listener.
-type Listeners struct {
-	UDP []*net.UDPConn
-	TCP net.Listener
-}
-
-// Addr is the UDP address, the same port as TCP's.
-func (l *Listeners) Addr() net.Addr { return l.UDP[0].LocalAddr() }
-
-// Close closes every socket.
-func (l *Listeners) Close() {
-	for _, c := range l.UDP {
-		c.Close()
-	}
-	l.TCP.Close()
-}
-
-// listenUDP opens n UDP sockets on addr, the first choosing the port when
-// addr's port is 0.
-func listenUDP(addr string, n int) ([]*net.UDPConn, error) {
-	var conns []*net.UDPConn
-	lc := net.ListenConfig{Control: reusePort}
-	for i := range n {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-		if err != nil {
-			if i > 0 {
-				break // no SO_REUSEPORT here: one socket it is
-			}
-			return nil, err
-		}
-		conns = append(conns, pc.(*net.UDPConn))
-		if i == 0 {
-			// The others join the port the first one got.
-			host, _, _ := net.SplitHostPort(addr)
-			addr = net.JoinHostPort(host, portOf(pc.LocalAddr()))
-		}
-	}
-	return conns, nil
-}
-
-func portOf(a net.Addr) string {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return strconv.Itoa(u.Port)
-	}
-	return "0"
 }
