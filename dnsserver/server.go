@@ -46,6 +46,9 @@ type Server struct {
 	serial uint32
 
 	stats stats
+	// tcpTruncLogged is the snapshot for which an answer truncated over
+	// TCP was last logged.
+	tcpTruncLogged atomic.Pointer[Snapshot]
 }
 
 // New returns a server with an empty zone: the apex answers, every service
@@ -144,12 +147,16 @@ func (s *Server) Sets() map[string]bridge.Set {
 // ServeDNS answers one query from the current snapshot.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	m := s.snap.Load().answer(req, tcp)
+	snap := s.snap.Load()
+	m := snap.answer(req, tcp)
 	var qtype uint16
 	if len(req.Question) > 0 {
 		qtype = req.Question[0].Qtype
 	}
 	s.stats.count(tcp, qtype, m.Rcode, m.Truncated)
+	if tcp && m.Truncated {
+		s.truncatedOverTCP(snap, req, m)
+	}
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
 	}
@@ -212,10 +219,28 @@ func serveUntil(ctx context.Context, srv *dns.Server) error {
 	return nil
 }
 
-// acceptQuery is miekg/dns's default filter, except that NOTIFY, which the
-// default lets through, is not implemented here.
+// truncatedOverTCP logs, once per snapshot, that an answer did not fit
+// even in 64 KiB: the client gets only part of the RRset, which no retry
+// can mend. The metric counts every such answer.
+func (s *Server) truncatedOverTCP(snap *Snapshot, req, m *dns.Msg) {
+	if s.tcpTruncLogged.Swap(snap) == snap {
+		return
+	}
+	q := req.Question[0]
+	s.log.Warn("dns answer too large even for TCP: sent truncated",
+		"name", q.Name, "qtype", dns.TypeToString[q.Qtype], "records_sent", len(m.Answer), "serial", snap.serial)
+}
+
+// acceptQuery is miekg/dns's default filter, except that responses are
+// dropped first and NOTIFY, which the default lets through, is not
+// implemented here. The UDP paths use it too.
 func acceptQuery(h dns.Header) dns.MsgAcceptAction {
-	if opcode := int(h.Bits>>11) & 0xF; opcode == dns.OpcodeNotify {
+	// Never answer a response, whatever its opcode: a forged one from this
+	// server's own address (or a replica's) would loop between them.
+	if h.Bits&flagQR != 0 {
+		return dns.MsgIgnore
+	}
+	if opcode(h) == dns.OpcodeNotify {
 		return dns.MsgRejectNotImplemented
 	}
 	return dns.DefaultMsgAcceptFunc(h)

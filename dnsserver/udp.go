@@ -55,7 +55,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			buf := out[replies].Buffers[0][:maxUDPSize]
 			m, qtype := snap.fastAnswer(req, buf)
 			if m > 0 {
-				s.stats.count(false, qtype, dns.RcodeSuccess, false)
+				s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
 			} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
 				m = copy(buf, reply)
 			}
@@ -81,16 +81,10 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 // acceptance rules as miekg/dns's server (drop responses and garbage,
 // FORMERR or NOTIMP what it cannot take), then answer.
 func (s *Server) slowUDP(wire []byte) []byte {
-	var h dns.Header
-	if len(wire) < 12 {
+	h, ok := parseHeader(wire)
+	if !ok {
 		return nil // garbage: any reply could be used to amplify
 	}
-	h.Id = uint16(wire[0])<<8 | uint16(wire[1])
-	h.Bits = uint16(wire[2])<<8 | uint16(wire[3])
-	h.Qdcount = uint16(wire[4])<<8 | uint16(wire[5])
-	h.Ancount = uint16(wire[6])<<8 | uint16(wire[7])
-	h.Nscount = uint16(wire[8])<<8 | uint16(wire[9])
-	h.Arcount = uint16(wire[10])<<8 | uint16(wire[11])
 
 	req := new(dns.Msg)
 	action := acceptQuery(h)
@@ -102,7 +96,7 @@ func (s *Server) slowUDP(wire []byte) []byte {
 		m = s.snap.Load().answer(req, false)
 	} else {
 		// As miekg/dns answers: the header, the rcode, and no records.
-		m = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Response: true, Opcode: int(h.Bits>>11) & 0xF, Rcode: dns.RcodeFormatError}}
+		m = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Response: true, Opcode: opcode(h), Rcode: dns.RcodeFormatError}}
 		if action == dns.MsgRejectNotImplemented {
 			m.Rcode = dns.RcodeNotImplemented
 		}
