@@ -30,16 +30,21 @@ type Config struct {
 	TTL time.Duration
 	// NegativeTTL is how long resolvers may cache NXDOMAIN and NODATA.
 	NegativeTTL time.Duration
+	// MaxTCPConns caps the DNS TCP connections open at once; at the cap
+	// the connection idle the longest is closed. 0 means
+	// DefaultMaxTCPConns.
+	MaxTCPConns int
 	// Logger receives the server's events; nil discards them.
 	Logger *slog.Logger
 }
 
 // Server answers queries for the zone and is a bridge.Publisher.
 type Server struct {
-	cfg  zoneConfig
-	log  *slog.Logger
-	snap atomic.Pointer[Snapshot]
-	now  func() time.Time
+	cfg    zoneConfig
+	maxTCP int
+	log    *slog.Logger
+	snap   atomic.Pointer[Snapshot]
+	now    func() time.Time
 
 	mu     sync.Mutex // serialises Publish; queries never take it
 	sets   map[string]bridge.Set
@@ -66,15 +71,23 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	maxTCP := cfg.MaxTCPConns
+	if maxTCP == 0 {
+		maxTCP = DefaultMaxTCPConns
+	}
+	if maxTCP < 1 || maxTCP > maxTCPConnsLimit {
+		return nil, fmt.Errorf("max TCP connections %d must be between 1 and %d (0: %d)", cfg.MaxTCPConns, maxTCPConnsLimit, DefaultMaxTCPConns)
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:  zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL},
-		log:  log,
-		now:  time.Now,
-		sets: map[string]bridge.Set{},
+		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL},
+		maxTCP: maxTCP,
+		log:    log,
+		now:    time.Now,
+		sets:   map[string]bridge.Set{},
 	}
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil))
@@ -178,7 +191,7 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	})
 	g.Go(func() error {
 		return serveUntil(gctx, &dns.Server{
-			Listener:      l.TCP,
+			Listener:      newConnLimiter(l.TCP, s.maxTCP, &s.stats, s.log),
 			Handler:       s,
 			MsgAcceptFunc: acceptQuery,
 			ReadTimeout:   2 * time.Second,
