@@ -5,6 +5,7 @@
 package dnsserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -71,13 +72,10 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	maxTCP := cfg.MaxTCPConns
-	if maxTCP == 0 {
-		maxTCP = DefaultMaxTCPConns
+	if err := CheckMaxTCPConns(cfg.MaxTCPConns); err != nil {
+		return nil, fmt.Errorf("max TCP connections: %w", err)
 	}
-	if maxTCP < 1 || maxTCP > maxTCPConnsLimit {
-		return nil, fmt.Errorf("max TCP connections %d must be between 1 and %d (0: %d)", cfg.MaxTCPConns, maxTCPConnsLimit, DefaultMaxTCPConns)
-	}
+	maxTCP := cmp.Or(cfg.MaxTCPConns, DefaultMaxTCPConns)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)

@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -44,6 +45,15 @@ type connLimiter struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
+}
+
+// CheckMaxTCPConns validates Config.MaxTCPConns: 0 (the default) or 1 to
+// 1,048,576.
+func CheckMaxTCPConns(n int) error {
+	if n < 0 || n > maxTCPConnsLimit {
+		return fmt.Errorf("%d is not between 1 and %d (0: %d)", n, maxTCPConnsLimit, DefaultMaxTCPConns)
+	}
+	return nil
 }
 
 func newConnLimiter(ln net.Listener, max int, st *stats, log *slog.Logger) *connLimiter {
