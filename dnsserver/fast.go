@@ -94,6 +94,7 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	}
 	// The name: uncompressed labels, lower-cased into key.
 	var key [255 + 2]byte
+	mixed := false // upper-case letters in the name
 	off := headerLen
 	for {
 		if off >= len(req) || off-headerLen >= 255 {
@@ -112,6 +113,7 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 			c := req[i]
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
+				mixed = true
 			}
 			key[i-headerLen] = c
 		}
@@ -166,6 +168,14 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	}
 	ans := variants[rand.IntN(len(variants))]
 	if len(ans) > size || len(ans) > len(out) {
+		return 0, 0
+	}
+	// For a name asked in mixed case, the full path writes the owner names
+	// in lower case once in full, since miekg/dns compresses them only
+	// against a name spelt alike: its answer is up to a name longer, and
+	// where that no longer fits it keeps fewer records. Leave the rare
+	// close calls and cut answers to it, so that the paths agree.
+	if mixed && (ans[offFlags]&(flagTC>>8) != 0 || len(ans)+keyLen > size) {
 		return 0, 0
 	}
 	n = copy(out, ans)

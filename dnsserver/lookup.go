@@ -58,6 +58,7 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
+	answers := 0 // records in the RRset, before any sampling
 	switch {
 	case q.Qclass != dns.ClassINET:
 		// CHAOS, HESIOD and ANY too: the zone is class IN only.
@@ -66,15 +67,15 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 		// No zone transfers: the records change with every poll anyway.
 		m.Rcode = dns.RcodeRefused
 	case name == s.zone || strings.HasSuffix(name, "."+s.zone):
-		s.lookupZone(m, name, q.Qtype, limit)
+		answers = s.lookupZone(m, name, q.Qtype, limit)
 	default:
 		s.reverseLookup(m, name, q.Qtype)
 	}
-	answers := len(m.Answer)
-	if len(m.Answer) > limit {
+	answers = max(answers, len(m.Answer))
+	if answers > limit {
 		// Over UDP the rest could not fit anyway (see udpLimit), and the
 		// additional records would all go: spare fit measuring them.
-		m.Answer, m.Extra = m.Answer[:limit], nil
+		m.Answer, m.Extra = m.Answer[:min(limit, len(m.Answer))], nil
 	}
 
 	if opt != nil {
@@ -133,19 +134,23 @@ func fit(m *dns.Msg, size, answers int) {
 // lookupZone answers a name inside the zone: authoritatively, NXDOMAIN for a
 // name that does not exist and NODATA for a type it does not have, both
 // with the SOA in the authority section (RFC 2308).
-func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) {
+//
+// It returns the size of the RRset, of which a shuffled RRset may hold
+// only limit records in m, picked at random.
+func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) int {
 	m.Authoritative = true
 	n := s.names[name]
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = s.negSOA
-		return
+		return 0
 	}
 	rrs := n.rrset(qtype)
 	if len(rrs) == 0 {
 		m.Ns = s.negSOA
-		return
+		return 0
 	}
+	total := len(rrs)
 	if n.shuffle && len(rrs) > 1 {
 		rrs = shuffled(rrs, limit)
 	}
@@ -153,6 +158,7 @@ func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) 
 	if qtype == dns.TypeSRV {
 		m.Extra = n.extra
 	}
+	return total
 }
 
 // reverseLookup answers PTR queries for peer addresses. The server is not
