@@ -323,3 +323,51 @@ func BenchmarkPublish(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkTruncatedUDP is the CPU of a UDP answer at 2,000 peers, where
+// A and SRV answers do not fit: the fast path's packed answer for a
+// peer's own name (fits), the packed truncated answers, and the slow path
+// (an EDNS size the fast path leaves to it), which samples the RRset.
+func BenchmarkTruncatedUDP(b *testing.B) {
+	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(2000)}.Normalize()); err != nil {
+		b.Fatal(err)
+	}
+	snap := srv.Snapshot()
+	for _, c := range []struct {
+		name  string
+		qname string
+		qtype uint16
+		size  uint16
+		slow  bool
+	}{
+		{"fast/fits/A", "node7.myapp.peers.internal.", dns.TypeA, 1232, false},
+		{"fast/truncated/A", "myapp.peers.internal.", dns.TypeA, 1232, false},
+		{"fast/truncated/SRV", "myapp.peers.internal.", dns.TypeSRV, 1232, false},
+		{"slow/truncated/A", "myapp.peers.internal.", dns.TypeA, 1000, true},
+		{"slow/truncated/SRV", "myapp.peers.internal.", dns.TypeSRV, 1000, true},
+	} {
+		b.Run(c.name+"/peers=2000", func(b *testing.B) {
+			req := new(dns.Msg).SetQuestion(c.qname, c.qtype)
+			req.SetEdns0(c.size, false)
+			wire, err := req.Pack()
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]byte, maxUDPSize)
+			b.ReportAllocs()
+			for b.Loop() {
+				n, _ := snap.fastAnswer(wire, out)
+				if c.slow != (n == 0) {
+					b.Fatalf("fast path answered: %v", n > 0)
+				}
+				if n == 0 && srv.slowUDP(wire) == nil {
+					b.Fatal("no answer")
+				}
+			}
+		})
+	}
+}

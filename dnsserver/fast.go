@@ -20,8 +20,8 @@ const shuffleVariants = 8
 
 // packed holds one name and type's answers, in random orders.
 type packed struct {
-	plain [][]byte // without EDNS: fits 512 bytes, else nil
-	edns  [][]byte // with an OPT record (DO clear): fits 1232 bytes, else nil
+	plain [][]byte // without EDNS: at most 512 bytes, TC set if cut
+	edns  [][]byte // with an OPT record (DO clear): at most 1232 bytes, TC set if cut
 }
 
 // fastKey is the lower-case wire-format name followed by the query type.
@@ -50,11 +50,10 @@ func (s *Snapshot) pack() {
 				if edns {
 					req.SetEdns0(maxUDPSize, false)
 				}
-				m := s.answer(req, false)
-				if m.Truncated {
-					break // too large for this transport: the slow path truncates
-				}
-				out, err := m.Pack()
+				// Truncated answers too: a client that wants every record
+				// comes back over TCP, and this one must cost no more than
+				// a small answer (RFC 2181 9 allows either).
+				out, err := s.answer(req, false).Pack()
 				if err != nil {
 					break
 				}
@@ -88,16 +87,17 @@ func (s *Snapshot) pack() {
 func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	// Header: a query (QR clear, opcode QUERY, TC clear), one question, no
 	// answer or authority records, at most the OPT record.
-	if len(req) < 12+5 || req[2]&0xFA != 0 ||
-		binary.BigEndian.Uint16(req[4:]) != 1 || binary.BigEndian.Uint16(req[6:]) != 0 ||
-		binary.BigEndian.Uint16(req[8:]) != 0 || binary.BigEndian.Uint16(req[10:]) > 1 {
+	h, ok := parseHeader(req)
+	if !ok || h.Bits&(flagQR|maskOpcode|flagTC) != 0 ||
+		h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
 		return 0, 0
 	}
 	// The name: uncompressed labels, lower-cased into key.
 	var key [255 + 2]byte
-	off := 12
+	mixed := false // upper-case letters in the name
+	off := headerLen
 	for {
-		if off >= len(req) || off-12 >= 255 {
+		if off >= len(req) || off-headerLen >= 255 {
 			return 0, 0
 		}
 		l := int(req[off])
@@ -105,46 +105,54 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 			off++
 			break
 		}
-		if l > 63 || off+1+l > len(req) || off-12+1+l >= 255 {
+		if l > 63 || off+1+l > len(req) || off-headerLen+1+l >= 255 {
 			return 0, 0 // a compression pointer, a bad label, a name too long
 		}
-		key[off-12] = byte(l)
+		key[off-headerLen] = byte(l)
 		for i := off + 1; i <= off+l; i++ {
 			c := req[i]
 			if 'A' <= c && c <= 'Z' {
 				c += 'a' - 'A'
+				mixed = true
 			}
-			key[i-12] = c
+			key[i-headerLen] = c
 		}
 		off += 1 + l
 	}
 	nameEnd := off
-	if nameEnd-12 > 255 || off+4 > len(req) {
+	if nameEnd-headerLen > 255 || off+4 > len(req) {
 		return 0, 0
 	}
-	key[nameEnd-12-1] = 0
+	key[nameEnd-headerLen-1] = 0
 	qtype = binary.BigEndian.Uint16(req[off:])
 	if binary.BigEndian.Uint16(req[off+2:]) != dns.ClassINET {
 		return 0, 0
 	}
 	off += 4
 
-	// The OPT record, if any: root name, version 0.
+	// The OPT record, if any: root name, version 0, and only options the
+	// full path's unpacking cannot reject, well framed: anything else gets
+	// its rcode (FORMERR, BADVERS) there.
 	edns, do, size := false, false, dns.MinMsgSize
-	if binary.BigEndian.Uint16(req[10:]) == 1 {
+	if h.Arcount == 1 {
 		if off+11 > len(req) || req[off] != 0 || binary.BigEndian.Uint16(req[off+1:]) != dns.TypeOPT || req[off+6] != 0 {
 			return 0, 0 // not an OPT record, or EDNS version > 0 (BADVERS)
 		}
 		edns = true
 		size = min(max(int(binary.BigEndian.Uint16(req[off+3:])), dns.MinMsgSize), maxUDPSize)
 		do = req[off+7]&0x80 != 0
-		off += 11 + int(binary.BigEndian.Uint16(req[off+9:]))
+		rdlen := int(binary.BigEndian.Uint16(req[off+9:]))
+		off += 11
+		if off+rdlen != len(req) || !plainOptions(req[off:off+rdlen]) {
+			return 0, 0 // trailing bytes, options running past the end, or options to look at
+		}
+		off += rdlen
 	}
 	if off != len(req) {
-		return 0, 0 // trailing bytes, or options running past the end
+		return 0, 0 // trailing bytes
 	}
 
-	keyLen := nameEnd - 12
+	keyLen := nameEnd - headerLen
 	key[keyLen] = byte(qtype >> 8)
 	key[keyLen+1] = byte(qtype)
 	p := s.fast[string(key[:keyLen+2])]
@@ -162,13 +170,37 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	if len(ans) > size || len(ans) > len(out) {
 		return 0, 0
 	}
+	// For a name asked in mixed case, the full path writes the owner names
+	// in lower case once in full, since miekg/dns compresses them only
+	// against a name spelt alike: its answer is up to a name longer, and
+	// where that no longer fits it keeps fewer records. Leave the rare
+	// close calls and cut answers to it, so that the paths agree.
+	if mixed && (ans[offFlags]&(flagTC>>8) != 0 || len(ans)+keyLen > size) {
+		return 0, 0
+	}
 	n = copy(out, ans)
-	out[0], out[1] = req[0], req[1]        // ID
-	out[2] |= req[2] & 0x01                // RD
-	out[3] |= req[3] & 0x10                // CD
-	copy(out[12:nameEnd], req[12:nameEnd]) // the question as asked, letter case included
+	binary.BigEndian.PutUint16(out[offID:], h.Id)
+	binary.BigEndian.PutUint16(out[offFlags:], binary.BigEndian.Uint16(out[offFlags:])|h.Bits&(flagRD|flagCD))
+	copy(out[headerLen:nameEnd], req[headerLen:nameEnd]) // the question as asked, letter case included
 	if do {
 		out[n-4] |= 0x80 // DO, in the OPT record's TTL (RFC 3225)
 	}
 	return n, qtype
+}
+
+// plainOptions reports whether EDNS option data is well framed and holds
+// only options that need no answer and that miekg/dns unpacks whatever
+// their content (cookies, padding): the common clients send those.
+func plainOptions(opts []byte) bool {
+	for len(opts) > 0 {
+		if len(opts) < 4 {
+			return false
+		}
+		code, n := binary.BigEndian.Uint16(opts), int(binary.BigEndian.Uint16(opts[2:]))
+		if (code != dns.EDNS0COOKIE && code != dns.EDNS0PADDING) || 4+n > len(opts) {
+			return false
+		}
+		opts = opts[4+n:]
+	}
+	return true
 }

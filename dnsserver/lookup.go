@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"math"
 	"math/rand/v2"
 	"strings"
 
@@ -28,7 +29,10 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 		m.Rcode = dns.RcodeNotImplemented
 		return m
 	}
-	if len(req.Question) != 1 {
+	// A question cut short after its name unpacks with class 0, which no
+	// query may carry (RFC 6895 3.2): FORMERR, like any malformed query.
+	// So are two OPT records (RFC 6891 6.1.1).
+	if len(req.Question) != 1 || req.Question[0].Qclass == 0 || optCount(req.Extra) > 1 {
 		m.Rcode = dns.RcodeFormatError
 		return m
 	}
@@ -48,18 +52,30 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 		size = min(max(int(ro.UDPSize()), dns.MinMsgSize), maxUDPSize)
 	}
 
+	limit := udpLimit(size)
+	if tcp {
+		size, limit = dns.MaxMsgSize, math.MaxInt
+	}
 	q := req.Question[0]
 	name := strings.ToLower(q.Name)
+	answers := 0 // records in the RRset, before any sampling
 	switch {
-	case q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY:
+	case q.Qclass != dns.ClassINET:
+		// CHAOS, HESIOD and ANY too: the zone is class IN only.
 		m.Rcode = dns.RcodeRefused
 	case q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR:
 		// Transfers are served over TCP (serveXFR), never over UDP.
 		m.Rcode = dns.RcodeRefused
 	case name == s.zone || strings.HasSuffix(name, "."+s.zone):
-		s.forward(m, name, q.Qtype)
+		answers = s.lookupZone(m, name, q.Qtype, limit)
 	default:
 		s.reverseLookup(m, name, q.Qtype)
+	}
+	answers = max(answers, len(m.Answer))
+	if answers > limit {
+		// Over UDP the rest could not fit anyway (see udpLimit), and the
+		// additional records would all go: spare fit measuring them.
+		m.Answer, m.Extra = m.Answer[:min(limit, len(m.Answer))], nil
 	}
 
 	if opt != nil {
@@ -67,24 +83,47 @@ func (s *Snapshot) answer(req *dns.Msg, tcp bool) *dns.Msg {
 		extra := make([]dns.RR, 0, len(m.Extra)+1)
 		m.Extra = append(append(extra, m.Extra...), opt)
 	}
-	if tcp {
-		size = dns.MaxMsgSize
-	}
-	fit(m, size)
+	fit(m, size, answers)
 	return m
 }
 
-// fit trims m to size bytes. TC is set only when answer or authority
-// records had to go: additional records are optional, and a client told to
-// retry over TCP for them would only get the same answer (RFC 2181 9).
-// SRV targets may not be compressed (RFC 2782), so the addresses of 1,000
-// SRV targets do not fit in 64 KiB even over TCP.
-func fit(m *dns.Msg, size int) {
-	answers, authority := len(m.Answer), len(m.Ns)
-	m.Truncate(size)
-	if len(m.Answer) == answers && len(m.Ns) == authority {
-		m.Truncated = false
+// minRRLen is the shortest answer record this server sends: a compressed
+// owner name (2 bytes), type, class, TTL and length (10) and at least one
+// byte of data.
+const minRRLen = 2 + 10 + 1
+
+// udpLimit is how many answer records are worth looking at for a UDP
+// answer of size bytes: more cannot fit after the header. Sampling that
+// many from a large RRset, instead of shuffling and measuring all of it,
+// keeps the cost of a query for 2,000 peers that takes the slow path
+// near that of a small one.
+func udpLimit(size int) int { return (size-headerLen)/minRRLen + 1 }
+
+func optCount(extra []dns.RR) int {
+	n := 0
+	for _, rr := range extra {
+		if rr.Header().Rrtype == dns.TypeOPT {
+			n++
+		}
 	}
+	return n
+}
+
+// fit trims m to size bytes; answers is how many answer records there
+// were before answer sampled them. Additional records go first, then
+// answer records. TC is set only when answer or authority records had to
+// go: additional records are optional, and a client told to retry over
+// TCP for them would only get the same answer (RFC 2181 9). A TC answer
+// keeps the whole records that fit (RFC 2181 9), in the random order of
+// the RRset, so that a client that uses it anyway (musl's resolver does
+// not retry over TCP) still spreads over the peers. SRV targets may not
+// be compressed (RFC 2782): an SRV record of a typical peer takes about
+// 50 bytes, so the addresses of 1,000 SRV targets do not fit in 64 KiB
+// even over TCP, and somewhat over 1,300 SRV records do not either.
+func fit(m *dns.Msg, size, answers int) {
+	authority := len(m.Ns)
+	m.Truncate(size)
+	m.Truncated = len(m.Answer) < answers || len(m.Ns) < authority
 	// Truncate turns compression off when the message fits without it,
 	// which doubles a large TCP answer (1,000 A records: 36 KB instead of
 	// 16 KB). The fast path's answers are packed once, so this costs the
@@ -92,29 +131,34 @@ func fit(m *dns.Msg, size int) {
 	m.Compress = true
 }
 
-// forward answers a name inside the zone: authoritatively, NXDOMAIN for a
+// lookupZone answers a name inside the zone: authoritatively, NXDOMAIN for a
 // name that does not exist and NODATA for a type it does not have, both
 // with the SOA in the authority section (RFC 2308).
-func (s *Snapshot) forward(m *dns.Msg, name string, qtype uint16) {
+//
+// It returns the size of the RRset, of which a shuffled RRset may hold
+// only limit records in m, picked at random.
+func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) int {
 	m.Authoritative = true
 	n := s.names[name]
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = s.negSOA
-		return
+		return 0
 	}
 	rrs := n.rrset(qtype)
 	if len(rrs) == 0 {
 		m.Ns = s.negSOA
-		return
+		return 0
 	}
+	total := len(rrs)
 	if n.shuffle && len(rrs) > 1 {
-		rrs = shuffled(rrs)
+		rrs = shuffled(rrs, limit)
 	}
 	m.Answer = rrs
 	if qtype == dns.TypeSRV {
 		m.Extra = n.extra
 	}
+	return total
 }
 
 // reverseLookup answers PTR queries for peer addresses. The server is not
@@ -130,9 +174,26 @@ func (s *Snapshot) reverseLookup(m *dns.Msg, name string, qtype uint16) {
 	m.Answer = n.ptr
 }
 
-// shuffled returns a randomly ordered copy of rrs. The global generator of
+// shuffled returns a randomly ordered copy of rrs, or of limit records of
+// it picked at random when there are more: all of them just as likely, in
+// a random order, without touching the rest. The global generator of
 // math/rand/v2 is lock-free and safe for concurrent use.
-func shuffled(rrs []dns.RR) []dns.RR {
+func shuffled(rrs []dns.RR, limit int) []dns.RR {
+	if limit < len(rrs)/2 {
+		// Few of many: draw distinct indices. A draw repeats with
+		// probability below one half, so this takes under 2*limit draws.
+		out := make([]dns.RR, 0, limit)
+		taken := make([]uint64, (len(rrs)+63)/64)
+		for len(out) < limit {
+			i := rand.IntN(len(rrs))
+			if taken[i/64]&(1<<(i%64)) != 0 {
+				continue
+			}
+			taken[i/64] |= 1 << (i % 64)
+			out = append(out, rrs[i])
+		}
+		return out
+	}
 	out := make([]dns.RR, len(rrs))
 	copy(out, rrs)
 	for i := len(out) - 1; i > 0; i-- {

@@ -5,13 +5,13 @@
 package dnsserver
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +31,10 @@ type Config struct {
 	TTL time.Duration
 	// NegativeTTL is how long resolvers may cache NXDOMAIN and NODATA.
 	NegativeTTL time.Duration
+	// MaxTCPConns caps the DNS TCP connections open at once; at the cap
+	// the connection idle the longest is closed. 0 means
+	// DefaultMaxTCPConns.
+	MaxTCPConns int
 	// Logger receives the server's events; nil discards them.
 	Logger *slog.Logger
 	// NS are the apex name servers, the first the SOA's MNAME; empty is
@@ -42,10 +46,11 @@ type Config struct {
 
 // Server answers queries for the zone and is a bridge.Publisher.
 type Server struct {
-	cfg  zoneConfig
-	log  *slog.Logger
-	snap atomic.Pointer[Snapshot]
-	now  func() time.Time
+	cfg    zoneConfig
+	maxTCP int
+	log    *slog.Logger
+	snap   atomic.Pointer[Snapshot]
+	now    func() time.Time
 
 	mu     sync.Mutex // serialises Publish; queries never take it
 	sets   map[string]bridge.Set
@@ -53,6 +58,9 @@ type Server struct {
 
 	stats stats
 	xfr   *xfr
+	// tcpTruncLogged is the snapshot for which an answer truncated over
+	// TCP was last logged.
+	tcpTruncLogged atomic.Pointer[Snapshot]
 }
 
 // New returns a server with an empty zone: the apex answers, every service
@@ -74,16 +82,21 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckMaxTCPConns(cfg.MaxTCPConns); err != nil {
+		return nil, fmt.Errorf("max TCP connections: %w", err)
+	}
+	maxTCP := cmp.Or(cfg.MaxTCPConns, DefaultMaxTCPConns)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:  zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns},
-		log:  log,
-		now:  time.Now,
-		sets: map[string]bridge.Set{},
-		xfr:  newXfr(cfg.Transfer),
+		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns},
+		maxTCP: maxTCP,
+		log:    log,
+		now:    time.Now,
+		sets:   map[string]bridge.Set{},
+		xfr:    newXfr(cfg.Transfer),
 	}
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil))
@@ -160,41 +173,18 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 		return
 	}
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
-	m := s.snap.Load().answer(req, tcp)
+	snap := s.snap.Load()
+	m := snap.answer(req, tcp)
 	var qtype uint16
 	if len(req.Question) > 0 {
 		qtype = req.Question[0].Qtype
 	}
 	s.stats.count(tcp, qtype, m.Rcode, m.Truncated)
+	if tcp && m.Truncated {
+		s.truncatedOverTCP(snap, req, m)
+	}
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
-	}
-}
-
-// Listen opens the UDP sockets (one per core where SO_REUSEPORT allows)
-// and the TCP listener for addr. With port 0 all get the same free port:
-// the UDP port is picked first, and picked again while its TCP twin is
-// taken.
-func Listen(addr string) (*Listeners, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, fmt.Errorf("dns address %q: %w", addr, err)
-	}
-	for attempt := 0; ; attempt++ {
-		udp, err := listenUDP(addr, runtime.GOMAXPROCS(0))
-		if err != nil {
-			return nil, fmt.Errorf("dns listen udp: %w", err)
-		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, portOf(udp[0].LocalAddr())))
-		if err == nil {
-			return &Listeners{UDP: udp, TCP: ln}, nil
-		}
-		for _, c := range udp {
-			c.Close()
-		}
-		if port != "0" || attempt == 10 {
-			return nil, fmt.Errorf("dns listen tcp: %w", err)
-		}
 	}
 }
 
@@ -215,7 +205,7 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 	})
 	g.Go(func() error {
 		return serveUntil(gctx, &dns.Server{
-			Listener:      l.TCP,
+			Listener:      newConnLimiter(l.TCP, s.maxTCP, &s.stats, s.log),
 			Handler:       s,
 			MsgAcceptFunc: acceptQuery,
 			ReadTimeout:   2 * time.Second,
@@ -257,10 +247,28 @@ func serveUntil(ctx context.Context, srv *dns.Server) error {
 	return nil
 }
 
-// acceptQuery is miekg/dns's default filter, except that NOTIFY, which the
-// default lets through, is not implemented here.
+// truncatedOverTCP logs, once per snapshot, that an answer did not fit
+// even in 64 KiB: the client gets only part of the RRset, which no retry
+// can mend. The metric counts every such answer.
+func (s *Server) truncatedOverTCP(snap *Snapshot, req, m *dns.Msg) {
+	if s.tcpTruncLogged.Swap(snap) == snap {
+		return
+	}
+	q := req.Question[0]
+	s.log.Warn("dns answer too large even for TCP: sent truncated",
+		"name", q.Name, "qtype", dns.TypeToString[q.Qtype], "records_sent", len(m.Answer), "serial", snap.serial)
+}
+
+// acceptQuery is miekg/dns's default filter, except that responses are
+// dropped first and NOTIFY, which the default lets through, is not
+// implemented here. The UDP paths use it too.
 func acceptQuery(h dns.Header) dns.MsgAcceptAction {
-	if opcode := int(h.Bits>>11) & 0xF; opcode == dns.OpcodeNotify {
+	// Never answer a response, whatever its opcode: a forged one from this
+	// server's own address (or a replica's) would loop between them.
+	if h.Bits&flagQR != 0 {
+		return dns.MsgIgnore
+	}
+	if opcode(h) == dns.OpcodeNotify {
 		return dns.MsgRejectNotImplemented
 	}
 	return dns.DefaultMsgAcceptFunc(h)

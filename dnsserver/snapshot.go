@@ -28,6 +28,9 @@ type zoneConfig struct {
 	ttl    uint32
 	negTTL uint32
 	ns     []NameServer // at least one; the first is the SOA's MNAME
+	// fixedOrder turns the random order of service answers off, so that
+	// tests can compare the two query paths byte for byte.
+	fixedOrder bool
 }
 
 // Snapshot holds every record the server answers with. It is built off the
@@ -128,7 +131,7 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
 func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
 	svcName := set.Service.Name + "." + cfg.zone
 	svc := s.node(svcName)
-	svc.shuffle = true
+	svc.shuffle = !cfg.fixedOrder
 
 	// Labels over all peers, critical ones too, so that they do not move
 	// with health and match the Consul node names.
@@ -166,7 +169,7 @@ func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
 	if set.Service.PortName != "" {
 		named := "_" + set.Service.PortName + "._tcp." + svcName
 		n := s.node(named)
-		n.shuffle = true
+		n.shuffle = svc.shuffle
 		n.extra = svc.extra
 		for _, rr := range svc.srv {
 			srv := *rr.(*dns.SRV)

@@ -24,6 +24,9 @@ const (
 type stats struct {
 	answers   [transports][otherType + 1][maxRcode + 1]atomic.Uint64
 	truncated [transports]atomic.Uint64
+	// tcpOpen and tcpEvicted are the connection limiter's.
+	tcpOpen    atomic.Int64
+	tcpEvicted atomic.Uint64
 }
 
 func (s *stats) count(tcp bool, qtype uint16, rcode int, truncated bool) {

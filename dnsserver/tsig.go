@@ -70,7 +70,9 @@ func (s *Server) signedUDP(req *dns.Msg, wire []byte) []byte {
 		// Room for the TSIG record, with the longest MAC (SHA-512).
 		reserve := dns.Len(&dns.TSIG{Hdr: dns.RR_Header{Name: tsig.Hdr.Name}, Algorithm: tsig.Algorithm, MAC: strings.Repeat("00", 64)})
 		if m.Len()+reserve > limit {
-			fit(m, limit-reserve)
+			sampled := m.Truncated // answer may have sampled the RRset already
+			fit(m, limit-reserve, len(m.Answer))
+			m.Truncated = m.Truncated || sampled
 		}
 		m.SetTsig(tsig.Hdr.Name, tsig.Algorithm, tsig.Fudge, time.Now().Unix())
 	}

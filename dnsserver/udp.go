@@ -1,10 +1,8 @@
 package dnsserver
 
 import (
-	"context"
 	"errors"
 	"net"
-	"strconv"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -57,7 +55,7 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			buf := out[replies].Buffers[0][:maxUDPSize]
 			m, qtype := snap.fastAnswer(req, buf)
 			if m > 0 {
-				s.stats.count(false, qtype, dns.RcodeSuccess, false)
+				s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
 			} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
 				m = copy(buf, reply)
 			}
@@ -83,16 +81,10 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 // acceptance rules as miekg/dns's server (drop responses and garbage,
 // FORMERR or NOTIMP what it cannot take), then answer.
 func (s *Server) slowUDP(wire []byte) []byte {
-	var h dns.Header
-	if len(wire) < 12 {
+	h, ok := parseHeader(wire)
+	if !ok {
 		return nil // garbage: any reply could be used to amplify
 	}
-	h.Id = uint16(wire[0])<<8 | uint16(wire[1])
-	h.Bits = uint16(wire[2])<<8 | uint16(wire[3])
-	h.Qdcount = uint16(wire[4])<<8 | uint16(wire[5])
-	h.Ancount = uint16(wire[6])<<8 | uint16(wire[7])
-	h.Nscount = uint16(wire[8])<<8 | uint16(wire[9])
-	h.Arcount = uint16(wire[10])<<8 | uint16(wire[11])
 
 	req := new(dns.Msg)
 	action := acceptQuery(h)
@@ -107,7 +99,7 @@ func (s *Server) slowUDP(wire []byte) []byte {
 		m = s.snap.Load().answer(req, false)
 	} else {
 		// As miekg/dns answers: the header, the rcode, and no records.
-		m = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Response: true, Opcode: int(h.Bits>>11) & 0xF, Rcode: dns.RcodeFormatError}}
+		m = &dns.Msg{MsgHdr: dns.MsgHdr{Id: h.Id, Response: true, Opcode: opcode(h), Rcode: dns.RcodeFormatError}}
 		if action == dns.MsgRejectNotImplemented {
 			m.Rcode = dns.RcodeNotImplemented
 		}
@@ -123,52 +115,4 @@ func (s *Server) slowUDP(wire []byte) []byte {
 		return nil
 	}
 	return out
-}
-
-// Listeners are the sockets the server answers on: several UDP sockets
-// sharing one port where SO_REUSEPORT allows, and one TCP listener.
-type Listeners struct {
-	UDP []*net.UDPConn
-	TCP net.Listener
-}
-
-// Addr is the UDP address, the same port as TCP's.
-func (l *Listeners) Addr() net.Addr { return l.UDP[0].LocalAddr() }
-
-// Close closes every socket.
-func (l *Listeners) Close() {
-	for _, c := range l.UDP {
-		c.Close()
-	}
-	l.TCP.Close()
-}
-
-// listenUDP opens n UDP sockets on addr, the first choosing the port when
-// addr's port is 0.
-func listenUDP(addr string, n int) ([]*net.UDPConn, error) {
-	var conns []*net.UDPConn
-	lc := net.ListenConfig{Control: reusePort}
-	for i := range n {
-		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
-		if err != nil {
-			if i > 0 {
-				break // no SO_REUSEPORT here: one socket it is
-			}
-			return nil, err
-		}
-		conns = append(conns, pc.(*net.UDPConn))
-		if i == 0 {
-			// The others join the port the first one got.
-			host, _, _ := net.SplitHostPort(addr)
-			addr = net.JoinHostPort(host, portOf(pc.LocalAddr()))
-		}
-	}
-	return conns, nil
-}
-
-func portOf(a net.Addr) string {
-	if u, ok := a.(*net.UDPAddr); ok {
-		return strconv.Itoa(u.Port)
-	}
-	return "0"
 }

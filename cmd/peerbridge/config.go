@@ -37,6 +37,7 @@ type GlobalEnv struct {
 	DNSAddr        string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
 	DNSTtl         ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
 	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
+	DNSMaxTCPConns int           `split_words:"true" default:"512" desc:"most DNS TCP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
 	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
 	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
@@ -197,6 +198,7 @@ func loadConfig() (*config, error) {
 	cfg := &config{
 		dns: dnsserver.Config{
 			Zone: g.DNSDomain, TTL: time.Duration(g.DNSTtl), NegativeTTL: time.Duration(g.DNSNegativeTTL),
+			MaxTCPConns: g.DNSMaxTCPConns,
 		},
 		dnsAddr:   g.DNSAddr,
 		httpAddr:  g.HTTPAddr,
@@ -211,6 +213,9 @@ func loadConfig() (*config, error) {
 	checkTTL(&errs, "PEERBRIDGE_DNS_NEGATIVE_TTL", g.DNSNegativeTTL)
 	checkAddr(&errs, "PEERBRIDGE_DNS_ADDR", g.DNSAddr)
 	checkTransfer(&errs, &cfg.dns, g)
+	if err := dnsserver.CheckMaxTCPConns(g.DNSMaxTCPConns); err != nil {
+		errs.add("PEERBRIDGE_DNS_MAX_TCP_CONNS", "%v", err)
+	}
 	if g.HTTPAddr != "" {
 		checkAddr(&errs, "PEERBRIDGE_HTTP_ADDR", g.HTTPAddr)
 	}

@@ -28,7 +28,7 @@ type collector struct {
 
 	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
 	rateLimit, rateRemaining, apiRequests, wakeups,
-	dnsAnswers, dnsTruncated, dnsSerial,
+	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
@@ -56,6 +56,8 @@ func newRegistry(st *state) *prometheus.Registry {
 		dnsAnswers:     desc("dns_answers_total", "DNS answers sent, by transport, query type and rcode.", "transport", "qtype", "rcode"),
 		dnsTruncated:   desc("dns_truncated_total", "DNS answers sent with TC set.", "transport"),
 		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),
+		dnsTCPConns:    desc("dns_tcp_connections", "DNS TCP connections open."),
+		dnsTCPEvicted:  desc("dns_tcp_evicted_total", "DNS TCP connections closed to make room at PEERBRIDGE_DNS_MAX_TCP_CONNS."),
 		consulWrites:   desc("consul_writes_total", "Consul catalog writes, by kind: create, update, delete.", "kind"),
 		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed."),
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
@@ -149,6 +151,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dnsNotifySent, float64(sent))
 	counter(c.dnsNotifyAcked, float64(acked))
 	counter(c.dnsNotifyFailed, float64(failed))
+	open, evicted := dns.TCPConns()
+	gauge(c.dnsTCPConns, float64(open))
+	counter(c.dnsTCPEvicted, float64(evicted))
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()

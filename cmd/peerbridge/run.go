@@ -63,7 +63,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
-		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPHandler(st, time.Now)) })
+		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, time.Now), log)) })
 	}
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
@@ -250,8 +250,23 @@ func (s *state) consul() *consulpub.Publisher {
 	return s.term.Load().consul
 }
 
-func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+// newHTTPServer serves h with timeouts, so that no client holds a
+// connection or a goroutine for ever, and with net/http's own error lines
+// going through log, in its format.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// A scrape of /metrics or /status with many peers takes well under
+		// this; a client that stops reading does not keep it.
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  60 * time.Second,
+		ErrorLog:     slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+}
+
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {

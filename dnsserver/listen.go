@@ -1,0 +1,88 @@
+package dnsserver
+
+// The sockets: every UDP socket and the TCP listener are opened here, and
+// nowhere else. reusePort, which differs by platform, is in
+// listen_linux.go and listen_other.go.
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"runtime"
+	"strconv"
+)
+
+// Listen opens the UDP sockets (one per core where SO_REUSEPORT allows)
+// and the TCP listener for addr. With port 0 all get the same free port:
+// the UDP port is picked first, and picked again while its TCP twin is
+// taken.
+func Listen(addr string) (*Listeners, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dns address %q: %w", addr, err)
+	}
+	for attempt := 0; ; attempt++ {
+		udp, err := listenUDP(addr, runtime.GOMAXPROCS(0))
+		if err != nil {
+			return nil, fmt.Errorf("dns listen udp: %w", err)
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, portOf(udp[0].LocalAddr())))
+		if err == nil {
+			return &Listeners{UDP: udp, TCP: ln}, nil
+		}
+		for _, c := range udp {
+			c.Close()
+		}
+		if port != "0" || attempt == 10 {
+			return nil, fmt.Errorf("dns listen tcp: %w", err)
+		}
+	}
+}
+
+// Listeners are the sockets the server answers on: several UDP sockets
+// sharing one port where SO_REUSEPORT allows, and one TCP listener.
+type Listeners struct {
+	UDP []*net.UDPConn
+	TCP net.Listener
+}
+
+// Addr is the UDP address, the same port as TCP's.
+func (l *Listeners) Addr() net.Addr { return l.UDP[0].LocalAddr() }
+
+// Close closes every socket.
+func (l *Listeners) Close() {
+	for _, c := range l.UDP {
+		c.Close()
+	}
+	l.TCP.Close()
+}
+
+// listenUDP opens n UDP sockets on addr, the first choosing the port when
+// addr's port is 0.
+func listenUDP(addr string, n int) ([]*net.UDPConn, error) {
+	var conns []*net.UDPConn
+	lc := net.ListenConfig{Control: reusePort}
+	for i := range n {
+		pc, err := lc.ListenPacket(context.Background(), "udp", addr)
+		if err != nil {
+			if i > 0 {
+				break // no SO_REUSEPORT here: one socket it is
+			}
+			return nil, err
+		}
+		conns = append(conns, pc.(*net.UDPConn))
+		if i == 0 {
+			// The others join the port the first one got.
+			host, _, _ := net.SplitHostPort(addr)
+			addr = net.JoinHostPort(host, portOf(pc.LocalAddr()))
+		}
+	}
+	return conns, nil
+}
+
+func portOf(a net.Addr) string {
+	if u, ok := a.(*net.UDPAddr); ok {
+		return strconv.Itoa(u.Port)
+	}
+	return "0"
+}
