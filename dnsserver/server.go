@@ -6,13 +6,11 @@ package dnsserver
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
 	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -47,23 +45,17 @@ type Server struct {
 	serial uint32
 
 	stats stats
+	long  longNames
 }
 
 // New returns a server with an empty zone: the apex answers, every service
 // is NXDOMAIN until its first set is published.
 func New(cfg Config) (*Server, error) {
-	zone, err := CanonicalZone(cfg.Zone)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ttl, err := ttlSeconds("TTL", cfg.TTL)
-	if err != nil {
-		return nil, err
-	}
-	negTTL, err := ttlSeconds("negative TTL", cfg.NegativeTTL)
-	if err != nil {
-		return nil, err
-	}
+	zone, _ := CanonicalZone(cfg.Zone)
+	ttl, negTTL := uint32(cfg.TTL/time.Second), uint32(cfg.NegativeTTL/time.Second)
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -77,26 +69,6 @@ func New(cfg Config) (*Server, error) {
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil))
 	return s, nil
-}
-
-// CanonicalZone returns zone in the form the server uses: lower case and
-// fully qualified. It fails on anything that is not a domain name.
-func CanonicalZone(zone string) (string, error) {
-	zone = strings.ToLower(strings.TrimSpace(zone))
-	if zone == "" || zone == "." {
-		return "", errors.New("the zone must be a domain name below the root, e.g. peers.internal")
-	}
-	if _, ok := dns.IsDomainName(zone); !ok || strings.Contains(zone, "..") {
-		return "", fmt.Errorf("%q is not a valid domain name", zone)
-	}
-	return dns.Fqdn(zone), nil
-}
-
-func ttlSeconds(what string, d time.Duration) (uint32, error) {
-	if d < 0 || d%time.Second != 0 || d > (1<<31-1)*time.Second {
-		return 0, fmt.Errorf("%s %s must be whole seconds between 0 and 2147483647 (RFC 2181)", what, d)
-	}
-	return uint32(d / time.Second), nil
 }
 
 // nextSerial returns a SOA serial greater than prev: the Unix time when
@@ -130,7 +102,9 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	for _, set := range s.sets {
 		sets = append(sets, set)
 	}
-	s.snap.Store(build(s.cfg, s.serial, sets))
+	snap := build(s.cfg, s.serial, sets)
+	s.long.note(s.log, snap.tooLong)
+	s.snap.Store(snap)
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
 }
