@@ -174,19 +174,9 @@ func GetJSON(ctx context.Context, client *http.Client, rules Rules, url string, 
 func CheckURL(setting, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return bridge.Invalid(setting, "%q is not an http(s) URL such as http://host:port/path", Redact(raw))
+		return bridge.Invalid(setting, "%q is not an http(s) URL such as http://host:port/path", raw)
 	}
 	return nil
-}
-
-// Redact hides the password of a URL's user info, for a log line or an
-// error; text that is no URL is returned as it is.
-func Redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
-	}
-	return u.Redacted()
 }
 
 // Quote shortens an answer body for an error message.
