@@ -439,12 +439,16 @@ type variableError struct {
 func (e *variableError) Error() string { return e.variable + ": " + e.err.Error() }
 
 // reader collects every problem of the environment, one line each,
-// naming its variable; the same line is reported once.
-type reader struct{ problems []string }
+// naming its variable; the same line is reported once, and a variable
+// that could not be read at all only as that.
+type reader struct {
+	problems   []string
+	unreadable map[string]bool
+}
 
 func (r *reader) add(variable, format string, args ...any) {
 	line := variable + ": " + fmt.Sprintf(format, args...)
-	if !slices.Contains(r.problems, line) {
+	if !r.unreadable[variable] && !slices.Contains(r.problems, line) {
 		r.problems = append(r.problems, line)
 	}
 }
@@ -507,6 +511,10 @@ func (r *reader) read(prefix string, spec any, onlySet bool) {
 		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
 		if err := envconfig.Process(prefix, one.Interface()); err != nil {
 			r.add(key, "%s", unreadable(err, f.Type))
+			if r.unreadable == nil {
+				r.unreadable = map[string]bool{}
+			}
+			r.unreadable[key] = true
 			continue
 		}
 		v.Field(i).Set(one.Elem().Field(0))
