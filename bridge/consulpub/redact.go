@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+
+	"github.com/peerbridge/peerbridge/bridge"
 )
 
 // RedactAddr is a Consul address (CONSUL_HTTP_ADDR) fit for a log line:
@@ -41,17 +43,5 @@ func scrubbed(err error) error {
 	if err == nil {
 		return nil
 	}
-	text := redactUserinfo(err.Error())
-	if text == err.Error() {
-		return err
-	}
-	return &scrubbedError{text: text, err: err}
+	return bridge.Reword(err, redactUserinfo(err.Error()))
 }
-
-type scrubbedError struct {
-	text string
-	err  error
-}
-
-func (e *scrubbedError) Error() string { return e.text }
-func (e *scrubbedError) Unwrap() error { return e.err }

@@ -199,22 +199,10 @@ func Scrub(err error, secrets ...string) error {
 		return nil
 	}
 	text := err.Error()
-	scrubbed := text
 	for _, s := range secrets {
 		if len(s) >= 4 { // shorter strings are no secret, and would mangle text
-			scrubbed = strings.ReplaceAll(scrubbed, s, "[redacted]")
+			text = strings.ReplaceAll(text, s, "[redacted]")
 		}
 	}
-	if scrubbed == text {
-		return err
-	}
-	return &scrubbedError{text: scrubbed, err: err}
+	return bridge.Reword(err, text)
 }
-
-type scrubbedError struct {
-	text string
-	err  error
-}
-
-func (e *scrubbedError) Error() string { return e.text }
-func (e *scrubbedError) Unwrap() error { return e.err }
