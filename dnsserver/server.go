@@ -7,12 +7,10 @@ package dnsserver
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -61,29 +59,20 @@ type Server struct {
 	// tcpTruncLogged is the snapshot for which an answer truncated over
 	// TCP was last logged.
 	tcpTruncLogged atomic.Pointer[Snapshot]
+	long           longNames
 }
 
 // New returns a server with an empty zone: the apex answers, every service
 // is NXDOMAIN until its first set is published.
 func New(cfg Config) (*Server, error) {
-	zone, err := CanonicalZone(cfg.Zone)
-	if err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ttl, err := ttlSeconds("TTL", cfg.TTL)
-	if err != nil {
-		return nil, err
-	}
-	negTTL, err := ttlSeconds("negative TTL", cfg.NegativeTTL)
-	if err != nil {
-		return nil, err
-	}
+	zone, _ := CanonicalZone(cfg.Zone)
+	ttl, negTTL := uint32(cfg.TTL/time.Second), uint32(cfg.NegativeTTL/time.Second)
 	ns, err := nameServers(zone, cfg.NS)
 	if err != nil {
 		return nil, err
-	}
-	if err := CheckMaxTCPConns(cfg.MaxTCPConns); err != nil {
-		return nil, fmt.Errorf("max TCP connections: %w", err)
 	}
 	maxTCP := cmp.Or(cfg.MaxTCPConns, DefaultMaxTCPConns)
 	log := cfg.Logger
@@ -101,26 +90,6 @@ func New(cfg Config) (*Server, error) {
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil))
 	return s, nil
-}
-
-// CanonicalZone returns zone in the form the server uses: lower case and
-// fully qualified. It fails on anything that is not a domain name.
-func CanonicalZone(zone string) (string, error) {
-	zone = strings.ToLower(strings.TrimSpace(zone))
-	if zone == "" || zone == "." {
-		return "", errors.New("the zone must be a domain name below the root, e.g. peers.internal")
-	}
-	if _, ok := dns.IsDomainName(zone); !ok || strings.Contains(zone, "..") {
-		return "", fmt.Errorf("%q is not a valid domain name", zone)
-	}
-	return dns.Fqdn(zone), nil
-}
-
-func ttlSeconds(what string, d time.Duration) (uint32, error) {
-	if d < 0 || d%time.Second != 0 || d > (1<<31-1)*time.Second {
-		return 0, fmt.Errorf("%s %s must be whole seconds between 0 and 2147483647 (RFC 2181)", what, d)
-	}
-	return uint32(d / time.Second), nil
 }
 
 // nextSerial returns a SOA serial greater than prev: the Unix time when
@@ -154,8 +123,10 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	for _, set := range s.sets {
 		sets = append(sets, set)
 	}
-	prev := s.snap.Swap(build(s.cfg, s.serial, sets))
-	s.xfr.changed(prev, s.snap.Load()) // IXFR history, NOTIFY
+	snap := build(s.cfg, s.serial, sets)
+	s.long.note(s.log, snap.tooLong)
+	prev := s.snap.Swap(snap)
+	s.xfr.changed(prev, snap) // IXFR history, NOTIFY
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
 }

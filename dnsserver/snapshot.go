@@ -49,6 +49,9 @@ type Snapshot struct {
 	reverse map[string]*node
 	// fast holds the packed answers of the fast path, by fastKey.
 	fast map[string]*packed
+	// tooLong lists the peer owner names left out for being longer than
+	// a name may be.
+	tooLong []string
 }
 
 // node is one owner name's records. Every slice is clipped, so that an
@@ -141,6 +144,11 @@ func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
 			continue
 		}
 		host := labels[i] + "." + svcName
+		if len(host)+1 > maxNameOctets {
+			// No client could parse a record naming it (RFC 1035 2.3.4).
+			s.tooLong = append(s.tooLong, host)
+			continue
+		}
 		pn := s.node(host)
 		for _, addr := range p.Addrs {
 			if addr.Is4() {

@@ -139,7 +139,7 @@ func (p *Publisher) Sync(ctx context.Context) error {
 
 	var errs []error
 	for _, t := range slices.Sorted(maps.Keys(due)) {
-		err := p.syncSet(ctx, due[t])
+		err := scrubbed(p.syncSet(ctx, due[t])) // no password of CONSUL_HTTP_ADDR in a log line or /status
 		p.mu.Lock()
 		p.errs[t] = err
 		// A set published while this one synced is due again.

@@ -25,6 +25,7 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 		return err
 	}
 	log := newLogger(m.Stderr, cfg.logLevel, cfg.logFormat)
+	cfg.logWarnings(log)
 	var errs []error
 	for _, t := range cfg.topologies {
 		source, err := t.newSource(log.With("topology", t.name, "provider", t.provider))
@@ -36,6 +37,9 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 			fmt.Fprintf(m.Stdout, "topology %s: poll failed: %v\n", t.name, err)
 			errs = append(errs, fmt.Errorf("topology %s: %w", t.name, err))
 			continue
+		}
+		if t.checker != nil {
+			t.checker.Check(ctx, peers)
 		}
 		set := bridge.Set{Service: t.spec(), Peers: peers}.Normalize()
 		fmt.Fprintf(m.Stdout, "topology %s: service %s, provider %s, %d peers (%d published)\n",

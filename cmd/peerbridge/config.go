@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -17,8 +19,10 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/dnsserver"
 	"github.com/peerbridge/peerbridge/providers/droplet"
+	"github.com/peerbridge/peerbridge/providers/health"
 	"github.com/peerbridge/peerbridge/providers/rancher"
 	"github.com/peerbridge/peerbridge/providers/static"
 )
@@ -66,6 +70,10 @@ type TopologyEnv struct {
 	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
 	PollInterval time.Duration `split_words:"true" default:"10s" desc:"how often the provider is polled"`
 	StaticPeers  string        `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
+	// Any provider's peers are health-checked; the droplet names below
+	// are aliases, read when these are not set.
+	HealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH, run against every peer; failing peers leave DNS and are critical in Consul"`
+	HealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"timeout of one health check"`
 
 	// Api and Url are spelt so because split_words needs the case change
 	// to make DROPLET_API_URL.
@@ -75,8 +83,8 @@ type TopologyEnv struct {
 	DropletVPC           string        `split_words:"true" desc:"droplet filter: VPC UUID"`
 	DropletNetwork       string        `split_words:"true" default:"private" desc:"private or public IPv4 (DigitalOcean's IPv6 is always public)"`
 	DropletIPVersion     string        `split_words:"true" default:"4" desc:"4, 6 or both (A and AAAA)"`
-	DropletHealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH; failing peers leave DNS"`
-	DropletHealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"timeout of one health check"`
+	DropletHealthCheck   string        `split_words:"true" desc:"alias of PEERBRIDGE_HEALTH_CHECK, which wins when both are set"`
+	DropletHealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"alias of PEERBRIDGE_HEALTH_TIMEOUT, which wins when both are set"`
 	DropletExcludeSelf   bool          `split_words:"true" desc:"leave out the droplet peerbridge runs on (found through the metadata service)"`
 	DropletApiUrl        string        `split_words:"true" default:"https://api.digitalocean.com/" desc:"DigitalOcean API base URL"`
 	DropletMetadataUrl   string        `split_words:"true" default:"http://169.254.169.254/metadata/v1/" desc:"droplet metadata service"`
@@ -114,7 +122,7 @@ func (t *ttl) Decode(v string) error {
 	}
 	d, err := time.ParseDuration(v)
 	if err != nil {
-		return fmt.Errorf("%q is neither seconds nor a duration", v)
+		return fmt.Errorf("%q is not whole seconds or a duration, e.g. 30 or 30s", v)
 	}
 	*t = ttl(d)
 	return nil
@@ -132,7 +140,12 @@ type config struct {
 	consul *consulConfig
 	// ha is nil without leader election.
 	ha *haConfig
+	// warnings are settings that work but probably not as meant; they
+	// are logged at start.
+	warnings []warning
 }
+
+type warning struct{ variable, msg string }
 
 // haConfig is leader election's settings.
 type haConfig struct {
@@ -160,6 +173,8 @@ type topology struct {
 	// newSource builds the topology's provider once the logger exists;
 	// everything it could fail on was checked while validating.
 	newSource func(*slog.Logger) (bridge.Provider, error)
+	// checker health-checks every polled set; nil without a check.
+	checker bridge.Checker
 	// details describe the provider's settings for the start-up log.
 	details []any
 }
@@ -169,31 +184,19 @@ type configError struct{ problems []string }
 
 func (e *configError) Error() string { return strings.Join(e.problems, "\n") }
 
-// problems collects configuration problems, each naming its variable.
-type problems []string
+var basenameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
-func (p *problems) add(variable, format string, args ...any) {
-	*p = append(*p, variable+": "+fmt.Sprintf(format, args...))
-}
-
-var (
-	labelRE    = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	portNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$`) // RFC 6335 service names
-	basenameRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
-)
-
-// loadConfig reads and validates the environment. It returns a
-// *configError that names every problem it found.
+// loadConfig reads the environment and assembles the configuration. The
+// rules live with the packages that use the settings (provider options,
+// dnsserver.Config, health.Parse); their bridge.SettingError values are
+// mapped here to the variables that were set. It returns a *configError
+// naming every problem at once.
 func loadConfig() (*config, error) {
-	var errs problems
+	r := &reader{}
 	var g GlobalEnv
-	if err := envconfig.Process(envPrefix, &g); err != nil {
-		return nil, &configError{[]string{envconfigProblem(err)}}
-	}
+	r.read(envPrefix, &g, false)
 	var base TopologyEnv
-	if err := envconfig.Process(envPrefix, &base); err != nil {
-		return nil, &configError{[]string{envconfigProblem(err)}}
-	}
+	r.read(envPrefix, &base, false)
 
 	cfg := &config{
 		dns: dnsserver.Config{
@@ -204,32 +207,25 @@ func loadConfig() (*config, error) {
 		httpAddr:  g.HTTPAddr,
 		logFormat: g.LogFormat,
 	}
-	if zone, err := dnsserver.CanonicalZone(g.DNSDomain); err != nil {
-		errs.add("PEERBRIDGE_DNS_DOMAIN", "%v", err)
-	} else {
-		cfg.dns.Zone = zone
+	if r.settings("", cfg.dns.Validate()) {
+		cfg.dns.Zone, _ = dnsserver.CanonicalZone(g.DNSDomain)
 	}
-	checkTTL(&errs, "PEERBRIDGE_DNS_TTL", g.DNSTtl)
-	checkTTL(&errs, "PEERBRIDGE_DNS_NEGATIVE_TTL", g.DNSNegativeTTL)
-	checkAddr(&errs, "PEERBRIDGE_DNS_ADDR", g.DNSAddr)
-	checkTransfer(&errs, &cfg.dns, g)
-	if err := dnsserver.CheckMaxTCPConns(g.DNSMaxTCPConns); err != nil {
-		errs.add("PEERBRIDGE_DNS_MAX_TCP_CONNS", "%v", err)
-	}
+	r.check("PEERBRIDGE_DNS_ADDR", checkAddr(g.DNSAddr))
+	checkTransfer(r, &cfg.dns, g)
 	if g.HTTPAddr != "" {
-		checkAddr(&errs, "PEERBRIDGE_HTTP_ADDR", g.HTTPAddr)
+		r.check("PEERBRIDGE_HTTP_ADDR", checkAddr(g.HTTPAddr))
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
-		errs.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
+		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
 	}
 	if g.LogFormat != "text" && g.LogFormat != "json" {
-		errs.add("PEERBRIDGE_LOG_FORMAT", "%q is not text or json", g.LogFormat)
+		r.add("PEERBRIDGE_LOG_FORMAT", "%q is not text or json", g.LogFormat)
 	}
 	_, consulAddrSet := os.LookupEnv("CONSUL_HTTP_ADDR")
 	if (g.Consul == nil && consulAddrSet) || (g.Consul != nil && *g.Consul) {
 		cfg.consul = &consulConfig{owner: strings.ToLower(g.Owner)}
-		if !labelRE.MatchString(cfg.consul.owner) {
-			errs.add("PEERBRIDGE_OWNER", "%q is not a DNS label (letters, digits, inner hyphens): it starts every node name", g.Owner)
+		if !dnsserver.IsLabel(cfg.consul.owner) {
+			r.add("PEERBRIDGE_OWNER", "%q is not a DNS label (letters, digits, inner hyphens): it starts every node name", g.Owner)
 		}
 		for _, tag := range g.ConsulTags {
 			if tag = strings.TrimSpace(tag); tag != "" {
@@ -237,58 +233,46 @@ func loadConfig() (*config, error) {
 			}
 		}
 	}
+	cfg.ha = r.ha(g, cfg.consul)
 
-	if g.HA {
-		cfg.ha = &haConfig{sessionTTL: g.HASessionTTL, lockDelay: g.HALockDelay}
-		if cfg.consul == nil {
-			errs.add("PEERBRIDGE_HA", "needs Consul: set CONSUL_HTTP_ADDR (or PEERBRIDGE_CONSUL=true)")
-		} else {
-			cfg.ha.key = strings.Trim(g.HAKeyPrefix, "/") + "/" + cfg.consul.owner
-		}
-		if g.HASessionTTL < 10*time.Second || g.HASessionTTL > 24*time.Hour {
-			errs.add("PEERBRIDGE_HA_SESSION_TTL", "%s must be between 10s and 24h, as Consul requires", g.HASessionTTL)
-		}
-		if g.HALockDelay < 0 || g.HALockDelay > time.Minute {
-			errs.add("PEERBRIDGE_HA_LOCK_DELAY", "%s must be between 0 and 60s", g.HALockDelay)
-		}
-	}
 	token := &tokenSource{}
 	if len(g.Topologies) == 0 {
 		if base.Service == "" {
-			errs.add("PEERBRIDGE_SERVICE", "required: the service name, a DNS label such as myapp (or set PEERBRIDGE_TOPOLOGIES)")
+			r.add("PEERBRIDGE_SERVICE", "required: the service name, a DNS label such as myapp (or set PEERBRIDGE_TOPOLOGIES)")
 		} else {
-			cfg.topologies = append(cfg.topologies, validateTopology(&errs, strings.ToLower(base.Service), "", base, token))
+			cfg.topologies = append(cfg.topologies, r.topology(cfg, strings.ToLower(base.Service), "", base, token))
 		}
 	} else {
+		if _, set := os.LookupEnv(envPrefix + "_SERVICE"); set {
+			cfg.warnings = append(cfg.warnings, warning{envPrefix + "_SERVICE",
+				"ignored with PEERBRIDGE_TOPOLOGIES: a topology's service is PEERBRIDGE_<NAME>_SERVICE, else its name"})
+		}
 		seen := map[string]bool{}
 		for _, raw := range g.Topologies {
 			name := strings.ToLower(strings.TrimSpace(raw))
-			if !labelRE.MatchString(name) {
-				errs.add("PEERBRIDGE_TOPOLOGIES", "%q is not a DNS label (letters, digits, inner hyphens)", raw)
+			switch {
+			case !dnsserver.IsLabel(name):
+				r.add("PEERBRIDGE_TOPOLOGIES", "%q is not a DNS label (letters, digits, inner hyphens)", raw)
 				continue
-			}
-			if seen[name] {
-				errs.add("PEERBRIDGE_TOPOLOGIES", "topology %q is listed twice", name)
+			case seen[name]:
+				r.add("PEERBRIDGE_TOPOLOGIES", "topology %q is listed twice", name)
 				continue
 			}
 			seen[name] = true
 			prefix := topologyPrefix(name)
-			env, err := topologyOverlay(prefix, base)
-			if err != nil {
-				errs = append(errs, envconfigProblem(err))
-				continue
-			}
+			env := base
+			r.read(prefix, &env, true)
 			if _, set := os.LookupEnv(prefix + "_SERVICE"); !set {
 				env.Service = name
 			}
-			cfg.topologies = append(cfg.topologies, validateTopology(&errs, name, prefix, env, token))
+			cfg.topologies = append(cfg.topologies, r.topology(cfg, name, prefix, env, token))
 		}
 	}
 
 	services := map[string]string{}
 	for _, t := range cfg.topologies {
 		if other, dup := services[t.service]; dup {
-			errs.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
+			r.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
 		}
 		services[t.service] = t.name
 	}
@@ -297,41 +281,292 @@ func loadConfig() (*config, error) {
 		// the service's answers.
 		below, inside := strings.CutSuffix(ns.Name, "."+cfg.dns.Zone)
 		if top := below[strings.LastIndexByte(below, '.')+1:]; inside && services[top] != "" {
-			errs.add("PEERBRIDGE_DNS_NS", "%s is inside the names of service %q", ns.Name, top)
+			r.add("PEERBRIDGE_DNS_NS", "%s is inside the names of service %q", ns.Name, top)
 		}
 	}
-	if len(errs) > 0 {
-		return nil, &configError{errs}
+	if len(r.problems) > 0 {
+		return nil, &configError{r.problems}
 	}
 	return cfg, nil
+}
+
+func (r *reader) ha(g GlobalEnv, consul *consulConfig) *haConfig {
+	if !g.HA {
+		return nil
+	}
+	ha := &haConfig{sessionTTL: g.HASessionTTL, lockDelay: g.HALockDelay}
+	if consul == nil {
+		r.add("PEERBRIDGE_HA", "needs Consul: set CONSUL_HTTP_ADDR (or PEERBRIDGE_CONSUL=true)")
+	} else {
+		ha.key = strings.Trim(g.HAKeyPrefix, "/") + "/" + consul.owner
+	}
+	if g.HASessionTTL < 10*time.Second || g.HASessionTTL > 24*time.Hour {
+		r.add("PEERBRIDGE_HA_SESSION_TTL", "%s must be between 10s and 24h, as Consul requires", g.HASessionTTL)
+	}
+	if g.HALockDelay < 0 || g.HALockDelay > time.Minute {
+		r.add("PEERBRIDGE_HA_LOCK_DELAY", "%s must be between 0 and 60s", g.HALockDelay)
+	}
+	return ha
+}
+
+// topology assembles one topology. prefix is its variables' prefix, empty
+// in the single-topology form.
+func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, token *tokenSource) topology {
+	t := topology{
+		name:         name,
+		service:      strings.ToLower(env.Service),
+		provider:     env.Provider,
+		port:         env.Port,
+		portName:     strings.ToLower(env.PortName),
+		nodeBasename: env.NodeBasename,
+		interval:     env.PollInterval,
+	}
+	r.settings(prefix, cfg.dns.CheckService(t.service, t.portName))
+	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {
+		r.add(varName(prefix, "NODE_BASENAME"), "%q is not an Erlang node basename (letters, digits, _ and -)", env.NodeBasename)
+	}
+	if t.interval < time.Second {
+		r.add(varName(prefix, "POLL_INTERVAL"), "%s is too short: at least 1s", t.interval)
+	}
+	if t.port == 0 {
+		cfg.warnings = append(cfg.warnings, warning{varName(prefix, "PORT"),
+			"not set: topology " + name + "'s SRV records and Consul services get port 0"})
+	}
+
+	// The health check's new name wins over the droplet alias.
+	spec, timeout := env.HealthCheck, env.HealthTimeout
+	if strings.HasSuffix(varName(prefix, "HEALTH_CHECK"), "_DROPLET_HEALTH_CHECK") {
+		spec = env.DropletHealthCheck
+	}
+	if strings.HasSuffix(varName(prefix, "HEALTH_TIMEOUT"), "_DROPLET_HEALTH_TIMEOUT") {
+		timeout = env.DropletHealthTimeout
+	}
+	check, err := health.Parse(spec, timeout)
+	r.settings(prefix, err)
+	if check != nil {
+		t.checker = health.NewChecker(*check, nil) // never a provider's client: no credentials go to peers
+	}
+
+	src := newSource(env, token)
+	r.settings(prefix, src.err)
+	t.newSource, t.details = src.build, append(src.details, "health_check", spec)
+	return t
+}
+
+// source is a provider's settings, read from the environment into its
+// package's options. err holds what the options' own validation found.
+type source struct {
+	err     error
+	build   func(*slog.Logger) (bridge.Provider, error)
+	details []any
+}
+
+// newSource maps a topology's variables to its provider. Adding a
+// provider: its variables in TopologyEnv, a function like rancherSource
+// that fills the package's Options and returns their Validate() (whose
+// bridge.SettingError values name each setting), and a case here.
+func newSource(env TopologyEnv, token *tokenSource) source {
+	switch env.Provider {
+	case "static":
+		return staticSource(env)
+	case "droplet":
+		return dropletSource(env, token)
+	case "rancher":
+		return rancherSource(env)
+	}
+	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet or rancher", env.Provider)}
+}
+
+func staticSource(env TopologyEnv) source {
+	p, err := static.New(env.StaticPeers)
+	var errs []error
+	if err != nil {
+		for line := range strings.SplitSeq(err.Error(), "\n") {
+			errs = append(errs, bridge.Invalid("STATIC_PEERS", "%s", line))
+		}
+	}
+	return source{err: errors.Join(errs...), build: func(*slog.Logger) (bridge.Provider, error) { return p, nil }}
+}
+
+func rancherSource(env TopologyEnv) source {
+	opts := rancher.Options{
+		URL: env.RancherUrl, Version: env.RancherVersion, Wait: env.RancherWait,
+		AnyState: env.RancherAnyState, AnyHealth: env.RancherAnyHealth,
+	}
+	services, err := rancher.ParseServices(env.RancherServices)
+	opts.Services = services
+	err = errors.Join(err, opts.Validate())
+	if env.RancherWait == 0 {
+		err = errors.Join(err, bridge.Invalid("RANCHER_WAIT", "0s must be whole seconds from 1s to %ds", rancher.MaxWait))
+	}
+	if env.RancherVersion == "" {
+		err = errors.Join(err, bridge.Invalid("RANCHER_VERSION", `"" is not an API version such as latest or 2015-12-19`))
+	}
+	return source{
+		err: err,
+		build: func(log *slog.Logger) (bridge.Provider, error) {
+			opts.Logger = log
+			return rancher.New(opts)
+		},
+		details: []any{
+			"rancher_url", redactURL(opts.URL), "rancher_version", opts.Version, "rancher_services", opts.Services,
+			"rancher_any_state", opts.AnyState, "rancher_any_health", opts.AnyHealth, "rancher_wait", opts.Wait,
+		},
+	}
+}
+
+func dropletSource(env TopologyEnv, token *tokenSource) source {
+	opts := droplet.Options{
+		Tag: env.DropletTag, Name: env.DropletName, Region: env.DropletRegion, VPC: env.DropletVPC,
+		ExcludeSelf: env.DropletExcludeSelf, APIURL: env.DropletApiUrl, MetadataURL: env.DropletMetadataUrl,
+	}
+	var errs []error
+	var err error
+	if opts.Network, err = droplet.ParseNetwork(env.DropletNetwork); err != nil {
+		errs = append(errs, err)
+		opts.Network = droplet.Private
+	}
+	if opts.IPVersion, err = droplet.ParseIPVersion(env.DropletIPVersion); err != nil {
+		errs = append(errs, err)
+		opts.IPVersion = droplet.IPVersion{V4: true}
+	}
+	errs = append(errs, opts.Validate())
+	if opts.Token, err = token.get(); err != nil {
+		errs = append(errs, &variableError{token.variable, err})
+	}
+	return source{
+		err: errors.Join(errs...),
+		build: func(log *slog.Logger) (bridge.Provider, error) {
+			opts.Logger = log
+			return droplet.New(opts)
+		},
+		details: []any{
+			"droplet_tag", opts.Tag, "droplet_name", opts.Name, "droplet_region", opts.Region, "droplet_vpc", opts.VPC,
+			"droplet_network", opts.Network, "droplet_ip_version", env.DropletIPVersion,
+			"droplet_exclude_self", opts.ExcludeSelf, "droplet_api_url", redactURL(opts.APIURL), "token_from", token.variable,
+		},
+	}
+}
+
+// variableError is a problem with a variable outside PEERBRIDGE_'s
+// topology scheme (DIGITALOCEAN_TOKEN_FILE), named as it is.
+type variableError struct {
+	variable string
+	err      error
+}
+
+func (e *variableError) Error() string { return e.variable + ": " + e.err.Error() }
+
+// reader collects every problem of the environment, one line each,
+// naming its variable; the same line is reported once, and a variable
+// that could not be read at all only as that.
+type reader struct {
+	problems   []string
+	unreadable map[string]bool
+}
+
+func (r *reader) add(variable, format string, args ...any) {
+	line := variable + ": " + fmt.Sprintf(format, args...)
+	if !r.unreadable[variable] && !slices.Contains(r.problems, line) {
+		r.problems = append(r.problems, line)
+	}
+}
+
+func (r *reader) check(variable string, err error) {
+	if err != nil {
+		r.add(variable, "%v", err)
+	}
+}
+
+// settings reports the bridge.SettingError values in err under the
+// variables that were set for them (per topology under prefix, or plain),
+// and reports whether there were none.
+func (r *reader) settings(prefix string, err error) bool {
+	if err == nil {
+		return true
+	}
+	var ve *variableError
+	ses := bridge.SettingErrors(err)
+	for _, se := range ses {
+		var names []string
+		for key := range strings.SplitSeq(se.Setting, ",") {
+			names = append(names, varName(prefix, strings.TrimSpace(key)))
+		}
+		r.add(strings.Join(names, ", "), "%v", se.Err)
+	}
+	for _, e := range unjoin(err) {
+		if errors.As(e, &ve) {
+			r.add(ve.variable, "%v", ve.err)
+		} else if len(bridge.SettingErrors(e)) == 0 {
+			r.add(cmp.Or(prefix, envPrefix), "%v", e) // unreachable while every rule names its setting
+		}
+	}
+	return false
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
+}
+
+// read fills spec's fields from the variables under prefix, one field at
+// a time, so that every unreadable value is reported, not only the first
+// envconfig meets. With onlySet, fields whose variable is not set keep
+// their value (the plain variable's, for a topology).
+func (r *reader) read(prefix string, spec any, onlySet bool) {
+	keys, err := envKeys(prefix, spec)
+	if err != nil {
+		r.add(prefix, "%v", err)
+		return
+	}
+	v := reflect.ValueOf(spec).Elem()
+	for i, key := range keys {
+		if _, set := os.LookupEnv(key); onlySet && !set {
+			continue
+		}
+		f := v.Type().Field(i)
+		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
+		if err := envconfig.Process(prefix, one.Interface()); err != nil {
+			r.add(key, "%s", unreadable(err, f.Type))
+			if r.unreadable == nil {
+				r.unreadable = map[string]bool{}
+			}
+			r.unreadable[key] = true
+			continue
+		}
+		v.Field(i).Set(one.Elem().Field(0))
+	}
+}
+
+// unreadable says what a value that envconfig could not parse should
+// look like, never naming a Go type.
+func unreadable(err error, t reflect.Type) string {
+	var pe *envconfig.ParseError
+	if !errors.As(err, &pe) {
+		return err.Error()
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch {
+	case t == reflect.TypeFor[time.Duration]():
+		return fmt.Sprintf("%q is not a valid duration such as 10s or 1m30s", pe.Value)
+	case t == reflect.TypeFor[ttl]():
+		return pe.Err.Error()
+	case t.Kind() == reflect.Bool:
+		return fmt.Sprintf("%q is not a valid true or false", pe.Value)
+	case t.Kind() == reflect.Uint16:
+		return fmt.Sprintf("%q is not a valid port number (0-65535)", pe.Value)
+	}
+	return fmt.Sprintf("%q is not a valid value", pe.Value)
 }
 
 // topologyPrefix is the variable prefix of a topology: web-app reads
 // PEERBRIDGE_WEB_APP_*.
 func topologyPrefix(name string) string {
 	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// topologyOverlay reads the variables under prefix over base: a variable
-// that is set under prefix wins, every other keeps base's value (the plain
-// variable, or its default).
-func topologyOverlay(prefix string, base TopologyEnv) (TopologyEnv, error) {
-	var over TopologyEnv
-	if err := envconfig.Process(prefix, &over); err != nil {
-		return base, err
-	}
-	keys, err := envKeys(prefix, &over)
-	if err != nil {
-		return base, err
-	}
-	out := base
-	ov, bv := reflect.ValueOf(&over).Elem(), reflect.ValueOf(&out).Elem()
-	for i, key := range keys {
-		if _, set := os.LookupEnv(key); set {
-			bv.Field(i).Set(ov.Field(i))
-		}
-	}
-	return out, nil
 }
 
 // envKeys lists the variable names envconfig reads for spec, in field
@@ -344,122 +579,32 @@ func envKeys(prefix string, spec any) ([]string, error) {
 	return strings.Fields(buf.String()), nil
 }
 
-// varName is the variable a topology setting came from: the per-topology
-// one when it is set, else the plain one.
+// aliases are older names read when the new one is not set.
+var aliases = map[string]string{
+	"HEALTH_CHECK":   "DROPLET_HEALTH_CHECK",
+	"HEALTH_TIMEOUT": "DROPLET_HEALTH_TIMEOUT",
+}
+
+// varName is the variable a setting came from: the first that is set of
+// the per-topology one, its per-topology alias, the plain one and the
+// plain alias; else the plain one.
 func varName(prefix, key string) string {
-	if prefix != "" {
-		if _, set := os.LookupEnv(prefix + "_" + key); set {
-			return prefix + "_" + key
+	var candidates []string
+	for _, p := range []string{prefix, envPrefix} {
+		if p == "" {
+			continue
+		}
+		candidates = append(candidates, p+"_"+key)
+		if alias, ok := aliases[key]; ok {
+			candidates = append(candidates, p+"_"+alias)
+		}
+	}
+	for _, c := range candidates {
+		if _, set := os.LookupEnv(c); set {
+			return c
 		}
 	}
 	return envPrefix + "_" + key
-}
-
-func validateTopology(errs *problems, name, prefix string, env TopologyEnv, token *tokenSource) topology {
-	t := topology{
-		name:         name,
-		service:      strings.ToLower(env.Service),
-		provider:     env.Provider,
-		port:         env.Port,
-		portName:     strings.ToLower(env.PortName),
-		nodeBasename: env.NodeBasename,
-		interval:     env.PollInterval,
-	}
-	switch {
-	case !labelRE.MatchString(t.service):
-		errs.add(varName(prefix, "SERVICE"), "%q is not a DNS label (letters, digits, inner hyphens, at most 63)", env.Service)
-	case t.service == "ns":
-		errs.add(varName(prefix, "SERVICE"), `"ns" is reserved for the zone's name server`)
-	}
-	if t.portName != "" && !portNameRE.MatchString(t.portName) {
-		errs.add(varName(prefix, "PORT_NAME"), "%q is not a service name (RFC 6335: letters, digits, inner hyphens, at most 15)", env.PortName)
-	}
-	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {
-		errs.add(varName(prefix, "NODE_BASENAME"), "%q is not an Erlang node basename (letters, digits, _ and -)", env.NodeBasename)
-	}
-	if t.interval < time.Second {
-		errs.add(varName(prefix, "POLL_INTERVAL"), "%s is too short: at least 1s", t.interval)
-	}
-	switch t.provider {
-	case "static":
-		p, err := static.New(env.StaticPeers)
-		if err != nil {
-			for _, line := range strings.Split(err.Error(), "\n") {
-				errs.add(varName(prefix, "STATIC_PEERS"), "%s", line)
-			}
-		}
-		t.newSource = func(*slog.Logger) (bridge.Provider, error) { return p, nil }
-	case "droplet":
-		t.newSource, t.details = validateDroplet(errs, name, prefix, env, token)
-	case "rancher":
-		t.newSource, t.details = validateRancher(errs, prefix, env)
-	default:
-		errs.add(varName(prefix, "PROVIDER"), "%q is not a provider: use static, droplet or rancher", t.provider)
-	}
-	return t
-}
-
-func validateRancher(errs *problems, prefix string, env TopologyEnv) (func(*slog.Logger) (bridge.Provider, error), []any) {
-	opts := rancher.Options{
-		URL: env.RancherUrl, Version: env.RancherVersion, Wait: env.RancherWait,
-		AnyState: env.RancherAnyState, AnyHealth: env.RancherAnyHealth,
-	}
-	checkURL(errs, varName(prefix, "RANCHER_URL"), opts.URL)
-	var err error
-	if opts.Services, err = rancher.ParseServices(env.RancherServices); err != nil {
-		errs.add(varName(prefix, "RANCHER_SERVICES"), "%v", err)
-	}
-	if v := opts.Version; v == "" || strings.ContainsAny(v, "/?#") {
-		errs.add(varName(prefix, "RANCHER_VERSION"), "%q is not an API version such as latest or 2015-12-19", v)
-	}
-	if w := opts.Wait; w <= 0 || w > rancher.MaxWait*time.Second || w%time.Second != 0 {
-		errs.add(varName(prefix, "RANCHER_WAIT"), "%s must be whole seconds from 1s to %ds", w, rancher.MaxWait)
-	}
-	details := []any{
-		"rancher_url", redactURL(opts.URL), "rancher_version", opts.Version, "rancher_services", opts.Services,
-		"rancher_any_state", opts.AnyState, "rancher_any_health", opts.AnyHealth, "rancher_wait", opts.Wait,
-	}
-	return func(log *slog.Logger) (bridge.Provider, error) {
-		opts.Logger = log
-		return rancher.New(opts)
-	}, details
-}
-
-func validateDroplet(errs *problems, name, prefix string, env TopologyEnv, token *tokenSource) (func(*slog.Logger) (bridge.Provider, error), []any) {
-	opts := droplet.Options{
-		Tag: env.DropletTag, Name: env.DropletName, Region: env.DropletRegion, VPC: env.DropletVPC,
-		ExcludeSelf: env.DropletExcludeSelf, APIURL: env.DropletApiUrl, MetadataURL: env.DropletMetadataUrl,
-	}
-	var err error
-	if opts.Token, err = token.get(); err != nil {
-		errs.add(token.variable, "%v (topology %s uses the droplet provider)", err, name)
-	}
-	if opts.Tag != "" && opts.Name != "" {
-		errs.add(varName(prefix, "DROPLET_TAG")+", "+varName(prefix, "DROPLET_NAME"),
-			"filter by tag or by name, not both: DigitalOcean's API takes one of tag_name and name")
-	}
-	if opts.Network, err = droplet.ParseNetwork(env.DropletNetwork); err != nil {
-		errs.add(varName(prefix, "DROPLET_NETWORK"), "%v", err)
-	}
-	if opts.IPVersion, err = droplet.ParseIPVersion(env.DropletIPVersion); err != nil {
-		errs.add(varName(prefix, "DROPLET_IP_VERSION"), "%v", err)
-	}
-	if opts.HealthCheck, err = droplet.ParseHealthCheck(env.DropletHealthCheck, env.DropletHealthTimeout); err != nil {
-		errs.add(varName(prefix, "DROPLET_HEALTH_CHECK"), "%v", err)
-	}
-	checkURL(errs, varName(prefix, "DROPLET_API_URL"), opts.APIURL)
-	checkURL(errs, varName(prefix, "DROPLET_METADATA_URL"), opts.MetadataURL)
-
-	details := []any{
-		"droplet_tag", opts.Tag, "droplet_name", opts.Name, "droplet_region", opts.Region, "droplet_vpc", opts.VPC,
-		"droplet_network", opts.Network, "droplet_ip_version", env.DropletIPVersion,
-		"droplet_health_check", env.DropletHealthCheck, "droplet_exclude_self", opts.ExcludeSelf,
-		"droplet_api_url", redactURL(opts.APIURL), "token_from", token.variable,
-	}
-	return func(log *slog.Logger) (bridge.Provider, error) {
-		opts.Logger = log
-		return droplet.New(opts)
-	}, details
 }
 
 // tokenSource reads the DigitalOcean token once, on first use, from the
@@ -513,13 +658,6 @@ func readToken(path string) (string, error) {
 	return token, nil
 }
 
-func checkURL(errs *problems, variable, raw string) {
-	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs.add(variable, "%q is not an http(s) URL", raw)
-	}
-}
-
 // redactURL hides a password in a URL's user info.
 func redactURL(raw string) string {
 	u, err := url.Parse(raw)
@@ -529,39 +667,16 @@ func redactURL(raw string) string {
 	return u.Redacted()
 }
 
-func checkTTL(errs *problems, variable string, v ttl) {
-	d := time.Duration(v)
-	if d < 0 || d%time.Second != 0 || d > (1<<31-1)*time.Second {
-		errs.add(variable, "%s must be whole seconds between 0 and 2147483647", d)
-	}
-}
-
-func checkAddr(errs *problems, variable, addr string) {
+// checkAddr checks a listen address, host:port.
+func checkAddr(addr string) error {
 	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		errs.add(variable, "%q is not host:port: %v", addr, err)
-		return
+		return fmt.Errorf("%q is not host:port such as :8653 or 127.0.0.1:8653: %v", addr, err)
 	}
 	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
-		errs.add(variable, "%q has no valid port", addr)
+		return fmt.Errorf("%q has no valid port (0-65535)", addr)
 	}
-}
-
-// envconfigProblem turns envconfig's parse error into a line naming the
-// variable.
-func envconfigProblem(err error) string {
-	var pe *envconfig.ParseError
-	if errors.As(err, &pe) {
-		what := pe.TypeName
-		switch what {
-		case "time.Duration":
-			what = "duration such as 10s or 1m30s"
-		case "uint16":
-			what = "port number (0-65535)"
-		}
-		return fmt.Sprintf("%s: %q is not a valid %s", pe.KeyName, pe.Value, what)
-	}
-	return err.Error()
+	return nil
 }
 
 // logValue is the effective configuration for the start-up log line.
@@ -582,7 +697,7 @@ func (c *config) logValue() slog.Value {
 	if c.consul != nil {
 		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")
 		attrs = append(attrs, slog.Group("consul",
-			"addr", redactURL(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
+			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
 			"owner", c.consul.owner, "tags", c.consul.tags))
 	}
 	for _, t := range c.topologies {
@@ -595,20 +710,27 @@ func (c *config) logValue() slog.Value {
 }
 
 // checkTransfer parses the zone transfer variables into dns.
-func checkTransfer(errs *problems, dns *dnsserver.Config, g GlobalEnv) {
+func checkTransfer(r *reader, dns *dnsserver.Config, g GlobalEnv) {
 	var err error
 	if dns.Transfer.Allow, err = dnsserver.ParseTransferAllow(g.DNSTransferAllow); err != nil {
-		errs.add("PEERBRIDGE_DNS_TRANSFER_ALLOW", "%v", err)
+		r.add("PEERBRIDGE_DNS_TRANSFER_ALLOW", "%v", err)
 	}
 	if dns.Transfer.Notify, err = dnsserver.ParseNotify(g.DNSNotify); err != nil {
-		errs.add("PEERBRIDGE_DNS_NOTIFY", "%v", err)
+		r.add("PEERBRIDGE_DNS_NOTIFY", "%v", err)
 	}
 	if dns.Transfer.Key, err = dnsserver.ParseTSIGKey(g.DNSTsigKey); err != nil {
-		errs.add("PEERBRIDGE_DNS_TSIG_KEY", "%v", err)
+		r.add("PEERBRIDGE_DNS_TSIG_KEY", "%v", err)
 	}
 	if dns.NS, err = dnsserver.ParseNameServers(g.DNSNs); err != nil {
-		errs.add("PEERBRIDGE_DNS_NS", "%v", err)
+		r.add("PEERBRIDGE_DNS_NS", "%v", err)
 	} else if err := dnsserver.CheckNameServers(dns.Zone, dns.NS); err != nil {
-		errs.add("PEERBRIDGE_DNS_NS", "%v", err)
+		r.add("PEERBRIDGE_DNS_NS", "%v", err)
+	}
+}
+
+// logWarnings logs what loadConfig found doubtful.
+func (c *config) logWarnings(log *slog.Logger) {
+	for _, w := range c.warnings {
+		log.Warn("configuration: "+w.msg, "variable", w.variable)
 	}
 }

@@ -131,13 +131,14 @@ func TestConfigProblems(t *testing.T) {
 		}},
 		{"unparsable value names its variable", map[string]string{
 			"PEERBRIDGE_SERVICE": "x", "PEERBRIDGE_PORT": "99999",
-		}, []string{`PEERBRIDGE_PORT: "99999" is not a valid port number`}},
+		}, []string{`PEERBRIDGE_PORT: "99999" is not a valid port number`, "PEERBRIDGE_STATIC_PEERS: no peers given"}},
 		{"per-topology problems name the per-topology variable", map[string]string{
 			"PEERBRIDGE_TOPOLOGIES":        "web,web,Bad_Name",
 			"PEERBRIDGE_STATIC_PEERS":      "a=10.0.0.1",
 			"PEERBRIDGE_WEB_PROVIDER":      "nimbus",
 			"PEERBRIDGE_WEB_POLL_INTERVAL": "soon",
-		}, []string{`PEERBRIDGE_WEB_POLL_INTERVAL: "soon" is not a valid duration`,
+		}, []string{`PEERBRIDGE_WEB_POLL_INTERVAL: "soon" is not a valid duration such as 10s`,
+			`PEERBRIDGE_WEB_PROVIDER: "nimbus" is not a provider`,
 			`PEERBRIDGE_TOPOLOGIES: topology "web" is listed twice`,
 			`PEERBRIDGE_TOPOLOGIES: "Bad_Name" is not a DNS label`}},
 		{"unknown provider", map[string]string{
@@ -158,13 +159,13 @@ func TestConfigProblems(t *testing.T) {
 			"PEERBRIDGE_DROPLET_API_URL":          "api.digitalocean.com",
 			"PEERBRIDGE_WEB_DROPLET_METADATA_URL": "ftp://169.254.169.254/",
 		}, []string{
-			"DIGITALOCEAN_TOKEN_FILE: reading the token file",
-			"PEERBRIDGE_WEB_DROPLET_TAG, PEERBRIDGE_DROPLET_NAME: filter by tag or by name, not both",
+			`PEERBRIDGE_DROPLET_HEALTH_CHECK: "udp:53" is not tcp:PORT or http:PORT/PATH`,
 			`PEERBRIDGE_DROPLET_NETWORK: "vpc" is not private or public`,
 			`PEERBRIDGE_WEB_DROPLET_IP_VERSION: "ipv6" is not 4, 6 or both`,
-			`PEERBRIDGE_DROPLET_HEALTH_CHECK: "udp:53" is not tcp:PORT or http:PORT/PATH`,
+			"PEERBRIDGE_WEB_DROPLET_TAG, PEERBRIDGE_DROPLET_NAME: filter by tag or by name, not both",
 			`PEERBRIDGE_DROPLET_API_URL: "api.digitalocean.com" is not an http(s) URL`,
 			`PEERBRIDGE_WEB_DROPLET_METADATA_URL: "ftp://169.254.169.254/" is not an http(s) URL`,
+			"DIGITALOCEAN_TOKEN_FILE: reading the token file",
 		}},
 		{"two topologies, one service", map[string]string{
 			"PEERBRIDGE_TOPOLOGIES":      "a,b",
@@ -180,8 +181,8 @@ func TestConfigProblems(t *testing.T) {
 			"PEERBRIDGE_RANCHER_VERSION":  "latest/self",
 			"PEERBRIDGE_WEB_RANCHER_WAIT": "5m",
 		}, []string{
-			`PEERBRIDGE_WEB_RANCHER_URL: "rancher-metadata" is not an http(s) URL`,
 			`PEERBRIDGE_RANCHER_SERVICES: "web" is not stack/service`,
+			`PEERBRIDGE_WEB_RANCHER_URL: "rancher-metadata" is not an http(s) URL`,
 			`PEERBRIDGE_RANCHER_VERSION: "latest/self" is not an API version`,
 			`PEERBRIDGE_WEB_RANCHER_WAIT: 5m0s must be whole seconds from 1s to 120s`,
 		}},

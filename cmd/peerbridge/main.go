@@ -25,7 +25,7 @@ import (
 var version = ""
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := stopOnSignal(os.Stderr)
 	defer stop()
 	err := NewMain(os.Stdout, os.Stderr).Run(ctx, os.Args[1:])
 	var cerr *configError
@@ -44,6 +44,29 @@ func main() {
 		fmt.Fprintln(os.Stderr, "peerbridge:", err)
 		os.Exit(1)
 	}
+}
+
+// stopOnSignal returns a context that SIGINT, SIGTERM or SIGHUP cancel: a
+// clean stop, DNS and HTTP closed and Consul entries kept. SIGHUP, which
+// daemons often take as "reload", says so in a line of its own: the
+// configuration is read at start only, so it takes a restart to apply a
+// change, and Go's default for SIGHUP (exit without cleaning up) would
+// look like a crash.
+func stopOnSignal(stderr io.Writer) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	go func() {
+		select {
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				fmt.Fprintln(stderr, "peerbridge: SIGHUP: stopping cleanly; the configuration is read only at start, restart to apply changes")
+			}
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { signal.Stop(sigs); cancel() }
 }
 
 // tokenTableFormat is envconfig's table without its introduction.

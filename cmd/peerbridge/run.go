@@ -26,6 +26,7 @@ import (
 func (m *Main) run(ctx context.Context, cfg *config) error {
 	log := newLogger(m.Stderr, cfg.logLevel, cfg.logFormat)
 	log.Info("starting peerbridge", "version", buildVersion(), "config", cfg.logValue())
+	cfg.logWarnings(log)
 
 	cfg.dns.Logger = log.With("component", "dns")
 	dns, err := dnsserver.New(cfg.dns)
@@ -111,7 +112,8 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 			return nil, fmt.Errorf("topology %s: %w", top.name, err)
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
-			Service: top.spec(), Interval: top.interval, Provider: source, Publishers: publishers, Logger: log,
+			Service: top.spec(), Interval: top.interval, Provider: source, Checker: top.checker,
+			Publishers: publishers, Logger: log,
 		}))
 	}
 	return t, nil

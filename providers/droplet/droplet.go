@@ -15,13 +15,13 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/digitalocean/godo"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/providers/internal/platform"
 )
 
 // Defaults, as DigitalOcean documents them.
@@ -50,7 +50,7 @@ func ParseNetwork(s string) (Network, error) {
 	case Private, Public:
 		return n, nil
 	}
-	return "", fmt.Errorf("%q is not private or public", s)
+	return "", bridge.Invalid("DROPLET_NETWORK", "%q is not private or public", s)
 }
 
 // IPVersion selects the address families published.
@@ -66,7 +66,7 @@ func ParseIPVersion(s string) (IPVersion, error) {
 	case "both":
 		return IPVersion{V4: true, V6: true}, nil
 	}
-	return IPVersion{}, fmt.Errorf("%q is not 4, 6 or both", s)
+	return IPVersion{}, bridge.Invalid("DROPLET_IP_VERSION", "%q is not 4, 6 or both", s)
 }
 
 // Options configure a provider.
@@ -85,47 +85,61 @@ type Options struct {
 	Region, VPC string
 	Network     Network
 	IPVersion   IPVersion
-	// HealthCheck, if set, is run against every listed peer.
-	HealthCheck *HealthCheck
 	// ExcludeSelf leaves out the droplet peerbridge runs on.
 	ExcludeSelf bool
-	// HTTPClient is the base client for API and health checks; nil means a
-	// client with a 30 s timeout.
+	// HTTPClient is the base client for the API and the metadata service;
+	// nil means a client with a 30 s timeout.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 }
 
 // Provider lists a topology's droplets.
 type Provider struct {
-	list    listFunc
-	opts    Options
-	self    *selfLookup
-	log     *slog.Logger
-	checker *checker
+	list  listFunc
+	opts  Options
+	self  *selfLookup
+	log   *slog.Logger
+	skips *platform.Skips
 
 	rateLimit, rateRemaining atomic.Int64
 	requests                 atomic.Int64
-	skipped                  atomic.Int64
-
-	mu         sync.Mutex
-	noAddrSeen map[int]bool // droplets already logged as having no address
 }
 
 // listFunc lists one page: one method of godo's DropletsService, bound to
 // the filter.
 type listFunc func(ctx context.Context, opt *godo.ListOptions) ([]godo.Droplet, *godo.Response, error)
 
+// Validate checks the options, naming each setting that is wrong
+// (bridge.SettingError), all at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Tag != "" && o.Name != "" {
+		errs = append(errs, bridge.Invalid("DROPLET_TAG,DROPLET_NAME",
+			"filter by tag or by name, not both: DigitalOcean's API takes one of tag_name and name"))
+	}
+	if o.Network != "" && o.Network != Private && o.Network != Public {
+		errs = append(errs, bridge.Invalid("DROPLET_NETWORK", "%q is not private or public", string(o.Network)))
+	}
+	if !o.IPVersion.V4 && !o.IPVersion.V6 {
+		errs = append(errs, bridge.Invalid("DROPLET_IP_VERSION", "no IP version selected: 4, 6 or both"))
+	}
+	if o.APIURL != "" {
+		errs = append(errs, platform.CheckURL("DROPLET_API_URL", o.APIURL))
+	}
+	if o.MetadataURL != "" {
+		errs = append(errs, platform.CheckURL("DROPLET_METADATA_URL", o.MetadataURL))
+	}
+	return errors.Join(errs...)
+}
+
 // New returns a provider. It fails on options that cannot work: no token,
-// both a tag and a name, no address family, a bad URL.
+// or anything Validate rejects.
 func New(opts Options) (*Provider, error) {
 	if opts.Token == "" {
 		return nil, errors.New("no DigitalOcean API token: set DIGITALOCEAN_TOKEN (or DIGITALOCEAN_ACCESS_TOKEN, or a ..._FILE naming a file that holds it)")
 	}
-	if opts.Tag != "" && opts.Name != "" {
-		return nil, errors.New("filter by tag or by name, not both: the API takes one of tag_name and name")
-	}
-	if !opts.IPVersion.V4 && !opts.IPVersion.V6 {
-		return nil, errors.New("no IP version selected")
+	if err := opts.Validate(); err != nil {
+		return nil, err
 	}
 	if opts.Network == "" {
 		opts.Network = Private
@@ -136,11 +150,6 @@ func New(opts Options) (*Provider, error) {
 	if opts.MetadataURL == "" {
 		opts.MetadataURL = DefaultMetadataURL
 	}
-	for _, u := range []string{opts.APIURL, opts.MetadataURL} {
-		if p, err := url.Parse(u); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
-			return nil, fmt.Errorf("%q is not an http(s) URL", u)
-		}
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -150,7 +159,7 @@ func New(opts Options) (*Provider, error) {
 		base = &http.Client{Timeout: 30 * time.Second}
 	}
 
-	p := &Provider{opts: opts, log: log, noAddrSeen: map[int]bool{}}
+	p := &Provider{opts: opts, log: log, skips: platform.NewSkips(log)}
 	p.rateRemaining.Store(-1)
 	p.rateLimit.Store(-1)
 	api := *base
@@ -175,15 +184,12 @@ func New(opts Options) (*Provider, error) {
 	if opts.ExcludeSelf {
 		p.self = newSelfLookup(opts.MetadataURL, base, log)
 	}
-	if opts.HealthCheck != nil {
-		p.checker = newChecker(*opts.HealthCheck, base)
-	}
 	return p, nil
 }
 
-// Peers lists every page, keeps the active droplets that pass the filters
-// and have an address of the configured kind, and health-checks them. Any
-// failure fails the whole poll: a partial listing is never a peer set.
+// Peers lists every page and keeps the active droplets that pass the
+// filters and have an address of the configured kind. Any failure fails
+// the whole poll: a partial listing is never a peer set.
 func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 	droplets, err := p.listAll(ctx)
 	if err != nil {
@@ -205,9 +211,7 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 		}
 		peers = append(peers, peer(d, addrs))
 	}
-	if p.checker != nil {
-		p.checker.run(ctx, peers)
-	}
+	p.skips.PollDone()
 	return peers, nil
 }
 
@@ -244,18 +248,11 @@ func (p *Provider) addresses(d godo.Droplet) []netip.Addr {
 }
 
 // noAddress counts a droplet skipped for want of an address, and logs it
-// the first time only: it would otherwise be logged on every poll.
+// the first time only.
 func (p *Provider) noAddress(d godo.Droplet) {
-	p.skipped.Add(1)
-	p.mu.Lock()
-	seen := p.noAddrSeen[d.ID]
-	p.noAddrSeen[d.ID] = true
-	p.mu.Unlock()
-	if !seen {
-		p.log.Warn("droplet skipped: no address of the configured kind",
-			"droplet_id", d.ID, "droplet", d.Name, "network", p.opts.Network,
-			"ipv4", p.opts.IPVersion.V4, "ipv6", p.opts.IPVersion.V6)
-	}
+	p.skips.Skip(strconv.Itoa(d.ID), "droplet skipped: no address of the configured kind",
+		"droplet_id", d.ID, "droplet", d.Name, "network", p.opts.Network,
+		"ipv4", p.opts.IPVersion.V4, "ipv6", p.opts.IPVersion.V6)
 }
 
 func peer(d godo.Droplet, addrs []netip.Addr) bridge.Peer {
@@ -300,7 +297,7 @@ func (p *Provider) Requests() int64 { return p.requests.Load() }
 
 // Skipped returns the number of droplets skipped so far for want of an
 // address of the configured kind (counted on every poll).
-func (p *Provider) Skipped() int64 { return p.skipped.Load() }
+func (p *Provider) Skipped() int64 { return p.skips.Total() }
 
 // bearer adds the token to API requests, so that it lives in one place and
 // never in a URL.

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,19 +126,13 @@ func TestNewRejects(t *testing.T) {
 		{Options{IPVersion: IPVersion{V4: true}}, "DIGITALOCEAN_TOKEN"},
 		{Options{Token: "x", Tag: "a", Name: "b", IPVersion: IPVersion{V4: true}}, "not both"},
 		{Options{Token: "x"}, "no IP version"},
-		{Options{Token: "x", IPVersion: IPVersion{V4: true}, APIURL: "ftp://x"}, "not an http(s) URL"},
+		{Options{Token: "x", IPVersion: IPVersion{V4: true}, APIURL: "ftp://x"}, "DROPLET_API_URL: \"ftp://x\" is not an http(s) URL"},
+		{Options{Token: "x", IPVersion: IPVersion{V4: true}, MetadataURL: "169.254.169.254"}, "DROPLET_METADATA_URL: "},
+		{Options{Token: "x", IPVersion: IPVersion{V4: true}, Network: "vpc"}, "DROPLET_NETWORK: "},
 	} {
 		if _, err := New(tc.opts); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("New(%+v) = %v, want an error saying %q", tc.opts, err, tc.want)
 		}
-	}
-	for _, s := range []string{"udp:53", "tcp:", "tcp:0", "tcp:70000", "http:x/y", "tcp"} {
-		if _, err := ParseHealthCheck(s, time.Second); err == nil {
-			t.Errorf("ParseHealthCheck(%q) accepted", s)
-		}
-	}
-	if hc, err := ParseHealthCheck("http:8080", time.Second); err != nil || hc.Path != "/" || hc.Port != 8080 || !hc.HTTP {
-		t.Errorf("ParseHealthCheck(http:8080) = %+v, %v", hc, err)
 	}
 	for _, s := range []string{"", "7", "ipv4"} {
 		if _, err := ParseIPVersion(s); err == nil {
@@ -242,7 +235,8 @@ func TestFailures(t *testing.T) {
 		check check
 	}{
 		{"401 is a credentials problem", nil, "dop_v1_wrong", func(t *testing.T, err error) {
-			if errors.Is(err, bridge.ErrTransient) || !strings.Contains(err.Error(), "rejected the token (HTTP 401)") {
+			if errors.Is(err, bridge.ErrTransient) || !errors.Is(err, bridge.ErrCredentials) ||
+				!strings.Contains(err.Error(), "(HTTP 401, check DIGITALOCEAN_TOKEN)") {
 				t.Errorf("err = %v", err)
 			}
 		}},
@@ -269,6 +263,21 @@ func TestFailures(t *testing.T) {
 			var ra bridge.RetryAfterError
 			if !errors.As(err, &ra) || ra.RetryAfter() < 80*time.Second || ra.RetryAfter() > 90*time.Second {
 				t.Errorf("err = %v, want about 90s", err)
+			}
+		}},
+		{"an error echoing the token is scrubbed", func(int) (int, string, http.Header) {
+			return 500, `{"id":"server_error","message":"upstream failed for Authorization: $AUTHORIZATION"}`, nil
+		}, "", func(t *testing.T, err error) {
+			transient(t, err)
+			if !strings.Contains(err.Error(), "Authorization: Bearer [redacted]") {
+				t.Errorf("err = %v, want the echoed header with the token redacted", err)
+			}
+		}},
+		{"a plain-text 403 echoing the token is scrubbed", func(int) (int, string, http.Header) {
+			return 403, "denied: $AUTHORIZATION", nil
+		}, "", func(t *testing.T, err error) {
+			if !errors.Is(err, bridge.ErrCredentials) || !strings.Contains(err.Error(), "denied: Bearer [redacted]") {
+				t.Errorf("err = %v, want a credentials error with the token redacted", err)
 			}
 		}},
 		{"500", func(int) (int, string, http.Header) { return 500, fixture(t, "error_500_server_error.json"), nil }, "", transient},
@@ -352,98 +361,13 @@ func TestFailures(t *testing.T) {
 	})
 }
 
-func TestHealthChecks(t *testing.T) {
-	// Healthy peers listen on 127.0.0.1; 127.0.0.2 has nothing on the port.
-	slowPath := make(chan struct{})
-	defer close(slowPath)
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		switch r.URL.Path {
-		case "/health":
-			w.WriteHeader(http.StatusNoContent)
-		case "/slow":
-			select {
-			case <-slowPath:
-			case <-r.Context().Done():
-			}
-		default:
-			http.Error(w, "sick", http.StatusServiceUnavailable)
-		}
-	}))
-	defer web.Close()
-	_, port, _ := net.SplitHostPort(web.Listener.Addr().String())
-
-	droplets := makeDroplets(t, 2)
-	setAddrs(droplets[0], "127.0.0.1", "", "")
-	setAddrs(droplets[1], "127.0.0.2", "", "")
-	counter := &countingTransport{}
-	verdicts := func(check string, timeout time.Duration, ds []map[string]any) map[string]bridge.Health {
-		t.Helper()
-		hc, err := ParseHealthCheck(check, timeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		p, _ := newProvider(t, newFakeAPI(t, ds), Options{HealthCheck: hc, HTTPClient: &http.Client{Transport: counter}})
-		peers, err := p.Peers(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		out := map[string]bridge.Health{}
-		for _, p := range peers {
-			out[p.Addrs[0].String()] = p.Health
-		}
-		return out
-	}
-	pass, crit := bridge.HealthPassing, bridge.HealthCritical
-	for _, tc := range []struct {
-		check string
-		want  map[string]bridge.Health
-	}{
-		{"tcp:" + port, map[string]bridge.Health{"127.0.0.1": pass, "127.0.0.2": crit}},
-		{"http:" + port + "/health", map[string]bridge.Health{"127.0.0.1": pass, "127.0.0.2": crit}},
-		{"http:" + port + "/sick", map[string]bridge.Health{"127.0.0.1": crit, "127.0.0.2": crit}},
-		{"http:" + port + "/slow", map[string]bridge.Health{"127.0.0.1": crit, "127.0.0.2": crit}},
-	} {
-		t.Run(tc.check, func(t *testing.T) {
-			if got := verdicts(tc.check, 200*time.Millisecond, droplets); !maps.Equal(got, tc.want) {
-				t.Errorf("verdicts %v, want %v", got, tc.want)
-			}
-		})
-	}
-
-	t.Run("checks run concurrently, at most 32 at a time", func(t *testing.T) {
-		many := makeDroplets(t, 80)
-		for _, d := range many {
-			setAddrs(d, "127.0.0.1", "", "")
-		}
-		counter.max.Store(0)
-		got := verdicts("http:"+port+"/slow", 300*time.Millisecond, many)
-		if len(got) != 1 || got["127.0.0.1"] != crit {
-			t.Fatalf("verdicts %v", got)
-		}
-		if m := counter.max.Load(); m < 2 || m > maxConcurrentChecks {
-			t.Errorf("%d checks in flight at most, want between 2 and %d", m, maxConcurrentChecks)
-		}
-	})
-}
-
-// countingTransport records the most requests it had in flight at once.
-type countingTransport struct {
-	now, max atomic.Int64
-}
-
-func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	n := c.now.Add(1)
-	defer c.now.Add(-1)
-	for m := c.max.Load(); n > m && !c.max.CompareAndSwap(m, n); m = c.max.Load() {
-	}
-	return http.DefaultTransport.RoundTrip(r)
-}
-
 func TestExcludeSelf(t *testing.T) {
 	droplets := makeDroplets(t, 3)
 	meta := http.NewServeMux()
-	meta.HandleFunc("/metadata/v1/id", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "1001") })
-	meta.HandleFunc("/metadata/v1/region", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "nyc3") })
+	meta.HandleFunc("/metadata/v1.json", func(w http.ResponseWriter, r *http.Request) {
+		// DigitalOcean's own sample, of droplet 7473395, made ours.
+		fmt.Fprint(w, strings.Replace(fixture(t, "metadata_v1.json"), "7473395", "1001", 1))
+	})
 	metaSrv := httptest.NewServer(meta)
 	defer metaSrv.Close()
 
@@ -473,41 +397,4 @@ func TestExcludeSelf(t *testing.T) {
 			t.Errorf("warned %d times, want once", n)
 		}
 	})
-}
-
-func TestTokenNotSentToPeers(t *testing.T) {
-	var auth atomic.Value
-	auth.Store("")
-	web := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		auth.Store(r.Header.Get("Authorization"))
-	}))
-	defer web.Close()
-	_, port, _ := net.SplitHostPort(web.Listener.Addr().String())
-	droplets := makeDroplets(t, 1)
-	setAddrs(droplets[0], "127.0.0.1", "", "")
-	hc, _ := ParseHealthCheck("http:"+port+"/", time.Second)
-	p, _ := newProvider(t, newFakeAPI(t, droplets), Options{HealthCheck: hc})
-	if _, err := p.Peers(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if got := auth.Load().(string); got != "" {
-		t.Fatalf("a health check sent Authorization %q to a peer", got)
-	}
-}
-
-func TestRetryAfter(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	for _, tc := range []struct {
-		h    http.Header
-		want time.Duration
-	}{
-		{http.Header{"Retry-After": {"29"}}, 29 * time.Second},
-		{http.Header{"Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {"1800000120"}}, 2 * time.Minute},
-		{http.Header{"Ratelimit-Remaining": {"3"}, "Ratelimit-Reset": {"1800000120"}}, time.Minute},
-		{http.Header{"Retry-After": {"soon"}}, time.Minute},
-	} {
-		if got := retryAfter(tc.h, now); got != tc.want {
-			t.Errorf("retryAfter(%v) = %v, want %v", tc.h, got, tc.want)
-		}
-	}
 }

@@ -84,6 +84,9 @@ func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	page, perPage := intParam(q, "page", 1), min(intParam(q, "per_page", 20), 200)
 	if f.fail != nil {
 		if status, body, extra := f.fail(page); status != 0 {
+			// An API that echoes the request into its error, as some
+			// proxies and gateways do.
+			body = strings.ReplaceAll(body, "$AUTHORIZATION", r.Header.Get("Authorization"))
 			for k, v := range extra {
 				h[k] = v
 			}

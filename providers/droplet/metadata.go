@@ -2,24 +2,27 @@ package droplet
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/peerbridge/peerbridge/providers/internal/platform"
 )
 
 // metadataTimeout is short: off a droplet the address does not answer at
 // all, and a poll must not wait for it.
 const metadataTimeout = time.Second
 
+// maxMetadata bounds the metadata answer, which carries user data (at most
+// 64 KiB) besides the few fields read here.
+const maxMetadata = 1 << 20
+
 // selfLookup finds the droplet peerbridge runs on, through the metadata
 // service, once it answers.
 type selfLookup struct {
-	base   string
+	url    string // the whole tree as one JSON object: <base>.json
 	client *http.Client
 	log    *slog.Logger
 
@@ -29,10 +32,8 @@ type selfLookup struct {
 }
 
 func newSelfLookup(base string, client *http.Client, log *slog.Logger) *selfLookup {
-	if !strings.HasSuffix(base, "/") {
-		base += "/"
-	}
-	return &selfLookup{base: base, client: &http.Client{Transport: transport(client)}, log: log}
+	// .../metadata/v1/ -> .../metadata/v1.json, as DigitalOcean serves it.
+	return &selfLookup{url: strings.TrimRight(base, "/") + ".json", client: &http.Client{Transport: transport(client)}, log: log}
 }
 
 // id returns the own droplet's id, or 0 when the metadata service does
@@ -46,40 +47,19 @@ func (s *selfLookup) id(ctx context.Context) int {
 	}
 	ctx, cancel := context.WithTimeout(ctx, metadataTimeout)
 	defer cancel()
-	idText, err := s.get(ctx, "id")
-	var id int
-	if err == nil {
-		id, err = strconv.Atoi(idText)
+	var meta struct {
+		ID     int    `json:"droplet_id"`
+		Region string `json:"region"`
 	}
-	if err != nil || id <= 0 {
+	err := platform.GetJSON(ctx, s.client, platform.Rules{}, s.url, nil, maxMetadata, &meta)
+	if err != nil || meta.ID <= 0 {
 		if !s.warned {
-			s.log.Warn("own droplet unknown, not excluding it: the metadata service did not answer", "error", err)
+			s.log.Warn("own droplet unknown, not excluding it: the metadata service did not answer", "url", s.url, "error", err)
 			s.warned = true
 		}
 		return 0
 	}
-	region, _ := s.get(ctx, "region")
-	s.log.Info("running on a droplet, excluding it from the peers", "droplet_id", id, "region", region)
-	s.known = id
-	return id
-}
-
-func (s *selfLookup) get(ctx context.Context, path string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.base+path, nil)
-	if err != nil {
-		return "", err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("metadata %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	if err != nil {
-		return "", fmt.Errorf("metadata %s: %w", path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("metadata %s: %s", path, resp.Status)
-	}
-	return strings.TrimSpace(string(body)), nil
+	s.log.Info("running on a droplet, excluding it from the peers", "droplet_id", meta.ID, "region", meta.Region)
+	s.known = meta.ID
+	return meta.ID
 }

@@ -8,7 +8,6 @@ package health
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -37,13 +36,15 @@ type Check struct {
 	Timeout time.Duration
 }
 
-// Parse reads "tcp:PORT" or "http:PORT/PATH"; "" means none (nil).
+// Parse reads "tcp:PORT" or "http:PORT/PATH"; "" means none (nil). Its
+// errors name the settings, HEALTH_CHECK and HEALTH_TIMEOUT
+// (bridge.SettingError); the timeout is checked also without a check.
 func Parse(s string, timeout time.Duration) (*Check, error) {
+	if timeout <= 0 {
+		return nil, bridge.Invalid("HEALTH_TIMEOUT", "%s must be a positive duration such as 500ms", timeout)
+	}
 	if s == "" {
 		return nil, nil
-	}
-	if timeout <= 0 {
-		return nil, fmt.Errorf("health check timeout %s must be positive", timeout)
 	}
 	kind, rest, _ := strings.Cut(s, ":")
 	c := &Check{Timeout: timeout}
@@ -57,11 +58,11 @@ func Parse(s string, timeout time.Duration) (*Check, error) {
 			portText, c.Path = rest[:i], rest[i:]
 		}
 	default:
-		return nil, fmt.Errorf("%q is not tcp:PORT or http:PORT/PATH", s)
+		return nil, bridge.Invalid("HEALTH_CHECK", "%q is not tcp:PORT or http:PORT/PATH", s)
 	}
 	port, err := strconv.ParseUint(portText, 10, 16)
 	if err != nil || port == 0 {
-		return nil, fmt.Errorf("%q has no valid port", s)
+		return nil, bridge.Invalid("HEALTH_CHECK", "%q has no valid port (1-65535): use tcp:PORT or http:PORT/PATH", s)
 	}
 	c.Port = uint16(port)
 	return c, nil

@@ -7,19 +7,19 @@ package rancher
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/providers/internal/platform"
 )
 
 // Defaults, as Rancher 1.x sets them up in every container.
@@ -64,10 +64,8 @@ type Provider struct {
 	client   *http.Client
 	log      *slog.Logger
 
-	wakeups, skipped atomic.Int64
-
-	mu          sync.Mutex
-	noAddrNamed map[string]bool
+	skips   *platform.Skips
+	wakeups atomic.Int64
 }
 
 type serviceName struct{ stack, name string }
@@ -84,40 +82,54 @@ func ParseServices(s string) ([]string, error) {
 		}
 		stack, name, ok := strings.Cut(item, "/")
 		if !ok || stack == "" || name == "" || strings.Contains(name, "/") {
-			return nil, fmt.Errorf("%q is not stack/service", item)
+			return nil, bridge.Invalid("RANCHER_SERVICES", "%q is not stack/service", item)
 		}
 		out = append(out, item)
 	}
 	return out, nil
 }
 
-// New returns a provider.
+// Validate checks the options, naming each setting that is wrong
+// (bridge.SettingError), all at once. Empty URL and Version mean the
+// defaults, and a zero Wait 60s.
+func (o Options) Validate() error {
+	var errs []error
+	if o.URL != "" {
+		errs = append(errs, platform.CheckURL("RANCHER_URL", o.URL))
+	}
+	// The version is a path segment: one rule, so that it cannot climb
+	// out of the API or carry a query.
+	if v := o.Version; v != "" && (strings.ContainsAny(v, "/?#%\\ ") || v == "." || v == "..") {
+		errs = append(errs, bridge.Invalid("RANCHER_VERSION", "%q is not an API version such as latest or 2015-12-19", v))
+	}
+	if w := o.Wait; w < 0 || w > MaxWait*time.Second || w%time.Second != 0 {
+		errs = append(errs, bridge.Invalid("RANCHER_WAIT", "%s must be whole seconds from 1s to %ds", w, MaxWait))
+	}
+	if _, err := ParseServices(strings.Join(o.Services, ",")); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// New returns a provider, or fails on what Validate rejects.
 func New(opts Options) (*Provider, error) {
+	if err := opts.Validate(); err != nil {
+		return nil, err
+	}
 	if opts.URL == "" {
 		opts.URL = DefaultURL
 	}
 	if opts.Version == "" {
 		opts.Version = DefaultVersion
 	}
-	u, err := url.Parse(opts.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("%q is not an http(s) URL", opts.URL)
-	}
-	if strings.ContainsAny(opts.Version, "/?#") || opts.Version == "." || opts.Version == ".." {
-		return nil, fmt.Errorf("%q is not an API version", opts.Version)
-	}
-	if opts.Wait <= 0 {
+	if opts.Wait == 0 {
 		opts.Wait = 60 * time.Second
 	}
-	if opts.Wait > MaxWait*time.Second || opts.Wait%time.Second != 0 {
-		return nil, fmt.Errorf("long-poll wait %s must be whole seconds, at most %ds", opts.Wait, MaxWait)
-	}
 	p := &Provider{
-		base:        strings.TrimRight(opts.URL, "/") + "/" + opts.Version,
-		opts:        opts,
-		client:      opts.HTTPClient,
-		log:         opts.Logger,
-		noAddrNamed: map[string]bool{},
+		base:   strings.TrimRight(opts.URL, "/") + "/" + opts.Version,
+		opts:   opts,
+		client: opts.HTTPClient,
+		log:    opts.Logger,
 	}
 	if p.client == nil {
 		p.client = http.DefaultClient
@@ -125,10 +137,8 @@ func New(opts Options) (*Provider, error) {
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
-	names, err := ParseServices(strings.Join(opts.Services, ","))
-	if err != nil {
-		return nil, err
-	}
+	p.skips = platform.NewSkips(p.log)
+	names, _ := ParseServices(strings.Join(opts.Services, ",")) // checked by Validate
 	for _, n := range names {
 		stack, name, _ := strings.Cut(n, "/")
 		p.services = append(p.services, serviceName{stack, name})
@@ -179,20 +189,21 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 				}
 				var name string
 				if err := json.Unmarshal(raw, &name); err != nil {
-					return nil, fmt.Errorf("%w: service %s: container name: %v", bridge.ErrTransient, svc.Name, err)
+					return nil, platform.Transient(fmt.Errorf("service %s: container name: %w", svc.Name, err))
 				}
 				var ok bool
 				if c, ok = byName[name]; !ok {
 					continue // gone between the two reads: the next poll tells
 				}
 			} else if err := json.Unmarshal(raw, &c); err != nil {
-				return nil, fmt.Errorf("%w: service %s: container: %v", bridge.ErrTransient, svc.Name, err)
+				return nil, platform.Transient(fmt.Errorf("service %s: container: %w", svc.Name, err))
 			}
 			if peer, ok := p.peer(c); ok {
 				peers = append(peers, peer)
 			}
 		}
 	}
+	p.skips.PollDone()
 	return peers, nil
 }
 
@@ -280,56 +291,16 @@ func address(c container) (netip.Addr, bool) {
 }
 
 func (p *Provider) noAddress(c container) {
-	p.skipped.Add(1)
-	p.mu.Lock()
-	seen := p.noAddrNamed[c.UUID+c.Name]
-	p.noAddrNamed[c.UUID+c.Name] = true
-	p.mu.Unlock()
-	if !seen {
-		p.log.Warn("container skipped: no primary_ip and no ips", "container", c.Name, "uuid", c.UUID)
-	}
+	p.skips.Skip(c.UUID+c.Name, "container skipped: no primary_ip and no ips", "container", c.Name, "uuid", c.UUID)
 }
 
 // get reads path below the API version into v. The server labels its JSON
 // text/plain, and answers in plain text without the Accept header.
 func (p *Provider) get(ctx context.Context, path string, v any) error {
-	body, err := p.fetch(ctx, p.base+path)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: %s: malformed answer: %v", bridge.ErrTransient, path, err)
-	}
-	return nil
+	return platform.GetJSON(ctx, p.client, platform.Rules{}, p.base+path, jsonHeader, maxBody, v)
 }
 
-func (p *Provider) fetch(ctx context.Context, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := p.client.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, fmt.Errorf("%w: %w", bridge.ErrTransient, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
-	if err != nil {
-		return nil, fmt.Errorf("%w: reading %s: %w", bridge.ErrTransient, req.URL.Path, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		err := fmt.Errorf("%s: %s: %s", req.URL.Path, resp.Status, strings.TrimSpace(string(body[:min(len(body), 200)])))
-		if resp.StatusCode >= 500 {
-			err = fmt.Errorf("%w: %w", bridge.ErrTransient, err)
-		}
-		return nil, err
-	}
-	return body, nil
-}
+var jsonHeader = http.Header{"Accept": {"application/json"}}
 
 // Notify long-polls the metadata version and wakes the loop when it
 // changes. Errors back off from 1s to 30s; the polling interval remains
@@ -372,13 +343,12 @@ func (p *Provider) version(ctx context.Context, current string) (string, error) 
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	body, err := p.fetch(ctx, u)
-	if err != nil {
+	var v string
+	if err := platform.GetJSON(ctx, p.client, platform.Rules{}, u, jsonHeader, maxBody, &v); err != nil {
 		return "", err
 	}
-	var v string
-	if err := json.Unmarshal(body, &v); err != nil || v == "" {
-		return "", fmt.Errorf("%w: /version: malformed answer %q", bridge.ErrTransient, body[:min(len(body), 64)])
+	if v == "" {
+		return "", platform.Transient(errors.New("/version: empty answer"))
 	}
 	return v, nil
 }
@@ -387,6 +357,6 @@ func (p *Provider) version(ctx context.Context, current string) (string, error) 
 func (p *Provider) Wakeups() int64 { return p.wakeups.Load() }
 
 // Skipped returns how many containers were skipped for want of an address.
-func (p *Provider) Skipped() int64 { return p.skipped.Load() }
+func (p *Provider) Skipped() int64 { return p.skips.Total() }
 
 var _ bridge.Notifier = (*Provider)(nil)

@@ -225,17 +225,30 @@ func TestLongPoll(t *testing.T) {
 }
 
 func TestNewRejects(t *testing.T) {
-	for _, opts := range []Options{
-		{URL: "rancher-metadata"},
-		{Version: "../etc"},
-		{Wait: 121 * time.Second},
-		{Wait: 1500 * time.Millisecond},
-		{Services: []string{"myapp"}},
-		{Services: []string{"demo/my/app"}},
+	for _, tc := range []struct {
+		opts    Options
+		setting string
+	}{
+		{Options{URL: "rancher-metadata"}, "RANCHER_URL"},
+		{Options{URL: "ftp://rancher-metadata"}, "RANCHER_URL"},
+		{Options{Version: "../etc"}, "RANCHER_VERSION"},
+		{Options{Version: ".."}, "RANCHER_VERSION"},
+		{Options{Version: "latest?x=1"}, "RANCHER_VERSION"},
+		{Options{Wait: 121 * time.Second}, "RANCHER_WAIT"},
+		{Options{Wait: 1500 * time.Millisecond}, "RANCHER_WAIT"},
+		{Options{Wait: -time.Second}, "RANCHER_WAIT"},
+		{Options{Services: []string{"myapp"}}, "RANCHER_SERVICES"},
+		{Options{Services: []string{"demo/my/app"}}, "RANCHER_SERVICES"},
 	} {
-		if _, err := New(opts); err == nil {
-			t.Errorf("New(%+v) accepted", opts)
+		_, err := New(tc.opts)
+		ses := bridge.SettingErrors(err)
+		if len(ses) != 1 || ses[0].Setting != tc.setting {
+			t.Errorf("New(%+v) = %v, want one problem with %s", tc.opts, err, tc.setting)
 		}
+	}
+	err := Options{URL: "x", Version: "..", Wait: time.Hour}.Validate()
+	if n := len(bridge.SettingErrors(err)); n != 3 {
+		t.Errorf("Validate found %d problems, want all 3: %v", n, err)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -167,6 +168,17 @@ func GetJSON(ctx context.Context, client *http.Client, rules Rules, url string, 
 	return nil
 }
 
+// CheckURL is the one rule for every URL setting of a provider: an
+// absolute http or https URL with a host. It returns nil or a
+// bridge.SettingError for setting.
+func CheckURL(setting, raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return bridge.Invalid(setting, "%q is not an http(s) URL such as http://host:port/path", raw)
+	}
+	return nil
+}
+
 // Quote shortens an answer body for an error message.
 func Quote(body []byte) string {
 	const most = 200
@@ -187,22 +199,10 @@ func Scrub(err error, secrets ...string) error {
 		return nil
 	}
 	text := err.Error()
-	scrubbed := text
 	for _, s := range secrets {
 		if len(s) >= 4 { // shorter strings are no secret, and would mangle text
-			scrubbed = strings.ReplaceAll(scrubbed, s, "[redacted]")
+			text = strings.ReplaceAll(text, s, "[redacted]")
 		}
 	}
-	if scrubbed == text {
-		return err
-	}
-	return &scrubbedError{text: scrubbed, err: err}
+	return bridge.Reword(err, text)
 }
-
-type scrubbedError struct {
-	text string
-	err  error
-}
-
-func (e *scrubbedError) Error() string { return e.text }
-func (e *scrubbedError) Unwrap() error { return e.err }
