@@ -45,6 +45,13 @@ const maxPages = 10_000
 // after a 429 would stall a topology for up to an hour.
 var rules = platform.Rules{TokenVariable: "HCLOUD_TOKEN", WaitForReset: false}
 
+// IPVersion selects A, AAAA or both; ParseIPVersion reads "4", "6" or
+// "both". (The platform's, shared with the other providers.)
+type IPVersion = platform.IPVersion
+
+// ParseIPVersion reads "4", "6" or "both".
+func ParseIPVersion(s string) (IPVersion, error) { return platform.ParseIPVersion(s) }
+
 // Options configure a provider.
 type Options struct {
 	// Token is the API token. The SDK sends it as a bearer token; it is
@@ -60,7 +67,7 @@ type Options struct {
 	// Network, when set, is a private network's name or numeric ID: the
 	// server's address in it is published. Empty means public addresses.
 	Network   string
-	IPVersion platform.IPVersion
+	IPVersion IPVersion
 	// HTTPClient is the base client; nil means one with a 30 s timeout.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
