@@ -127,11 +127,7 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			out = append(out, s)
 		}
-		from, to, meta := paginate(len(out), page, perPage)
-		writeJSON(w, a.t, struct {
-			Servers []schema.Server `json:"servers"`
-			Meta    any             `json:"meta"`
-		}{append([]schema.Server{}, out[from:to]...), meta})
+		writePage(w, a.t, "servers", out, page, perPage)
 	case "/v1/networks":
 		var out []schema.Network
 		for _, n := range a.networks {
@@ -140,35 +136,32 @@ func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 			}
 			out = append(out, n)
 		}
-		from, to, meta := paginate(len(out), page, perPage)
-		writeJSON(w, a.t, struct {
-			Networks []schema.Network `json:"networks"`
-			Meta     any              `json:"meta"`
-		}{append([]schema.Network{}, out[from:to]...), meta})
+		writePage(w, a.t, "networks", out, page, perPage)
 	default:
 		reply(w, http.StatusNotFound, Error("not_found", "not found"))
 	}
 }
 
-// paginate returns a page's bounds and its meta, with the API's nulls.
-func paginate(total, page, perPage int) (from, to int, meta any) {
+// writePage answers with one page of items under key, and meta.pagination
+// with the API's nulls.
+func writePage[T any](w http.ResponseWriter, t testing.TB, key string, items []T, page, perPage int) {
+	total := len(items)
 	last := max(1, (total+perPage-1)/perPage)
-	from, to = min((page-1)*perPage, total), min(page*perPage, total)
+	from, to := min((page-1)*perPage, total), min(page*perPage, total)
 	null := func(p int, ok bool) *int {
 		if !ok {
 			return nil
 		}
 		return &p
 	}
-	return from, to, map[string]any{"pagination": map[string]any{
-		"page": page, "per_page": perPage,
-		"previous_page": null(page-1, page > 1), "next_page": null(page+1, page < last),
-		"last_page": last, "total_entries": total,
-	}}
-}
-
-func writeJSON(w http.ResponseWriter, t testing.TB, v any) {
-	b, err := json.Marshal(v)
+	b, err := json.Marshal(map[string]any{
+		key: append([]T{}, items[from:to]...),
+		"meta": map[string]any{"pagination": map[string]any{
+			"page": page, "per_page": perPage,
+			"previous_page": null(page-1, page > 1), "next_page": null(page+1, page < last),
+			"last_page": last, "total_entries": total,
+		}},
+	})
 	if err != nil {
 		t.Error(err)
 	}
