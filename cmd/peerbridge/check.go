@@ -49,7 +49,11 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 			for i, a := range p.Addrs {
 				addrs[i] = a.String()
 			}
-			fmt.Fprintf(m.Stdout, "  %-24s %-40s id=%s health=%s\n", p.Name, strings.Join(addrs, " "), p.ID, p.Health)
+			line := fmt.Sprintf("  %-24s %-40s id=%s health=%s", p.Name, strings.Join(addrs, " "), p.ID, p.Health)
+			if len(p.Attrs) > 0 {
+				line += " " + kv(p.Attrs)
+			}
+			fmt.Fprintln(m.Stdout, line)
 		}
 		if err := preview.Publish(ctx, set); err != nil {
 			errs = append(errs, err)

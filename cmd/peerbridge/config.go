@@ -64,7 +64,7 @@ type GlobalEnv struct {
 // multi-topology form.
 type TopologyEnv struct {
 	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet or rancher"`
+	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher or hcloud"`
 	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
 	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
 	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
@@ -88,6 +88,13 @@ type TopologyEnv struct {
 	DropletExcludeSelf   bool          `split_words:"true" desc:"leave out the droplet peerbridge runs on (found through the metadata service)"`
 	DropletApiUrl        string        `split_words:"true" default:"https://api.digitalocean.com/" desc:"DigitalOcean API base URL"`
 	DropletMetadataUrl   string        `split_words:"true" default:"http://169.254.169.254/metadata/v1/" desc:"droplet metadata service"`
+
+	HcloudLabelSelector string `split_words:"true" desc:"hcloud filter: label selector in Hetzner's syntax (app=web,env!=dev), sent as label_selector"`
+	HcloudName          string `split_words:"true" desc:"hcloud filter: exact server name, sent as name"`
+	HcloudLocation      string `split_words:"true" desc:"hcloud filter: the server's location, e.g. fsn1"`
+	HcloudNetwork       string `split_words:"true" desc:"a private network's name or ID: publish the servers' addresses in it; empty: public addresses"`
+	HcloudIPVersion     string `split_words:"true" default:"4" desc:"4, 6 or both (A and AAAA); IPv6 is the ::1 of the server's public /64, so not with a private network"`
+	HcloudApiUrl        string `split_words:"true" desc:"Hetzner Cloud API base URL; empty: HCLOUD_ENDPOINT if set, else https://api.hetzner.cloud/v1"`
 
 	RancherUrl       string        `split_words:"true" default:"http://rancher-metadata" desc:"Rancher 1.x metadata service"`
 	RancherVersion   string        `split_words:"true" default:"latest" desc:"metadata API version, e.g. 2015-12-19"`
@@ -373,8 +380,10 @@ func newSource(env TopologyEnv, token *tokenSource) source {
 		return dropletSource(env, token)
 	case "rancher":
 		return rancherSource(env)
+	case "hcloud":
+		return hcloudSource(env)
 	}
-	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet or rancher", env.Provider)}
+	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet, rancher or hcloud", env.Provider)}
 }
 
 func staticSource(env TopologyEnv) source {

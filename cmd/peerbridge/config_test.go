@@ -17,7 +17,7 @@ import (
 func setEnv(t *testing.T, vars map[string]string) {
 	t.Helper()
 	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") || strings.HasPrefix(k, "DIGITALOCEAN_") || strings.HasPrefix(k, "CONSUL_") {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, envPrefix+"_") || strings.HasPrefix(k, "DIGITALOCEAN_") || strings.HasPrefix(k, "HCLOUD_") || strings.HasPrefix(k, "CONSUL_") {
 			t.Setenv(k, "") // restores the old value after the test
 			os.Unsetenv(k)
 		}

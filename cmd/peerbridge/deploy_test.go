@@ -68,7 +68,7 @@ func TestDeployYAMLParses(t *testing.T) {
 	}
 }
 
-var envNameRE = regexp.MustCompile(`\b(?:PEERBRIDGE|DIGITALOCEAN)_[A-Z0-9_]*[A-Z0-9]\b`)
+var envNameRE = regexp.MustCompile(`\b(?:PEERBRIDGE|DIGITALOCEAN|HCLOUD)_[A-Z0-9_]*[A-Z0-9]\b`)
 
 // TestDeployEnvNames checks that every variable the examples, the
 // Dockerfile and the README set is one the binary reads.
@@ -81,7 +81,7 @@ func TestDeployEnvNames(t *testing.T) {
 	for _, spec := range []struct {
 		prefix string
 		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}} {
+	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
 		keys, err := envKeys(spec.prefix, spec.spec)
 		if err != nil {
 			t.Fatal(err)
@@ -158,7 +158,7 @@ func envReference(t *testing.T) string {
 	for _, spec := range []struct {
 		prefix string
 		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}} {
+	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
 		if err := envconfig.Usagef(spec.prefix, spec.spec, &b, row); err != nil {
 			t.Fatal(err)
 		}

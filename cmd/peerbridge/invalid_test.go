@@ -21,6 +21,7 @@ type invalid struct {
 var (
 	asDroplet = map[string]string{"PEERBRIDGE_PROVIDER": "droplet", "DIGITALOCEAN_TOKEN": "dop_v1_test"}
 	asRancher = map[string]string{"PEERBRIDGE_PROVIDER": "rancher"}
+	asHcloud  = map[string]string{"PEERBRIDGE_PROVIDER": "hcloud", "HCLOUD_TOKEN": "hc_test"}
 	withHA    = map[string]string{"PEERBRIDGE_HA": "true", "CONSUL_HTTP_ADDR": "127.0.0.1:8500"}
 )
 
@@ -66,6 +67,10 @@ var invalidValues = map[string]invalid{
 	"DROPLET_API_URL":        {"api.digitalocean.com", asDroplet},
 	"DROPLET_METADATA_URL":   {"ftp://169.254.169.254/", asDroplet},
 
+	"HCLOUD_NETWORK":    {"0", asHcloud},
+	"HCLOUD_IP_VERSION": {"v6", asHcloud},
+	"HCLOUD_API_URL":    {"api.hetzner.cloud", asHcloud},
+
 	"RANCHER_URL":        {"rancher-metadata", asRancher},
 	"RANCHER_VERSION":    {"..", asRancher},
 	"RANCHER_SERVICES":   {"web", asRancher},
@@ -80,6 +85,9 @@ var exempt = map[string]string{
 	"HA_KEY_PREFIX":             "any Consul KV path",
 	"DROPLET_REGION":            "a filter compared with the droplets' region slugs; an unknown one matches nothing",
 	"DROPLET_VPC":               "a filter compared with the droplets' VPC UUIDs; an unknown one matches nothing",
+	"HCLOUD_LABEL_SELECTOR":     "Hetzner's selector syntax is checked by the API, which answers 400 (the poll fails, the error names it)",
+	"HCLOUD_NAME":               "a filter compared with the servers' names; an unknown one matches nothing",
+	"HCLOUD_LOCATION":           "a filter compared with the servers' locations; an unknown one matches nothing",
 	"DIGITALOCEAN_TOKEN":        "any string; only the API can tell a wrong token (exit 1 with a credentials error)",
 	"DIGITALOCEAN_ACCESS_TOKEN": "the same",
 }

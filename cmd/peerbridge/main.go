@@ -147,6 +147,10 @@ variable wins, the plain one is the default for every topology.
 	if err := envconfig.Usagef("DIGITALOCEAN", &TokenEnv{}, tw, tokenTableFormat); err != nil {
 		return err
 	}
+	fmt.Fprint(tw, "\nThe hcloud provider reads the hcloud CLI's variables:\n\n")
+	if err := envconfig.Usagef("HCLOUD", &HcloudEnv{}, tw, tokenTableFormat); err != nil {
+		return err
+	}
 	return tw.Flush()
 }
 
