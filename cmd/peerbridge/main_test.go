@@ -387,7 +387,7 @@ func TestRunDroplet(t *testing.T) {
 		t.Errorf("A answer %v, want the three private addresses", got)
 	}
 	metrics := get(t, "http://"+run.http+"/metrics")
-	if !strings.Contains(metrics, `peerbridge_droplet_api_requests_total{topology="web"}`) ||
+	if !strings.Contains(metrics, `peerbridge_provider_api_requests_total{provider="droplet",topology="web"}`) ||
 		!strings.Contains(metrics, `peerbridge_peers_skipped_total{provider="droplet",reason="no_address",topology="web"} 0`) {
 		t.Errorf("droplet metrics missing:\n%s", metrics)
 	}
