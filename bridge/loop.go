@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -33,6 +32,16 @@ type LoopConfig struct {
 	Timeout time.Duration
 	// Logger receives the loop's events; nil discards them.
 	Logger *slog.Logger
+	// Observer, if set, is told of every completed poll (for metrics).
+	Observer PollObserver
+}
+
+// PollObserver is told of every completed poll: how long the provider
+// took and, for a failed poll, the kind of failure ("" for a success).
+// It is how metrics see the loop without bridge knowing of Prometheus.
+// ObservePoll is called from the loop's goroutine and must not block.
+type PollObserver interface {
+	ObservePoll(took time.Duration, failure FailureKind)
 }
 
 // Loop reconciles one topology: poll the provider, guard against a sudden
@@ -44,6 +53,7 @@ type Loop struct {
 	provider   Provider
 	checker    Checker
 	publishers []Publisher
+	observer   PollObserver
 	log        *slog.Logger
 	wake       chan struct{}
 	now        func() time.Time
@@ -79,6 +89,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 		provider:   cfg.Provider,
 		checker:    cfg.Checker,
 		publishers: cfg.Publishers,
+		observer:   cfg.Observer,
 		log:        log.With("topology", cfg.Service.Topology),
 		wake:       make(chan struct{}, 1),
 		now:        time.Now,
@@ -145,16 +156,13 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 		// Shutting down: an aborted poll is neither a success nor a failure.
 		return l.interval, 0
 	}
-	l.mu.Lock()
-	l.status.Polls++
-	l.status.Durations.observe(l.now().Sub(start))
-	if err != nil {
-		if l.status.FailuresByKind == nil {
-			l.status.FailuresByKind = map[string]uint64{}
+	if l.observer != nil {
+		var kind FailureKind
+		if err != nil {
+			kind = ClassifyFailure(err)
 		}
-		l.status.FailuresByKind[FailureKind(err)]++
+		l.observer.ObservePoll(l.now().Sub(start), kind)
 	}
-	l.mu.Unlock()
 	if err != nil {
 		next, retryAfter = l.failed(start, err)
 		l.publish(ctx)
@@ -188,7 +196,7 @@ func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duratio
 		level = slog.LevelWarn
 	}
 	l.log.Log(context.Background(), level, "poll failed, keeping the last good peer set",
-		"error", err, "failures", l.failures, "retry_in", next.Round(time.Millisecond))
+		"error", err, "kind", ClassifyFailure(err), "failures", l.failures, "retry_in", next.Round(time.Millisecond))
 
 	l.mu.Lock()
 	l.status.LastPoll = start
@@ -246,51 +254,51 @@ func (l *Loop) publish(ctx context.Context) {
 func (l *Loop) Status() Status {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	st := l.status
-	st.FailuresByKind = maps.Clone(st.FailuresByKind)
-	return st
+	return l.status
 }
 
 // Provider returns the loop's provider, for metrics it may offer.
 func (l *Loop) Provider() Provider { return l.provider }
 
-// FailureKind sorts a provider error for metrics: rate_limited, timeout,
-// transient or error.
-func FailureKind(err error) string {
+// FailureKind sorts a failed poll, for metrics and alerts.
+type FailureKind string
+
+// The kinds of failure, from ClassifyFailure.
+const (
+	// FailureRateLimited: the API asked to wait (429, a rate-limit reset).
+	FailureRateLimited FailureKind = "rate_limited"
+	// FailureTimeout: the poll ran out of time.
+	FailureTimeout FailureKind = "timeout"
+	// FailureTransient: an error expected to go away (5xx, a reset
+	// connection, a malformed page).
+	FailureTransient FailureKind = "transient"
+	// FailureCredentials: the platform rejected the credentials; it needs
+	// an operator.
+	FailureCredentials FailureKind = "credentials"
+	// FailureError: anything else, such as a bad request.
+	FailureError FailureKind = "error"
+)
+
+// FailureKinds returns every kind ClassifyFailure can return, so that
+// metrics can show each one at zero before it first happens.
+func FailureKinds() []FailureKind {
+	return []FailureKind{FailureRateLimited, FailureTimeout, FailureTransient, FailureCredentials, FailureError}
+}
+
+// ClassifyFailure sorts a provider error into its FailureKind.
+func ClassifyFailure(err error) FailureKind {
 	var ra RetryAfterError
 	switch {
 	case errors.As(err, &ra):
-		return "rate_limited"
+		return FailureRateLimited
 	case errors.Is(err, context.DeadlineExceeded):
-		return "timeout"
+		return FailureTimeout
 	case errors.Is(err, ErrTransient):
-		return "transient"
+		return FailureTransient
+	case errors.Is(err, ErrCredentials):
+		return FailureCredentials
 	default:
-		return "error"
-	}
-}
-
-// DurationBuckets are the upper bounds, in seconds, of the poll duration
-// histogram: from a static list to a 50-page listing behind a slow link.
-var DurationBuckets = [...]float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
-
-// Histogram counts poll durations in DurationBuckets.
-type Histogram struct {
-	// Counts[i] is the number of polls that took at most DurationBuckets[i]
-	// (not cumulative); longer ones count only in Count.
-	Counts [len(DurationBuckets)]uint64
-	Count  uint64
-	Sum    time.Duration
-}
-
-func (h *Histogram) observe(d time.Duration) {
-	h.Count++
-	h.Sum += d
-	for i, le := range DurationBuckets {
-		if d.Seconds() <= le {
-			h.Counts[i]++
-			return
-		}
+		return FailureError
 	}
 }
 
@@ -308,11 +316,6 @@ type Status struct {
 	Failures     int
 	Held         bool
 	PublishError string
-	// Polls counts completed polls; FailuresByKind the failed ones by
-	// FailureKind.
-	Polls          uint64
-	FailuresByKind map[string]uint64
-	Durations      Histogram
 }
 
 // Ready returns nil once the topology has had a complete discovery that is

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"sync"
@@ -373,20 +372,41 @@ func TestNormalizeAndEqual(t *testing.T) {
 	}
 }
 
-func TestStatusCounters(t *testing.T) {
-	l := newTestLoop(script(peers(1), errors.New("boom"), retryErr{time.Second},
-		fmt.Errorf("listing: %w", ErrTransient), fmt.Errorf("page 2: %w", context.DeadlineExceeded)))
+// observerFunc is a PollObserver made of a function.
+type observerFunc func(time.Duration, FailureKind)
+
+func (f observerFunc) ObservePoll(d time.Duration, k FailureKind) { f(d, k) }
+
+func TestObserverSeesEveryPollAndItsKind(t *testing.T) {
+	var got []FailureKind
+	obs := observerFunc(func(d time.Duration, k FailureKind) {
+		if d < 0 {
+			t.Errorf("negative poll duration %v", d)
+		}
+		got = append(got, k)
+	})
+	l := NewLoop(LoopConfig{Service: svc, Interval: 10 * time.Second, Observer: obs,
+		Provider: script(peers(1), errors.New("boom"), retryErr{time.Second},
+			fmt.Errorf("listing: %w", ErrTransient), fmt.Errorf("page 2: %w", context.DeadlineExceeded))})
 	for range 5 {
 		l.Poll(context.Background())
 	}
-	st := l.Status()
-	want := map[string]uint64{"error": 1, "rate_limited": 1, "transient": 1, "timeout": 1}
-	if st.Polls != 5 || !maps.Equal(st.FailuresByKind, want) || st.Durations.Count != 5 {
-		t.Fatalf("polls %d, failures %v, durations %+v; want 5, %v, 5", st.Polls, st.FailuresByKind, st.Durations, want)
+	want := []FailureKind{"", FailureError, FailureRateLimited, FailureTransient, FailureTimeout}
+	if !slices.Equal(got, want) {
+		t.Fatalf("observed %q, want %q", got, want)
 	}
-	st.FailuresByKind["error"] = 99
-	if l.Status().FailuresByKind["error"] != 1 {
-		t.Fatal("Status shares its failure map")
+	for _, k := range got[1:] {
+		if !slices.Contains(FailureKinds(), k) {
+			t.Errorf("FailureKinds lacks %q", k)
+		}
+	}
+
+	// A poll aborted by shutdown is neither a success nor a failure.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.Poll(ctx)
+	if len(got) != 5 {
+		t.Fatalf("an aborted poll was observed: %q", got)
 	}
 }
 

@@ -347,14 +347,13 @@ type TransferCount struct {
 	Count        uint64
 }
 
-// TransferCounts returns the non-zero transfer counts so far.
+// TransferCounts returns the transfer counts so far, zeros included.
 func (s *Server) TransferCounts() []TransferCount {
 	var out []TransferCount
 	for kind, name := range []string{"AXFR", "IXFR"} {
 		for r := range xfrResults {
-			if n := s.xfr.transfers[kind][r].Load(); n > 0 {
-				out = append(out, TransferCount{Type: name, Result: r.String(), Count: n})
-			}
+			// Zeros too: every series exists before its first event.
+			out = append(out, TransferCount{Type: name, Result: r.String(), Count: s.xfr.transfers[kind][r].Load()})
 		}
 	}
 	return out

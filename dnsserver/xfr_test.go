@@ -73,9 +73,15 @@ func TestTransferRefused(t *testing.T) {
 	if r := open.exchange(t, "tcp", m); r.Rcode != dns.RcodeNotAuth {
 		t.Errorf("AXFR of a name that is no zone apex: rcode %s, want NOTAUTH", dns.RcodeToString[r.Rcode])
 	}
+	var nonZero []TransferCount
+	for _, c := range s.TransferCounts() {
+		if c.Count > 0 {
+			nonZero = append(nonZero, c)
+		}
+	}
 	want := []TransferCount{{Type: "AXFR", Result: "refused", Count: 1}, {Type: "IXFR", Result: "refused", Count: 1}}
-	if got := s.TransferCounts(); !slices.Equal(got, want) {
-		t.Errorf("TransferCounts = %v, want %v", got, want)
+	if !slices.Equal(nonZero, want) {
+		t.Errorf("TransferCounts = %v, want %v and zeros", nonZero, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/peerbridge/peerbridge/bridge"
 )
@@ -63,4 +64,30 @@ func Summary(peers []bridge.Peer) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// Polls is a bridge.PollObserver that counts failed polls by kind.
+type Polls struct {
+	mu       sync.Mutex
+	failures map[bridge.FailureKind]int
+}
+
+// ObservePoll counts a failed poll.
+func (p *Polls) ObservePoll(_ time.Duration, kind bridge.FailureKind) {
+	if kind == "" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.failures == nil {
+		p.failures = map[bridge.FailureKind]int{}
+	}
+	p.failures[kind]++
+}
+
+// Failures returns the failed polls of kind so far.
+func (p *Polls) Failures(kind bridge.FailureKind) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.failures[kind]
 }

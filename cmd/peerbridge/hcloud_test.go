@@ -65,8 +65,8 @@ func TestRunHcloud(t *testing.T) {
 		t.Errorf("A answer %v, want the two running web servers' private addresses", got)
 	}
 	metrics := get(t, "http://"+run.http+"/metrics")
-	if !strings.Contains(metrics, `_api_requests_total{topology="web"} 2`) ||
-		!strings.Contains(metrics, `_ratelimit_remaining{topology="web"} 3598`) ||
+	if !strings.Contains(metrics, `peerbridge_provider_api_requests_total{provider="hcloud",topology="web"} 2`) ||
+		!strings.Contains(metrics, `peerbridge_provider_ratelimit_remaining{provider="hcloud",topology="web"} 3598`) ||
 		!strings.Contains(metrics, `peerbridge_peers_skipped_total{provider="hcloud",reason="no_address",topology="web"} 0`) {
 		t.Errorf("hcloud metrics missing:\n%s", metrics)
 	}

@@ -9,13 +9,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/peerbridge/peerbridge/bridge"
 )
 
-// newHTTPHandler serves the probes, the metrics and the status.
-func newHTTPHandler(st *state, now func() time.Time) http.Handler {
+// newHTTPHandler serves the probes, the metrics, Prometheus' service
+// discovery and the status.
+func newHTTPHandler(st *state, reg prometheus.Gatherer, now func() time.Time) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -29,7 +31,8 @@ func newHTTPHandler(st *state, now func() time.Time) http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(newRegistry(st), promhttp.HandlerOpts{}))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /sd/prometheus", serveSD(st))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		enc := json.NewEncoder(w)

@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -387,7 +386,7 @@ func TestRunDroplet(t *testing.T) {
 		t.Errorf("A answer %v, want the three private addresses", got)
 	}
 	metrics := get(t, "http://"+run.http+"/metrics")
-	if !strings.Contains(metrics, `peerbridge_droplet_api_requests_total{topology="web"}`) ||
+	if !strings.Contains(metrics, `peerbridge_provider_api_requests_total{provider="droplet",topology="web"}`) ||
 		!strings.Contains(metrics, `peerbridge_peers_skipped_total{provider="droplet",reason="no_address",topology="web"} 0`) {
 		t.Errorf("droplet metrics missing:\n%s", metrics)
 	}
@@ -448,26 +447,11 @@ func TestRunConsul(t *testing.T) {
 // TestRunRancher wires the rancher provider from the environment against a
 // server that answers with the real metadata server's capture.
 func TestRunRancher(t *testing.T) {
-	services, err := os.ReadFile("../../providers/rancher/testdata/latest_services.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		switch r.URL.Path {
-		case "/latest/services":
-			w.Write(services)
-		case "/latest/version":
-			fmt.Fprintln(w, `"862fe1d9-d27f-443e-ab64-af15a75095a6"`)
-		default:
-			http.Error(w, `{"code":404,"message":"Not found","type":"error"}`, http.StatusNotFound)
-		}
-	}))
-	defer meta.Close()
+	meta := startFakeRancher(t)
 	setEnv(t, map[string]string{
 		"PEERBRIDGE_TOPOLOGIES":             "web,cache",
 		"PEERBRIDGE_PROVIDER":               "rancher",
-		"PEERBRIDGE_RANCHER_URL":            meta.URL,
+		"PEERBRIDGE_RANCHER_URL":            meta,
 		"PEERBRIDGE_RANCHER_WAIT":           "1s",
 		"PEERBRIDGE_WEB_RANCHER_SERVICES":   "demo/myapp",
 		"PEERBRIDGE_CACHE_RANCHER_SERVICES": "demo/redis",

@@ -2,6 +2,7 @@ package main
 
 import (
 	"runtime"
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -10,49 +11,123 @@ import (
 	"github.com/peerbridge/peerbridge/bridge"
 )
 
-// What providers may offer for metrics, beyond bridge.Provider.
+// What providers may offer for metrics, beyond bridge.Provider. Each is
+// optional and provider-neutral: hcloud and ec2 report through the same
+// methods and so the same metric families as droplet and rancher.
 type (
 	skipCounter interface{ Skipped() int64 }
 	rateLimited interface {
+		// RateLimit returns the API's budget as last reported; a negative
+		// limit means none was reported yet.
 		RateLimit() (limit, remaining int64)
 	}
 	requestCounter interface{ Requests() int64 }
 	wakeupCounter  interface{ Wakeups() int64 }
 )
 
-// collector reads the counters the loops, providers and publishers keep,
-// at scrape time: nothing on the DNS path or in the loops knows about
-// Prometheus.
-type collector struct {
-	st *state
+// durationBuckets are the upper bounds, in seconds, of the poll duration
+// histogram: from a static list to a 50-page listing behind a slow link.
+var durationBuckets = []float64{0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}
 
-	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
+var topologyLabels = []string{"topology", "provider"}
+
+// metrics is what /metrics serves. Polls are counted as they happen, by
+// client_golang metrics the loops observe through bridge.PollObserver; they
+// outlive a loop, so an HA replica's counters keep rising across its
+// leadership terms. Everything else is state that the collector reads at
+// scrape time: nothing on the DNS path knows about Prometheus.
+type metrics struct {
+	registry *prometheus.Registry
+	polls    *prometheus.CounterVec
+	failures *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(st *state, topologies []topology) *metrics {
+	m := &metrics{
+		registry: prometheus.NewRegistry(),
+		polls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peerbridge_polls_total", Help: "Provider polls completed.",
+		}, topologyLabels),
+		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "peerbridge_poll_failures_total",
+			Help: "Failed provider polls, by kind: rate_limited, timeout, transient, error.",
+		}, slices.Concat(topologyLabels, []string{"kind"})),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "peerbridge_poll_duration_seconds", Help: "How long provider polls take.", Buckets: durationBuckets,
+		}, topologyLabels),
+	}
+	// Every series exists from the start, at zero: a failure shows as a
+	// rise, which rate() and increase() see, not as a series appearing.
+	for _, t := range topologies {
+		m.observer(t.name, t.provider)
+	}
+	m.registry.MustRegister(m.polls, m.failures, m.duration, newCollector(st),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observer returns what one topology's loop reports its polls to.
+func (m *metrics) observer(topology, provider string) bridge.PollObserver {
+	o := pollObserver{
+		polls:    m.polls.WithLabelValues(topology, provider),
+		duration: m.duration.WithLabelValues(topology, provider),
+		failures: map[bridge.FailureKind]prometheus.Counter{},
+	}
+	for _, k := range bridge.FailureKinds() {
+		o.failures[k] = m.failures.WithLabelValues(topology, provider, string(k))
+	}
+	return o
+}
+
+type pollObserver struct {
+	polls    prometheus.Counter
+	duration prometheus.Observer
+	failures map[bridge.FailureKind]prometheus.Counter // read-only once built
+}
+
+func (o pollObserver) ObservePoll(took time.Duration, failure bridge.FailureKind) {
+	o.polls.Inc()
+	o.duration.Observe(took.Seconds())
+	if failure != "" {
+		o.failures[failure].Inc()
+	}
+}
+
+// collector reads, at scrape time, the state the DNS server, the loops,
+// the providers and the Consul publisher keep. A new family is a desc
+// field, a line in newCollector and the lines in Collect that emit it.
+type collector struct {
+	st    *state
+	descs []*prometheus.Desc // every desc below, for Describe
+
+	buildInfo, lastSuccess, published, peers, held, skipped,
 	rateLimit, rateRemaining, apiRequests, wakeups,
 	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
 
-var topologyLabels = []string{"topology", "provider"}
-
-func newRegistry(st *state) *prometheus.Registry {
+func newCollector(st *state) *collector {
+	var descs []*prometheus.Desc
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc("peerbridge_"+name, help, labels, nil)
+		d := prometheus.NewDesc("peerbridge_"+name, help, labels, nil)
+		descs = append(descs, d)
+		return d
 	}
+	withTopology := func(labels ...string) []string { return slices.Concat(topologyLabels, labels) }
 	c := &collector{
 		st:             st,
 		buildInfo:      desc("build_info", "peerbridge's version; always 1.", "version", "goversion"),
-		polls:          desc("polls_total", "Provider polls completed.", topologyLabels...),
-		failures:       desc("poll_failures_total", "Failed provider polls, by kind: rate_limited, timeout, transient, error.", append(topologyLabels, "kind")...),
 		lastSuccess:    desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
 		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
+		peers:          desc("peers", "Peers of the topology, by health: passing, critical, unknown (no health check).", withTopology("health")...),
 		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
-		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", append(topologyLabels, "reason")...),
-		duration:       desc("poll_duration_seconds", "How long provider polls take.", topologyLabels...),
-		rateLimit:      desc("droplet_ratelimit_limit", "DigitalOcean API requests allowed per hour, as last reported.", "topology"),
-		rateRemaining:  desc("droplet_ratelimit_remaining", "DigitalOcean API requests left this hour, as last reported.", "topology"),
-		apiRequests:    desc("droplet_api_requests_total", "DigitalOcean API requests made.", "topology"),
-		wakeups:        desc("rancher_longpoll_wakeups_total", "Rancher metadata changes seen by the long-poll.", "topology"),
+		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", withTopology("reason")...),
+		rateLimit:      desc("provider_ratelimit_limit", "API requests the provider's token may make per rate-limit window, as the API last reported.", topologyLabels...),
+		rateRemaining:  desc("provider_ratelimit_remaining", "API requests left in the current rate-limit window, as the API last reported.", topologyLabels...),
+		apiRequests:    desc("provider_api_requests_total", "Requests made to the provider's API.", topologyLabels...),
+		wakeups:        desc("provider_wakeups_total", "Changes the provider announced between polls (the Rancher long-poll).", topologyLabels...),
 		dnsAnswers:     desc("dns_answers_total", "DNS answers sent, by transport, query type and rcode.", "transport", "qtype", "rcode"),
 		dnsTruncated:   desc("dns_truncated_total", "DNS answers sent with TC set.", "transport"),
 		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),
@@ -70,13 +145,16 @@ func newRegistry(st *state) *prometheus.Registry {
 		dnsNotifyAcked:  desc("dns_notify_acknowledged_total", "NOTIFY messages acknowledged by secondaries."),
 		dnsNotifyFailed: desc("dns_notify_failed_total", "Changes whose NOTIFY no attempt got acknowledged."),
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(c, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	return reg
+	c.descs = descs
+	return c
 }
 
+// Describe lists the descs rather than collecting (DescribeByCollect):
+// the registry describes at registration, before there is a term to read.
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	prometheus.DescribeByCollect(c, ch)
+	for _, d := range c.descs {
+		ch <- d
+	}
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -94,29 +172,31 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.haLeader, leading)
 	counter(c.haChanges, float64(c.st.changes.Load()))
 
+	// Peers as DNS serves them, so that a follower, whose sets come from
+	// the leader through Consul, reports them too.
+	for _, set := range c.st.dns.Sets() {
+		t, p := set.Service.Topology, set.Service.Provider
+		gauge(c.published, float64(set.PublishedCount()), t, p)
+		byHealth := map[bridge.Health]int{}
+		for _, peer := range set.Peers {
+			byHealth[peer.Health]++
+		}
+		for _, h := range []bridge.Health{bridge.HealthUnknown, bridge.HealthPassing, bridge.HealthCritical} {
+			gauge(c.peers, float64(byHealth[h]), t, p, h.String())
+		}
+	}
+
 	for _, l := range c.st.loops() {
 		st := l.Status()
 		t, p := st.Topology, st.Provider
-		counter(c.polls, float64(st.Polls), t, p)
-		for _, kind := range []string{"rate_limited", "timeout", "transient", "error"} {
-			counter(c.failures, float64(st.FailuresByKind[kind]), t, p, kind)
-		}
 		if !st.LastSuccess.IsZero() {
 			gauge(c.lastSuccess, float64(st.LastSuccess.UnixNano())/1e9, t, p)
 		}
-		gauge(c.published, float64(bridge.Set{Peers: st.Peers}.PublishedCount()), t, p)
 		held := 0.0
 		if st.Held {
 			held = 1
 		}
 		gauge(c.held, held, t, p)
-		buckets := make(map[float64]uint64, len(bridge.DurationBuckets))
-		var cumulative uint64
-		for i, le := range bridge.DurationBuckets {
-			cumulative += st.Durations.Counts[i]
-			buckets[le] = cumulative
-		}
-		ch <- prometheus.MustNewConstHistogram(c.duration, st.Durations.Count, st.Durations.Sum.Seconds(), buckets, t, p)
 
 		provider := l.Provider()
 		if s, ok := provider.(skipCounter); ok {
@@ -124,15 +204,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		if r, ok := provider.(rateLimited); ok {
 			if limit, remaining := r.RateLimit(); limit >= 0 {
-				gauge(c.rateLimit, float64(limit), t)
-				gauge(c.rateRemaining, float64(remaining), t)
+				gauge(c.rateLimit, float64(limit), t, p)
+				gauge(c.rateRemaining, float64(remaining), t, p)
 			}
 		}
 		if r, ok := provider.(requestCounter); ok {
-			counter(c.apiRequests, float64(r.Requests()), t)
+			counter(c.apiRequests, float64(r.Requests()), t, p)
 		}
 		if w, ok := provider.(wakeupCounter); ok {
-			counter(c.wakeups, float64(w.Wakeups()), t)
+			counter(c.wakeups, float64(w.Wakeups()), t, p)
 		}
 	}
 

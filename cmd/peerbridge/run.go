@@ -40,7 +40,8 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 		}
 	}
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
-	newTerm := func() (*term, error) { return buildTerm(cfg, log, dns, client) }
+	metrics := newMetrics(st, cfg.topologies)
+	newTerm := func() (*term, error) { return buildTerm(cfg, log, dns, client, metrics) }
 	first, err := newTerm() // fail at start on anything a term cannot be built with
 	if err != nil {
 		return err
@@ -64,7 +65,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
-		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, time.Now), log)) })
+		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log)) })
 	}
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
@@ -93,7 +94,7 @@ type term struct {
 	consul *consulpub.Publisher // nil when Consul is off
 }
 
-func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client) (*term, error) {
+func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics) (*term, error) {
 	t := &term{}
 	publishers := []bridge.Publisher{dns}
 	if cfg.consul != nil {
@@ -113,7 +114,7 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
 			Service: top.spec(), Interval: top.interval, Provider: source, Checker: top.checker,
-			Publishers: publishers, Logger: log,
+			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider),
 		}))
 	}
 	return t, nil

@@ -269,7 +269,7 @@ func TestFaultsKeepTheSet(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
 		fault hcloudtest.Fault
-		kind  string // bridge.FailureKind of the error
+		kind  bridge.FailureKind
 	}{
 		{"server error", always(500, hcloudtest.Error("server_error", "internal error"), nil), "transient"},
 		{"bad gateway from a proxy", always(502, "<html>bad gateway</html>", http.Header{"Content-Type": {"text/html"}}), "transient"},
@@ -277,15 +277,15 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		{"malformed JSON", always(200, `{"servers": [{"id": "x"`, nil), "transient"},
 		{"a later page fails", later(503, hcloudtest.Error("service_error", "unavailable")), "transient"},
 		{"a later page is malformed", later(200, `{"servers": null, "meta": `), "transient"},
-		{"rejected token", always(401, hcloudtest.Error("unauthorized", "unable to authenticate"), nil), "error"},
+		{"rejected token", always(401, hcloudtest.Error("unauthorized", "unable to authenticate"), nil), bridge.FailureCredentials},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := hcloudtest.New(t, manyServers(120), nil)
 			p, _ := newProvider(t, api, Options{})
-			rec := &bridgetest.Recorder{}
+			rec, polls := &bridgetest.Recorder{}, &bridgetest.Polls{}
 			loop := bridge.NewLoop(bridge.LoopConfig{
 				Service:  bridge.Service{Topology: "web", Name: "web", Provider: "hcloud"},
-				Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec},
+				Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec}, Observer: polls,
 			})
 			if next, _ := loop.Poll(context.Background()); next != time.Minute || rec.Peers() != 120 {
 				t.Fatalf("first poll published %d peers", rec.Peers())
@@ -297,8 +297,8 @@ func TestFaultsKeepTheSet(t *testing.T) {
 			if rec.Peers() != 120 || len(st.Peers) != 120 {
 				t.Errorf("after the fault %d peers published, want the 120 kept", rec.Peers())
 			}
-			if st.FailuresByKind[tc.kind] != 1 || st.LastError == "" {
-				t.Errorf("failures %v (%s), want one of kind %s", st.FailuresByKind, st.LastError, tc.kind)
+			if polls.Failures(tc.kind) != 1 || st.LastError == "" {
+				t.Errorf("%d failures of kind %s (%s), want one", polls.Failures(tc.kind), tc.kind, st.LastError)
 			}
 			if strings.Contains(st.LastError, hcloudtest.Token) {
 				t.Errorf("the token is in the error: %s", st.LastError)
