@@ -352,7 +352,9 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		}},
 		{"an empty answer once", func(f *fakeEC2) { f.empty = 1 }},
 		{"rejected credentials", func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) { return 401, errorXML("AuthFailure", "AWS was not able to validate the provided access credentials") }
+			f.fail = func(int, int) (int, string) {
+				return 401, errorXML("AuthFailure", "AWS was not able to validate the provided access credentials")
+			}
 		}},
 	}
 	for _, fault := range faults {
