@@ -27,9 +27,11 @@ type collector struct {
 	st *state
 
 	buildInfo, polls, failures, lastSuccess, published, held, skipped, duration,
-	rateLimit, rateRemaining, apiRequests, wakeups,
+	rateLimit, rateRemaining, wakeups,
 	dnsAnswers, dnsTruncated, dnsSerial,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
+	// apiRequests counts a platform's API requests, by provider.
+	apiRequests map[string]*prometheus.Desc
 }
 
 var topologyLabels = []string{"topology", "provider"}
@@ -39,18 +41,21 @@ func newRegistry(st *state) *prometheus.Registry {
 		return prometheus.NewDesc("peerbridge_"+name, help, labels, nil)
 	}
 	c := &collector{
-		st:             st,
-		buildInfo:      desc("build_info", "peerbridge's version; always 1.", "version", "goversion"),
-		polls:          desc("polls_total", "Provider polls completed.", topologyLabels...),
-		failures:       desc("poll_failures_total", "Failed provider polls, by kind: rate_limited, timeout, transient, error.", append(topologyLabels, "kind")...),
-		lastSuccess:    desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
-		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
-		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
-		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", append(topologyLabels, "reason")...),
-		duration:       desc("poll_duration_seconds", "How long provider polls take.", topologyLabels...),
-		rateLimit:      desc("droplet_ratelimit_limit", "DigitalOcean API requests allowed per hour, as last reported.", "topology"),
-		rateRemaining:  desc("droplet_ratelimit_remaining", "DigitalOcean API requests left this hour, as last reported.", "topology"),
-		apiRequests:    desc("droplet_api_requests_total", "DigitalOcean API requests made.", "topology"),
+		st:            st,
+		buildInfo:     desc("build_info", "peerbridge's version; always 1.", "version", "goversion"),
+		polls:         desc("polls_total", "Provider polls completed.", topologyLabels...),
+		failures:      desc("poll_failures_total", "Failed provider polls, by kind: rate_limited, timeout, transient, error.", append(topologyLabels, "kind")...),
+		lastSuccess:   desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
+		published:     desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
+		held:          desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
+		skipped:       desc("peers_skipped_total", "Peers a provider skipped, by reason.", append(topologyLabels, "reason")...),
+		duration:      desc("poll_duration_seconds", "How long provider polls take.", topologyLabels...),
+		rateLimit:     desc("droplet_ratelimit_limit", "DigitalOcean API requests allowed per hour, as last reported.", "topology"),
+		rateRemaining: desc("droplet_ratelimit_remaining", "DigitalOcean API requests left this hour, as last reported.", "topology"),
+		apiRequests: map[string]*prometheus.Desc{
+			"droplet": desc("droplet_api_requests_total", "DigitalOcean API requests made.", "topology"),
+			"ec2":     desc("ec2_api_requests_total", "AWS EC2 API requests made (one per DescribeInstances page).", "topology"),
+		},
 		wakeups:        desc("rancher_longpoll_wakeups_total", "Rancher metadata changes seen by the long-poll.", "topology"),
 		dnsAnswers:     desc("dns_answers_total", "DNS answers sent, by transport, query type and rcode.", "transport", "qtype", "rcode"),
 		dnsTruncated:   desc("dns_truncated_total", "DNS answers sent with TC set.", "transport"),
@@ -119,8 +124,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 				gauge(c.rateRemaining, float64(remaining), t)
 			}
 		}
-		if r, ok := provider.(requestCounter); ok {
-			counter(c.apiRequests, float64(r.Requests()), t)
+		if r, ok := provider.(requestCounter); ok && c.apiRequests[p] != nil {
+			counter(c.apiRequests[p], float64(r.Requests()), t)
 		}
 		if w, ok := provider.(wakeupCounter); ok {
 			counter(c.wakeups, float64(w.Wakeups()), t)

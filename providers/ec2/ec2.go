@@ -76,6 +76,9 @@ type Options struct {
 	Logger *slog.Logger
 }
 
+// ErrNoRegion is LoadConfig's error when the chain names no region.
+var ErrNoRegion = errors.New("no AWS region: set AWS_REGION (or region in the profile AWS_PROFILE names)")
+
 // LoadConfig reads the SDK's default chain: region, credentials and
 // endpoint from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE and the shared
 // files, web identity, ECS, the instance metadata service,
@@ -88,7 +91,7 @@ func LoadConfig(ctx context.Context) (aws.Config, error) {
 		return aws.Config{}, fmt.Errorf("loading the AWS configuration: %w", err)
 	}
 	if cfg.Region == "" {
-		return aws.Config{}, errors.New("no AWS region: set AWS_REGION (or region in the profile AWS_PROFILE names)")
+		return aws.Config{}, ErrNoRegion
 	}
 	return cfg, nil
 }

@@ -17,13 +17,12 @@ import (
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 )
 
-// Fake credentials, in the shape of AWS's documentation examples. The
-// secret and the token are what must never reach a log line or an error.
+// The fake credentials, and where the fake stands.
 const (
-	testKeyID        = "AKIDEXAMPLE"
-	testSecret       = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
-	testSessionToken = "FwoGZXIvYXdzEXAMPLESESSIONTOKENdGhpcyBpcyBub3QgYSByZWFs"
-	testRegion       = "eu-west-1"
+	testKeyID        = bridgetest.AWSKeyID
+	testSecret       = bridgetest.AWSSecret
+	testSessionToken = bridgetest.AWSSessionToken
+	testRegion       = bridgetest.AWSRegion
 	ec2Namespace     = "http://ec2.amazonaws.com/doc/2016-11-15/"
 )
 
@@ -342,30 +341,7 @@ type xmlTag struct {
 	Value string `xml:"value"`
 }
 
-// awsEnv points the SDK's default chain at the fake: its endpoint, a
-// region, static test credentials, and no shared files or metadata
-// service that the machine running the tests might have.
-func awsEnv(t testing.TB, endpoint string) {
-	t.Helper()
-	dir := t.TempDir()
-	for k, v := range map[string]string{
-		"AWS_ENDPOINT_URL_EC2":        endpoint,
-		"AWS_ENDPOINT_URL":            "",
-		"AWS_REGION":                  testRegion,
-		"AWS_DEFAULT_REGION":          "",
-		"AWS_ACCESS_KEY_ID":           testKeyID,
-		"AWS_SECRET_ACCESS_KEY":       testSecret,
-		"AWS_SESSION_TOKEN":           testSessionToken,
-		"AWS_PROFILE":                 "",
-		"AWS_CONFIG_FILE":             dir + "/config",
-		"AWS_SHARED_CREDENTIALS_FILE": dir + "/credentials",
-		"AWS_EC2_METADATA_DISABLED":   "true",
-		"AWS_MAX_ATTEMPTS":            "",
-		"AWS_RETRY_MODE":              "",
-	} {
-		t.Setenv(k, v)
-	}
-}
+func awsEnv(t testing.TB, endpoint string) { bridgetest.AWSEnv(t, endpoint) }
 
 // newProvider returns a provider reading the fake through the SDK's
 // default chain, and the buffer its log goes to.
