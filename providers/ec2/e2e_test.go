@@ -10,7 +10,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
-	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/dnsserver/dnstest"
 )
 
 // TestEndToEnd runs the fake EC2 through a provider, the running
@@ -24,18 +24,8 @@ func TestEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	p, _ := newProvider(t, api, Options{Filters: filters})
-	srv, err := dnsserver.New(dnsserver.Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := dnsserver.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ls.Addr().String()
+	srv, addr := dnstest.Serve(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, ls) }()
 	const interval = 200 * time.Millisecond
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "ec2", Port: 4000},
@@ -43,7 +33,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	looped := make(chan error, 1)
 	go func() { looped <- loop.Run(ctx) }()
-	defer func() { cancel(); <-looped; <-served }()
+	defer func() { cancel(); <-looped }()
 
 	// waitFor polls dig until the A answer is want, and returns how long
 	// that took.

@@ -446,20 +446,14 @@ func TestStartUp(t *testing.T) {
 		}
 	})
 	t.Run("no credentials", func(t *testing.T) {
-		awsEnv(t, api.srv.URL)
-		t.Setenv("AWS_ACCESS_KEY_ID", "")
-		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-		t.Setenv("AWS_SESSION_TOKEN", "")
+		noCredentials(t, api.srv.URL)
 		_, err := New(context.Background(), Options{})
 		if err == nil || !strings.Contains(err.Error(), "no AWS credentials: set AWS_ACCESS_KEY_ID") {
 			t.Errorf("New without credentials: %v", err)
 		}
 	})
 	t.Run("profile from a shared file", func(t *testing.T) {
-		awsEnv(t, api.srv.URL)
-		t.Setenv("AWS_ACCESS_KEY_ID", "")
-		t.Setenv("AWS_SECRET_ACCESS_KEY", "")
-		t.Setenv("AWS_SESSION_TOKEN", "")
+		noCredentials(t, api.srv.URL)
 		t.Setenv("AWS_REGION", "")
 		t.Setenv("AWS_PROFILE", "peers")
 		dir := t.TempDir()
@@ -490,6 +484,14 @@ func TestStartUp(t *testing.T) {
 			t.Fatalf("through AWS_ENDPOINT_URL: %v", err)
 		}
 	})
+}
+
+// noCredentials is awsEnv without the static credentials.
+func noCredentials(t *testing.T, endpoint string) {
+	awsEnv(t, endpoint)
+	for _, k := range []string{"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} {
+		t.Setenv(k, "")
+	}
 }
 
 func writeFile(t *testing.T, name, content string) {
