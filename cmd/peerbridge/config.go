@@ -64,7 +64,7 @@ type GlobalEnv struct {
 // multi-topology form.
 type TopologyEnv struct {
 	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher or hcloud"`
+	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher, hcloud or ec2"`
 	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
 	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
 	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
@@ -102,6 +102,11 @@ type TopologyEnv struct {
 	RancherAnyState  bool          `split_words:"true" desc:"also take containers that are not running"`
 	RancherAnyHealth bool          `split_words:"true" desc:"also take containers whose health_state is not healthy"`
 	RancherWait      time.Duration `split_words:"true" default:"60s" desc:"long-poll wait for metadata changes, at most 120s"`
+
+	// Region, credentials and endpoint are the AWS SDK's own variables.
+	Ec2Filters  string `split_words:"true" desc:"DescribeInstances filters as the AWS CLI names them: name=v1,v2;name=v, e.g. tag:app=myapp; instance-state-name=running is always added"`
+	Ec2Address  string `split_words:"true" default:"private" desc:"private, public or ipv6 (from the network interfaces)"`
+	Ec2LabelTag string `split_words:"true" default:"Name" desc:"the tag whose value names a peer; the instance id when absent"`
 }
 
 // TokenEnv is DigitalOcean's own variables, as doctl and Terraform read
@@ -382,8 +387,10 @@ func newSource(env TopologyEnv, token *tokenSource) source {
 		return rancherSource(env)
 	case "hcloud":
 		return hcloudSource(env)
+	case "ec2":
+		return ec2Source(env)
 	}
-	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet, rancher or hcloud", env.Provider)}
+	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet, rancher, hcloud or ec2", env.Provider)}
 }
 
 func staticSource(env TopologyEnv) source {

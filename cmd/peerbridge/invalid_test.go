@@ -22,6 +22,7 @@ var (
 	asDroplet = map[string]string{"PEERBRIDGE_PROVIDER": "droplet", "DIGITALOCEAN_TOKEN": "dop_v1_test"}
 	asRancher = map[string]string{"PEERBRIDGE_PROVIDER": "rancher"}
 	asHcloud  = map[string]string{"PEERBRIDGE_PROVIDER": "hcloud", "HCLOUD_TOKEN": "hc_test"}
+	asEC2     = map[string]string{"PEERBRIDGE_PROVIDER": "ec2", "AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}
 	withHA    = map[string]string{"PEERBRIDGE_HA": "true", "CONSUL_HTTP_ADDR": "127.0.0.1:8500"}
 )
 
@@ -71,6 +72,9 @@ var invalidValues = map[string]invalid{
 	"HCLOUD_IP_VERSION": {"v6", asHcloud},
 	"HCLOUD_API_URL":    {"api.hetzner.cloud", asHcloud},
 
+	"EC2_FILTERS": {"tag:app", asEC2},
+	"EC2_ADDRESS": {"elastic", asEC2},
+
 	"RANCHER_URL":        {"rancher-metadata", asRancher},
 	"RANCHER_VERSION":    {"..", asRancher},
 	"RANCHER_SERVICES":   {"web", asRancher},
@@ -88,6 +92,7 @@ var exempt = map[string]string{
 	"HCLOUD_LABEL_SELECTOR":     "Hetzner's selector syntax is checked by the API, which answers 400 (the poll fails, the error names it)",
 	"HCLOUD_NAME":               "a filter compared with the servers' names; an unknown one matches nothing",
 	"HCLOUD_LOCATION":           "a filter compared with the servers' locations; an unknown one matches nothing",
+	"EC2_LABEL_TAG":             "any tag key; an instance without that tag is named by its id",
 	"DIGITALOCEAN_TOKEN":        "any string; only the API can tell a wrong token (exit 1 with a credentials error)",
 	"DIGITALOCEAN_ACCESS_TOKEN": "the same",
 }

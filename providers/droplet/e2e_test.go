@@ -11,7 +11,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge"
-	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/dnsserver/dnstest"
 )
 
 // TestEndToEnd runs the fake API through a provider, the reconcile loop and
@@ -19,18 +19,7 @@ import (
 func TestEndToEnd(t *testing.T) {
 	api := newFakeAPI(t, makeDroplets(t, 5))
 	p, _ := newProvider(t, api, Options{Tag: "web"})
-	srv, err := dnsserver.New(dnsserver.Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := dnsserver.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ls) }()
-	defer func() { cancel(); <-done }()
+	srv, addr := dnstest.Serve(t)
 
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "droplet", Port: 4000},
@@ -38,7 +27,7 @@ func TestEndToEnd(t *testing.T) {
 	})
 	answer := func() []string {
 		t.Helper()
-		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), ls.Addr().String())
+		r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +43,7 @@ func TestEndToEnd(t *testing.T) {
 	if got := answer(); !slices.Equal(got, []string{"10.0.0.0", "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}) {
 		t.Fatalf("A answer %v", got)
 	}
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("node-3.web.peers.internal.", dns.TypeTXT), ls.Addr().String())
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("node-3.web.peers.internal.", dns.TypeTXT), addr)
 	if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.TXT).Txt[0] != "id=1003" {
 		t.Fatalf("TXT answer %v, %v", r, err)
 	}

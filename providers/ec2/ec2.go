@@ -1,0 +1,381 @@
+// Package ec2 provides the peers of a cluster from AWS EC2's
+// DescribeInstances: one poller for the whole cluster, instead of every
+// node calling the API with credentials of its own against the account's
+// shared request limit.
+//
+// Everything AWS-specific is the SDK's (github.com/aws/aws-sdk-go-v2):
+// the default chain of credentials, region and endpoint, SigV4 signing,
+// the Query protocol and EC2's XML. This package chooses the filters,
+// reads every page, picks each instance's address and name, and sorts
+// the SDK's errors for the reconcile loop.
+package ec2
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
+
+	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/providers/internal/platform"
+)
+
+const (
+	// pageSize is the most DescribeInstances returns a page: fewer
+	// requests per poll, and fewer against the account's limit.
+	pageSize = 1000
+	// maxPages stops a listing whose next tokens never end.
+	maxPages = 10_000
+	// DefaultLabelTag names a peer by its Name tag, as the console does.
+	DefaultLabelTag = "Name"
+)
+
+// Address is the kind of address published for an instance.
+type Address string
+
+// The addresses an instance may have.
+const (
+	Private Address = "private"
+	Public  Address = "public"
+	IPv6    Address = "ipv6"
+)
+
+// ParseAddress reads "private", "public" or "ipv6".
+func ParseAddress(s string) (Address, error) {
+	switch a := Address(strings.ToLower(strings.TrimSpace(s))); a {
+	case Private, Public, IPv6:
+		return a, nil
+	}
+	return "", bridge.Invalid("EC2_ADDRESS", "%q is not private, public or ipv6", s)
+}
+
+// Options configure a provider.
+type Options struct {
+	// Filters are sent with every DescribeInstances call; ParseFilters
+	// makes them, instance-state-name=running included.
+	Filters []types.Filter
+	// Address is the address published; empty means Private.
+	Address Address
+	// LabelTag is the tag whose value names a peer; empty means
+	// DefaultLabelTag. An instance without it is named by its id.
+	LabelTag string
+	// AWS is the SDK's configuration; nil means LoadConfig's.
+	AWS    *aws.Config
+	Logger *slog.Logger
+}
+
+// ErrNoRegion is LoadConfig's error when the chain names no region.
+var ErrNoRegion = errors.New("no AWS region: set AWS_REGION (or region in the profile AWS_PROFILE names)")
+
+// LoadConfig reads the SDK's default chain: region, credentials and
+// endpoint from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE and the shared
+// files, web identity, ECS, the instance metadata service,
+// AWS_ENDPOINT_URL_EC2 and AWS_ENDPOINT_URL. It reads local files only;
+// credentials are fetched when first needed. A missing region is an
+// error naming AWS_REGION.
+func LoadConfig(ctx context.Context) (aws.Config, error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("loading the AWS configuration: %w", err)
+	}
+	if cfg.Region == "" {
+		return aws.Config{}, ErrNoRegion
+	}
+	return cfg, nil
+}
+
+// Provider lists a topology's instances.
+type Provider struct {
+	client   ec2.DescribeInstancesAPIClient
+	creds    aws.CredentialsProvider
+	filters  []types.Filter
+	address  Address
+	labelTag string
+	log      *slog.Logger
+	skips    *platform.Skips
+	requests atomic.Int64
+
+	mu      sync.Mutex
+	secrets []string // of every credential seen, to scrub from errors
+}
+
+// New returns a provider. It fetches the credentials once, so that a
+// chain that finds none fails at start, and logs where they came from
+// (never the secret key or session token).
+func New(ctx context.Context, opts Options) (*Provider, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Address == "" {
+		opts.Address = Private
+	}
+	if _, err := ParseAddress(string(opts.Address)); err != nil {
+		return nil, err
+	}
+	if len(opts.Filters) == 0 {
+		opts.Filters, _ = ParseFilters("")
+	}
+	var cfg aws.Config
+	if opts.AWS != nil {
+		cfg = opts.AWS.Copy()
+	} else {
+		var err error
+		if cfg, err = LoadConfig(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("no AWS credentials provider")
+	}
+	p := &Provider{
+		creds:    cfg.Credentials,
+		filters:  opts.Filters,
+		address:  opts.Address,
+		labelTag: cmp.Or(opts.LabelTag, DefaultLabelTag),
+		log:      log,
+		skips:    platform.NewSkips(log),
+	}
+	creds, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE, "+
+			"or run with a web identity, ECS task or instance role: %w", platform.Scrub(err, p.noteSecrets(creds)...))
+	}
+	p.noteSecrets(creds)
+	client := ec2.NewFromConfig(cfg, func(o *ec2.Options) {
+		// The loop is the retryer: one attempt per page, so requests
+		// per poll are pages, a throttled account gets no extra calls
+		// (the loop backs off instead), and no SDK backoff can outlast
+		// the poll's timeout. A failed page fails the poll; the last
+		// set stays until the next one.
+		o.Retryer = aws.NopRetryer{}
+		o.RetryMaxAttempts = 0
+		// Request logging would write signed headers to stderr.
+		o.ClientLogMode = 0
+		o.HTTPClient = &counting{next: o.HTTPClient, n: &p.requests}
+	})
+	p.client = client
+	attrs := []any{"region", cfg.Region, "credentials_source", creds.Source, "filters", FormatFilters(p.filters),
+		"address", p.address, "label_tag", p.labelTag}
+	if creds.CanExpire {
+		attrs = append(attrs, "credentials_expire", creds.Expires)
+	}
+	if ep := client.Options().BaseEndpoint; ep != nil {
+		attrs = append(attrs, "endpoint", *ep)
+	}
+	log.Info("AWS credentials found", attrs...)
+	return p, nil
+}
+
+// noteSecrets remembers the secret parts of creds, so that errors can be
+// scrubbed of them even after a rotation, and returns all it knows.
+func (p *Provider) noteSecrets(creds aws.Credentials) []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range []string{creds.SecretAccessKey, creds.SessionToken} {
+		if s != "" && !slices.Contains(p.secrets, s) {
+			p.secrets = append(p.secrets, s)
+		}
+	}
+	return slices.Clone(p.secrets)
+}
+
+// scrub removes every known secret from err's text. The credentials
+// cache answers without a request unless they expired.
+func (p *Provider) scrub(ctx context.Context, err error) error {
+	creds, _ := p.creds.Retrieve(ctx)
+	return platform.Scrub(err, p.noteSecrets(creds)...)
+}
+
+// Peers lists every page and keeps the running instances that have an
+// address of the configured kind. Any failure fails the whole poll: a
+// partial listing is never a peer set.
+func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
+	instances, err := p.listAll(ctx)
+	if err != nil {
+		return nil, p.scrub(ctx, err)
+	}
+	peers := make([]bridge.Peer, 0, len(instances))
+	for _, in := range instances {
+		// The server filters on the state already; an instance that
+		// changed state between pages is no peer either.
+		if in.State == nil || in.State.Name != types.InstanceStateNameRunning {
+			continue
+		}
+		addr, ok := p.addressOf(in)
+		if !ok {
+			id := aws.ToString(in.InstanceId)
+			p.skips.Skip(id, "instance skipped: no address of the configured kind",
+				"instance_id", id, "name", tag(in.Tags, p.labelTag), "address", p.address)
+			continue
+		}
+		peers = append(peers, p.peer(in, addr))
+	}
+	p.skips.PollDone()
+	return peers, nil
+}
+
+// listAll follows NextToken from the first page until there is none. An
+// instance listed twice (the listing moved between pages) counts once.
+func (p *Provider) listAll(ctx context.Context) ([]types.Instance, error) {
+	pager := ec2.NewDescribeInstancesPaginator(p.client, &ec2.DescribeInstancesInput{
+		Filters: p.filters, MaxResults: aws.Int32(pageSize),
+	})
+	var all []types.Instance
+	seen := map[string]bool{}
+	tokens := map[string]bool{}
+	for page := 1; pager.HasMorePages(); page++ {
+		if page > maxPages {
+			return nil, fmt.Errorf("describing instances: more than %d pages", maxPages)
+		}
+		out, err := pager.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("describing instances page %d: %w", page, classify(err))
+		}
+		for _, r := range out.Reservations {
+			for _, in := range r.Instances {
+				if id := aws.ToString(in.InstanceId); id != "" && !seen[id] {
+					seen[id] = true
+					all = append(all, in)
+				}
+			}
+		}
+		if t := aws.ToString(out.NextToken); t != "" {
+			// A token seen before would loop until the poll times out.
+			if tokens[t] {
+				return nil, platform.Transient(fmt.Errorf("describing instances page %d: nextToken repeats an earlier page's", page))
+			}
+			tokens[t] = true
+		}
+	}
+	return all, nil
+}
+
+// addressOf returns the instance's address of the configured kind.
+func (p *Provider) addressOf(in types.Instance) (netip.Addr, bool) {
+	var raw string
+	switch p.address {
+	case Public:
+		raw = aws.ToString(in.PublicIpAddress)
+	case IPv6:
+		raw = ipv6Of(in)
+	default:
+		raw = aws.ToString(in.PrivateIpAddress)
+	}
+	a, err := netip.ParseAddr(raw)
+	if err != nil {
+		return netip.Addr{}, false
+	}
+	a = a.Unmap()
+	if (p.address == IPv6) != a.Is6() {
+		return netip.Addr{}, false
+	}
+	return a, true
+}
+
+// ipv6Of is the instance's IPv6 address: its primary one when it has
+// one, else the first of its first network interface (by device index)
+// that has any. The instance-level field is only set for a primary IPv6
+// address; most instances carry theirs on the interfaces only.
+func ipv6Of(in types.Instance) string {
+	if a := aws.ToString(in.Ipv6Address); a != "" {
+		return a
+	}
+	nics := slices.Clone(in.NetworkInterfaces)
+	slices.SortStableFunc(nics, func(a, b types.InstanceNetworkInterface) int {
+		return cmp.Compare(deviceIndex(a), deviceIndex(b))
+	})
+	for _, n := range nics {
+		var first string
+		for _, a := range n.Ipv6Addresses {
+			if aws.ToBool(a.IsPrimaryIpv6) && aws.ToString(a.Ipv6Address) != "" {
+				return aws.ToString(a.Ipv6Address)
+			}
+			first = cmp.Or(first, aws.ToString(a.Ipv6Address))
+		}
+		if first != "" {
+			return first
+		}
+	}
+	return ""
+}
+
+func deviceIndex(n types.InstanceNetworkInterface) int64 {
+	if n.Attachment == nil || n.Attachment.DeviceIndex == nil {
+		return 1 << 40 // unknown: after every attached one
+	}
+	return int64(aws.ToInt32(n.Attachment.NetworkCardIndex))<<32 | int64(*n.Attachment.DeviceIndex)
+}
+
+// peer names an instance by its label tag, else by its id; instances
+// that share a name still get distinct labels from bridge.Labels, as
+// their ids differ.
+func (p *Provider) peer(in types.Instance, addr netip.Addr) bridge.Peer {
+	id := aws.ToString(in.InstanceId)
+	attrs := map[string]string{"instance_id": id, "instance_type": string(in.InstanceType)}
+	if in.Placement != nil && aws.ToString(in.Placement.AvailabilityZone) != "" {
+		attrs["availability_zone"] = aws.ToString(in.Placement.AvailabilityZone)
+	}
+	if v := aws.ToString(in.VpcId); v != "" {
+		attrs["vpc_id"] = v
+	}
+	if tags := formatTags(in.Tags); tags != "" {
+		attrs["tags"] = tags
+	}
+	name := cmp.Or(strings.TrimSpace(tag(in.Tags, p.labelTag)), id)
+	return bridge.Peer{Name: name, ID: id, Addrs: []netip.Addr{addr}, Attrs: attrs}
+}
+
+func tag(tags []types.Tag, key string) string {
+	for _, t := range tags {
+		if aws.ToString(t.Key) == key {
+			return aws.ToString(t.Value)
+		}
+	}
+	return ""
+}
+
+// formatTags is the tags attribute: key=value, sorted by key and comma
+// separated, as the droplet provider's tags are a sorted list.
+func formatTags(tags []types.Tag) string {
+	parts := make([]string, 0, len(tags))
+	for _, t := range tags {
+		parts = append(parts, aws.ToString(t.Key)+"="+aws.ToString(t.Value))
+	}
+	slices.Sort(parts)
+	return strings.Join(parts, ",")
+}
+
+// Requests returns the number of DescribeInstances requests made so far:
+// one per page.
+func (p *Provider) Requests() int64 { return p.requests.Load() }
+
+// Skipped returns the number of instances skipped so far for want of an
+// address of the configured kind (counted on every poll).
+func (p *Provider) Skipped() int64 { return p.skips.Total() }
+
+// counting counts the API requests the client sends: the EC2 client's
+// only, not the credential chain's.
+type counting struct {
+	next interface {
+		Do(*http.Request) (*http.Response, error)
+	}
+	n *atomic.Int64
+}
+
+func (c *counting) Do(r *http.Request) (*http.Response, error) {
+	c.n.Add(1)
+	return c.next.Do(r)
+}
