@@ -69,15 +69,12 @@ func NewBudget(share float64, fallback time.Duration) (*Budget, error) {
 	return &Budget{share: share, min: MinAutoInterval, max: maxAutoInterval, fallback: fallback, lastRequests: -1}, nil
 }
 
-// Next records the poll that just ended and returns the interval until the
-// next one.
+// Next records the complete poll that just ended and returns the interval
+// until the next one.
 func (b *Budget) Next(now time.Time, m Metered) time.Duration {
-	reqs := m.Requests()
-	if b.lastRequests >= 0 && reqs > b.lastRequests {
-		b.perPoll = reqs - b.lastRequests
-		b.own.add(now, b.perPoll)
+	if n := b.record(now, m); n > 0 {
+		b.perPoll = n
 	}
-	b.lastRequests = reqs
 	limit, remaining := m.RateLimit()
 	if limit <= 0 || remaining < 0 || b.perPoll == 0 {
 		return b.fallback
@@ -91,6 +88,23 @@ func (b *Budget) Next(now time.Time, m Metered) time.Duration {
 	}
 	d := time.Duration(float64(b.perPoll) * float64(time.Hour) / allowed)
 	return min(max(d, b.min), b.max)
+}
+
+// Failed records the requests of a poll that failed: they count against
+// the limit, but say nothing of what a complete poll takes.
+func (b *Budget) Failed(now time.Time, m Metered) { b.record(now, m) }
+
+// record counts the requests made since the last call as the bridge's own
+// and returns how many there were.
+func (b *Budget) record(now time.Time, m Metered) int64 {
+	reqs := m.Requests()
+	var n int64
+	if b.lastRequests >= 0 && reqs > b.lastRequests {
+		n = reqs - b.lastRequests
+		b.own.add(now, n)
+	}
+	b.lastRequests = reqs
+	return n
 }
 
 // window sums requests over the last hour in one-minute buckets: bounded

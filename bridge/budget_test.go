@@ -1,6 +1,8 @@
 package bridge
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -164,5 +166,51 @@ func TestBudgetBounds(t *testing.T) {
 			t.Errorf("interval %s, under the minimum of %s", d, MinAutoInterval)
 		}
 		now = now.Add(time.Second)
+	}
+}
+
+// meteredProvider is a provider whose API reports its limit, as the
+// droplet and hcloud providers do: each poll costs pages requests.
+type meteredProvider struct {
+	pages            int64
+	fail             bool
+	requests         int64
+	limit, remaining int64
+}
+
+func (p *meteredProvider) Peers(context.Context) ([]Peer, error) {
+	p.requests += p.pages
+	if p.fail {
+		return nil, errors.New("API down")
+	}
+	return peers(3), nil
+}
+func (p *meteredProvider) RateLimit() (int64, int64) { return p.limit, p.remaining }
+func (p *meteredProvider) Requests() int64           { return p.requests }
+
+func TestLoopPacesByBudget(t *testing.T) {
+	p := &meteredProvider{pages: 2, limit: 3600, remaining: 3600}
+	b, _ := NewBudget(0.5, 10*time.Second)
+	l := NewLoop(LoopConfig{Service: Service{Topology: "web", Name: "web"}, Interval: 10 * time.Second, Provider: p, Budget: b})
+	ctx := context.Background()
+	if next, _ := l.Poll(ctx); next != 10*time.Second {
+		t.Fatalf("first poll: next in %s, want the fallback 10s (no request count to go by yet)", next)
+	}
+	// 2 requests a poll, 1,800 an hour allowed: every 4s.
+	if next, _ := l.Poll(ctx); next != 4*time.Second {
+		t.Fatalf("second poll: next in %s, want 4s", next)
+	}
+	if got := l.Status().Interval; got != 4*time.Second {
+		t.Errorf("status interval %s, want 4s", got)
+	}
+	// A failed poll backs off from the paced interval, and its requests
+	// count as the bridge's own but not as a poll's size.
+	p.fail = true
+	if next, _ := l.Poll(ctx); next != 4*time.Second {
+		t.Errorf("after a failure: next in %s, want one paced interval (4s)", next)
+	}
+	p.fail, p.pages = false, 1
+	if next, _ := l.Poll(ctx); next != 2*time.Second {
+		t.Errorf("1 request a poll: next in %s, want 2s", next)
 	}
 }
