@@ -28,6 +28,10 @@ type LoopConfig struct {
 	// guarded and published.
 	Checker    Checker
 	Publishers []Publisher
+	// Budget, if set, paces polls to the API's rate limit (interval
+	// "auto"): Interval is then only the pace until the provider's API
+	// has reported its limit. It needs a Metered provider.
+	Budget *Budget
 	// Timeout bounds each provider call and each publish; 0 means 30s.
 	Timeout time.Duration
 	// Logger receives the loop's events; nil discards them.
@@ -52,6 +56,7 @@ type Loop struct {
 	timeout    time.Duration
 	provider   Provider
 	checker    Checker
+	budget     *Budget
 	publishers []Publisher
 	observer   PollObserver
 	log        *slog.Logger
@@ -88,6 +93,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 		timeout:    timeout,
 		provider:   cfg.Provider,
 		checker:    cfg.Checker,
+		budget:     cfg.Budget,
 		publishers: cfg.Publishers,
 		observer:   cfg.Observer,
 		log:        log.With("topology", cfg.Service.Topology),
@@ -164,6 +170,9 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 		l.observer.ObservePoll(l.now().Sub(start), kind)
 	}
 	if err != nil {
+		if m, ok := l.provider.(Metered); ok && l.budget != nil {
+			l.budget.Failed(l.now(), m)
+		}
 		next, retryAfter = l.failed(start, err)
 		l.publish(ctx)
 		return next, retryAfter
@@ -180,7 +189,21 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 	l.status.Held = l.guard.holding()
 	l.status.Peers = l.current.Peers
 	l.mu.Unlock()
-	return l.interval, 0
+	return l.pace(), 0
+}
+
+// pace returns the interval until the next poll after a complete one:
+// fixed, or what the budget allows now.
+func (l *Loop) pace() time.Duration {
+	m, ok := l.provider.(Metered)
+	if l.budget == nil || !ok {
+		return l.interval
+	}
+	l.interval = l.budget.Next(l.now(), m)
+	l.mu.Lock()
+	l.status.Interval = l.interval
+	l.mu.Unlock()
+	return l.interval
 }
 
 func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duration) {
