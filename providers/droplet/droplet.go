@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/digitalocean/godo"
@@ -54,19 +53,15 @@ func ParseNetwork(s string) (Network, error) {
 }
 
 // IPVersion selects the address families published.
-type IPVersion struct{ V4, V6 bool }
+type IPVersion = platform.IPVersion
 
 // ParseIPVersion reads "4", "6" or "both".
 func ParseIPVersion(s string) (IPVersion, error) {
-	switch strings.ToLower(s) {
-	case "4":
-		return IPVersion{V4: true}, nil
-	case "6":
-		return IPVersion{V6: true}, nil
-	case "both":
-		return IPVersion{V4: true, V6: true}, nil
+	v, err := platform.ParseIPVersion(s)
+	if err != nil {
+		return v, &bridge.SettingError{Setting: "DROPLET_IP_VERSION", Err: err}
 	}
-	return IPVersion{}, bridge.Invalid("DROPLET_IP_VERSION", "%q is not 4, 6 or both", s)
+	return v, nil
 }
 
 // Options configure a provider.
@@ -95,14 +90,15 @@ type Options struct {
 
 // Provider lists a topology's droplets.
 type Provider struct {
+	// Meter counts requests and keeps the reported rate limit, for
+	// metrics and the auto poll interval.
+	*platform.Meter
+
 	list  listFunc
 	opts  Options
 	self  *selfLookup
 	log   *slog.Logger
 	skips *platform.Skips
-
-	rateLimit, rateRemaining atomic.Int64
-	requests                 atomic.Int64
 }
 
 // listFunc lists one page: one method of godo's DropletsService, bound to
@@ -159,11 +155,9 @@ func New(opts Options) (*Provider, error) {
 		base = &http.Client{Timeout: 30 * time.Second}
 	}
 
-	p := &Provider{opts: opts, log: log, skips: platform.NewSkips(log)}
-	p.rateRemaining.Store(-1)
-	p.rateLimit.Store(-1)
+	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
 	api := *base
-	api.Transport = &bearer{token: opts.Token, next: transport(base), count: &p.requests}
+	api.Transport = &bearer{token: opts.Token, next: p.Meter.Transport(base.Transport)}
 	client, err := godo.New(&api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
 	if err != nil {
 		return nil, fmt.Errorf("api client: %w", err)
@@ -286,15 +280,6 @@ func sizeSlug(s *godo.Size) string {
 	return s.Slug
 }
 
-// RateLimit returns the API budget the last answer reported: requests per
-// hour and what remains of them; -1 before any answer.
-func (p *Provider) RateLimit() (limit, remaining int64) {
-	return p.rateLimit.Load(), p.rateRemaining.Load()
-}
-
-// Requests returns the number of API requests made so far.
-func (p *Provider) Requests() int64 { return p.requests.Load() }
-
 // Skipped returns the number of droplets skipped so far for want of an
 // address of the configured kind (counted on every poll).
 func (p *Provider) Skipped() int64 { return p.skips.Total() }
@@ -304,13 +289,11 @@ func (p *Provider) Skipped() int64 { return p.skips.Total() }
 type bearer struct {
 	token string
 	next  http.RoundTripper
-	count *atomic.Int64
 }
 
 func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
-	b.count.Add(1)
 	return b.next.RoundTrip(r)
 }
 

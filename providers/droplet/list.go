@@ -20,7 +20,6 @@ func (p *Provider) listAll(ctx context.Context) ([]godo.Droplet, error) {
 	opt := &godo.ListOptions{Page: 1, PerPage: perPage}
 	for range maxPages {
 		droplets, resp, err := p.list(ctx, opt)
-		p.noteRate(resp)
 		if err != nil {
 			return nil, fmt.Errorf("listing droplets page %d: %w", opt.Page, p.classify(err))
 		}
@@ -53,14 +52,6 @@ func nextPage(resp *godo.Response, current int) (int, error) {
 		return 0, platform.Transient(fmt.Errorf("next link %q does not lead past page %d", resp.Links.Pages.Next, current))
 	}
 	return next, nil
-}
-
-func (p *Provider) noteRate(resp *godo.Response) {
-	if resp == nil || resp.Header.Get("Ratelimit-Remaining") == "" {
-		return
-	}
-	p.rateLimit.Store(int64(resp.Rate.Limit))
-	p.rateRemaining.Store(int64(resp.Rate.Remaining))
 }
 
 // rules are DigitalOcean's: its RateLimit-Reset is when the oldest

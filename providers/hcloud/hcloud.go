@@ -99,8 +99,8 @@ func (o Options) Validate() error {
 
 // Provider lists a topology's servers.
 type Provider struct {
-	// Budget counts requests and keeps the reported rate limit.
-	*platform.Budget
+	// Meter counts requests and keeps the reported rate limit.
+	*platform.Meter
 
 	client *hcloud.Client
 	opts   Options
@@ -137,9 +137,9 @@ func New(opts Options) (*Provider, error) {
 	if base == nil {
 		base = &http.Client{Timeout: 30 * time.Second}
 	}
-	p := &Provider{Budget: platform.NewBudget(), opts: opts, log: log, skips: platform.NewSkips(log)}
+	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
 	api := *base
-	api.Transport = p.Budget.Transport(base.Transport)
+	api.Transport = p.Meter.Transport(base.Transport)
 	p.client = hcloud.NewClient(
 		hcloud.WithEndpoint(opts.APIURL),
 		hcloud.WithToken(opts.Token),

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-func TestBudget(t *testing.T) {
+func TestMeter(t *testing.T) {
 	headers := http.Header{}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		for k, v := range headers {
@@ -15,7 +15,7 @@ func TestBudget(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
 	defer srv.Close()
-	b := NewBudget()
+	b := NewMeter()
 	client := &http.Client{Transport: b.Transport(nil)}
 	get := func() {
 		resp, err := client.Get(srv.URL)

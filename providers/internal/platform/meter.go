@@ -7,19 +7,19 @@ import (
 	"sync/atomic"
 )
 
-// Budget counts a provider's API requests and keeps the rate limit its
+// Meter counts a provider's API requests and keeps the rate limit its
 // answers last reported in RateLimit-Limit and RateLimit-Remaining, which
 // DigitalOcean and Hetzner both send on every answer, errors included. It
 // reads them in the transport, below any SDK, so that no answer is missed
 // and no SDK's own bookkeeping has to be trusted. A provider embeds it to
 // offer RateLimit and Requests to metrics and to the auto poll interval.
-type Budget struct {
+type Meter struct {
 	limit, remaining, requests atomic.Int64
 }
 
-// NewBudget returns a budget with nothing reported yet.
-func NewBudget() *Budget {
-	b := &Budget{}
+// NewMeter returns a meter with nothing reported yet.
+func NewMeter() *Meter {
+	b := &Meter{}
 	b.limit.Store(-1)
 	b.remaining.Store(-1)
 	return b
@@ -27,28 +27,28 @@ func NewBudget() *Budget {
 
 // Transport counts every request sent through next (nil means
 // http.DefaultTransport) and records the headers of every answer.
-func (b *Budget) Transport(next http.RoundTripper) http.RoundTripper {
+func (b *Meter) Transport(next http.RoundTripper) http.RoundTripper {
 	if next == nil {
 		next = http.DefaultTransport
 	}
-	return &budgetTransport{b: b, next: next}
+	return &meterTransport{b: b, next: next}
 }
 
 // RateLimit returns the API budget the last answer reported: requests per
 // hour and what remains of them; -1 before any answer said.
-func (b *Budget) RateLimit() (limit, remaining int64) {
+func (b *Meter) RateLimit() (limit, remaining int64) {
 	return b.limit.Load(), b.remaining.Load()
 }
 
 // Requests returns the number of API requests made so far.
-func (b *Budget) Requests() int64 { return b.requests.Load() }
+func (b *Meter) Requests() int64 { return b.requests.Load() }
 
-type budgetTransport struct {
-	b    *Budget
+type meterTransport struct {
+	b    *Meter
 	next http.RoundTripper
 }
 
-func (t *budgetTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t *meterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	t.b.requests.Add(1)
 	resp, err := t.next.RoundTrip(r)
 	if resp != nil {
