@@ -65,7 +65,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
-		g.Go(func() error { return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log)) })
+		g.Go(func() error {
+			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log))
+		})
 	}
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
