@@ -58,7 +58,8 @@ const (
 
 // NewBudget returns a budget that spends share (0 < share <= 1) of the
 // hourly limit, polling every fallback until the API has reported its
-// limit.
+// limit. Give it a provider of its own: the provider's requests so far
+// count as the first poll's.
 func NewBudget(share float64, fallback time.Duration) (*Budget, error) {
 	if !(share > 0 && share <= 1) {
 		return nil, fmt.Errorf("budget share %v must be above 0 and at most 1", share)
@@ -66,7 +67,7 @@ func NewBudget(share float64, fallback time.Duration) (*Budget, error) {
 	if fallback <= 0 {
 		return nil, fmt.Errorf("fallback interval %s must be positive", fallback)
 	}
-	return &Budget{share: share, min: MinAutoInterval, max: maxAutoInterval, fallback: fallback, lastRequests: -1}, nil
+	return &Budget{share: share, min: MinAutoInterval, max: maxAutoInterval, fallback: fallback}, nil
 }
 
 // Next records the complete poll that just ended and returns the interval
@@ -99,7 +100,7 @@ func (b *Budget) Failed(now time.Time, m Metered) { b.record(now, m) }
 func (b *Budget) record(now time.Time, m Metered) int64 {
 	reqs := m.Requests()
 	var n int64
-	if b.lastRequests >= 0 && reqs > b.lastRequests {
+	if reqs > b.lastRequests {
 		n = reqs - b.lastRequests
 		b.own.add(now, n)
 	}

@@ -63,13 +63,14 @@ type GlobalEnv struct {
 // TopologyEnv is what every topology reads, per topology in the
 // multi-topology form.
 type TopologyEnv struct {
-	Service      string        `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string        `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher, hcloud or ec2"`
-	Port         uint16        `split_words:"true" desc:"the peers' port, for SRV records"`
-	PortName     string        `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
-	NodeBasename string        `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
-	PollInterval time.Duration `split_words:"true" default:"10s" desc:"how often the provider is polled"`
-	StaticPeers  string        `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
+	Service      string       `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
+	Provider     string       `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher, hcloud or ec2"`
+	Port         uint16       `split_words:"true" desc:"the peers' port, for SRV records"`
+	PortName     string       `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
+	NodeBasename string       `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
+	PollInterval pollInterval `split_words:"true" default:"10s" desc:"how often the provider is polled: a duration, or auto (droplet, hcloud): as often as PEERBRIDGE_API_BUDGET of the token's hourly limit allows, at most once a second"`
+	APIBudget    float64      `split_words:"true" default:"0.5" desc:"with PEERBRIDGE_POLL_INTERVAL=auto: the share (above 0, at most 1) of the API token's hourly request limit that polling may use"`
+	StaticPeers  string       `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
 	// Any provider's peers are health-checked; the droplet names below
 	// are aliases, read when these are not set.
 	HealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH, run against every peer; failing peers leave DNS and are critical in Consul"`
@@ -123,6 +124,34 @@ type envSpec struct {
 	GlobalEnv
 	TopologyEnv
 }
+
+// pollInterval reads a Go duration, or "auto": as often as the provider's
+// API budget allows (bridge.Budget).
+type pollInterval struct {
+	auto  bool
+	every time.Duration
+}
+
+func (p *pollInterval) Decode(v string) error {
+	if strings.EqualFold(strings.TrimSpace(v), "auto") {
+		*p = pollInterval{auto: true}
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither a duration such as 10s or 1m30s nor auto", v)
+	}
+	*p = pollInterval{every: d}
+	return nil
+}
+
+// autoFallback is the interval of an auto topology until its API has
+// reported its limit: the default interval.
+const autoFallback = 10 * time.Second
+
+// meteredProviders are the providers whose APIs report their rate limit
+// in every answer, which auto polling paces by.
+var meteredProviders = []string{"droplet", "hcloud"}
 
 // ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
 type ttl time.Duration
@@ -182,6 +211,9 @@ type topology struct {
 	portName     string
 	nodeBasename string
 	interval     time.Duration
+	// budget is the share of the API's hourly limit an auto interval
+	// spends; 0 for a fixed interval.
+	budget float64
 	// newSource builds the topology's provider once the logger exists;
 	// everything it could fail on was checked while validating.
 	newSource func(*slog.Logger) (bridge.Provider, error)
@@ -189,6 +221,24 @@ type topology struct {
 	checker bridge.Checker
 	// details describe the provider's settings for the start-up log.
 	details []any
+}
+
+// pacer returns the topology's budget pacer: nil for a fixed interval,
+// else a new one, since a pacer's memory of requests belongs to one run
+// of the loop.
+func (t topology) pacer() *bridge.Budget {
+	if t.budget == 0 {
+		return nil
+	}
+	b, _ := bridge.NewBudget(t.budget, t.interval) // checked by loadConfig
+	return b
+}
+
+func (t topology) intervalText() string {
+	if t.budget > 0 {
+		return fmt.Sprintf("auto (%.0f%% of the API budget)", 100*t.budget)
+	}
+	return t.interval.String()
 }
 
 // configError lists every problem found in the configuration, one a line.
@@ -331,13 +381,23 @@ func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, tok
 		port:         env.Port,
 		portName:     strings.ToLower(env.PortName),
 		nodeBasename: env.NodeBasename,
-		interval:     env.PollInterval,
+		interval:     env.PollInterval.every,
 	}
 	r.settings(prefix, cfg.dns.CheckService(t.service, t.portName))
 	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {
 		r.add(varName(prefix, "NODE_BASENAME"), "%q is not an Erlang node basename (letters, digits, _ and -)", env.NodeBasename)
 	}
-	if t.interval < time.Second {
+	switch {
+	case env.PollInterval.auto:
+		t.interval, t.budget = autoFallback, env.APIBudget
+		if !slices.Contains(meteredProviders, t.provider) {
+			r.add(varName(prefix, "POLL_INTERVAL"), "auto needs a provider whose API reports its rate limit (%s), not %s",
+				strings.Join(meteredProviders, " or "), t.provider)
+		}
+		if _, err := bridge.NewBudget(t.budget, t.interval); err != nil {
+			r.add(varName(prefix, "API_BUDGET"), "%v", err)
+		}
+	case t.interval < time.Second:
 		r.add(varName(prefix, "POLL_INTERVAL"), "%s is too short: at least 1s", t.interval)
 	}
 	if t.port == 0 {
@@ -569,8 +629,10 @@ func unreadable(err error, t reflect.Type) string {
 	switch {
 	case t == reflect.TypeFor[time.Duration]():
 		return fmt.Sprintf("%q is not a valid duration such as 10s or 1m30s", pe.Value)
-	case t == reflect.TypeFor[ttl]():
+	case t == reflect.TypeFor[ttl](), t == reflect.TypeFor[pollInterval]():
 		return pe.Err.Error()
+	case t.Kind() == reflect.Float64:
+		return fmt.Sprintf("%q is not a valid number such as 0.5", pe.Value)
 	case t.Kind() == reflect.Bool:
 		return fmt.Sprintf("%q is not a valid true or false", pe.Value)
 	case t.Kind() == reflect.Uint16:
@@ -719,7 +781,7 @@ func (c *config) logValue() slog.Value {
 	for _, t := range c.topologies {
 		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{
 			"service", t.service, "provider", t.provider, "port", t.port,
-			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.interval,
+			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.intervalText(),
 		}, t.details...)...))
 	}
 	return slog.GroupValue(attrs...)

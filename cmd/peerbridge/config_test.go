@@ -137,7 +137,7 @@ func TestConfigProblems(t *testing.T) {
 			"PEERBRIDGE_STATIC_PEERS":      "a=10.0.0.1",
 			"PEERBRIDGE_WEB_PROVIDER":      "nimbus",
 			"PEERBRIDGE_WEB_POLL_INTERVAL": "soon",
-		}, []string{`PEERBRIDGE_WEB_POLL_INTERVAL: "soon" is not a valid duration such as 10s`,
+		}, []string{`PEERBRIDGE_WEB_POLL_INTERVAL: "soon" is neither a duration such as 10s`,
 			`PEERBRIDGE_WEB_PROVIDER: "nimbus" is not a provider`,
 			`PEERBRIDGE_TOPOLOGIES: topology "web" is listed twice`,
 			`PEERBRIDGE_TOPOLOGIES: "Bad_Name" is not a DNS label`}},

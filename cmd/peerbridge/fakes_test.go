@@ -21,6 +21,10 @@ type fakeDigitalOcean struct {
 	mu       sync.Mutex
 	droplets []map[string]any
 	status   int // when non-zero, every request gets this status
+	// remaining is RateLimit-Remaining: what other users of the token
+	// leave; 4321 unless a test sets it.
+	remaining int
+	requests  int
 }
 
 const fakeDOToken = "dop_v1_fakeapitoken"
@@ -37,7 +41,7 @@ func startFakeDigitalOcean(t *testing.T) *fakeDigitalOcean {
 	if err := json.Unmarshal(b, &listing); err != nil {
 		t.Fatal(err)
 	}
-	f := &fakeDigitalOcean{droplets: listing.Droplets}
+	f := &fakeDigitalOcean{droplets: listing.Droplets, remaining: 4321}
 	srv := httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(srv.Close)
 	f.URL = srv.URL
@@ -49,7 +53,8 @@ func (f *fakeDigitalOcean) serve(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("RateLimit-Limit", "5000")
-	w.Header().Set("RateLimit-Remaining", "4321")
+	f.requests++
+	w.Header().Set("RateLimit-Remaining", fmt.Sprint(f.remaining))
 	w.Header().Set("RateLimit-Reset", "1900000000")
 	switch {
 	case r.URL.Path != "/v2/droplets":
@@ -83,6 +88,20 @@ func (f *fakeDigitalOcean) add(id int, name, private string) {
 		"v6": []any{},
 	}
 	f.droplets = append(f.droplets, d)
+}
+
+// leave sets what the token's other users leave of its hourly limit.
+func (f *fakeDigitalOcean) leave(remaining int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.remaining = remaining
+}
+
+// served is the number of requests answered so far.
+func (f *fakeDigitalOcean) served() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.requests
 }
 
 func (f *fakeDigitalOcean) fail(status int) {

@@ -55,6 +55,7 @@ var invalidValues = map[string]invalid{
 	"NODE_BASENAME":  {"app@host", nil},
 	"POLL_INTERVAL":  {"10ms", nil},
 	"STATIC_PEERS":   {"a=1.2.3", nil},
+	"API_BUDGET":     {"0", merge(asDroplet, map[string]string{"PEERBRIDGE_POLL_INTERVAL": "auto"})},
 	"HEALTH_CHECK":   {"udp:53", nil},
 	"HEALTH_TIMEOUT": {"0s", nil},
 

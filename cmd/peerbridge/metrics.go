@@ -101,7 +101,7 @@ type collector struct {
 	st    *state
 	descs []*prometheus.Desc // every desc below, for Describe
 
-	buildInfo, lastSuccess, published, peers, held, skipped,
+	buildInfo, lastSuccess, published, peers, held, interval, skipped,
 	rateLimit, rateRemaining, apiRequests, wakeups,
 	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
@@ -123,6 +123,7 @@ func newCollector(st *state) *collector {
 		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
 		peers:          desc("peers", "Peers of the topology, by health: passing, critical, unknown (no health check).", withTopology("health")...),
 		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
+		interval:       desc("poll_interval_seconds", "The interval until the next poll: fixed, or paced by the API's budget (auto).", topologyLabels...),
 		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", withTopology("reason")...),
 		rateLimit:      desc("provider_ratelimit_limit", "API requests the provider's token may make per rate-limit window, as the API last reported.", topologyLabels...),
 		rateRemaining:  desc("provider_ratelimit_remaining", "API requests left in the current rate-limit window, as the API last reported.", topologyLabels...),
@@ -197,6 +198,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			held = 1
 		}
 		gauge(c.held, held, t, p)
+		gauge(c.interval, st.Interval.Seconds(), t, p)
 
 		provider := l.Provider()
 		if s, ok := provider.(skipCounter); ok {

@@ -115,7 +115,7 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 			return nil, fmt.Errorf("topology %s: %w", top.name, err)
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
-			Service: top.spec(), Interval: top.interval, Provider: source, Checker: top.checker,
+			Service: top.spec(), Interval: top.interval, Budget: top.pacer(), Provider: source, Checker: top.checker,
 			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider),
 		}))
 	}
