@@ -56,21 +56,10 @@ func TestDeployYAMLParses(t *testing.T) {
 		if !strings.HasSuffix(f, ".yml") && !strings.HasSuffix(f, ".yaml") {
 			continue
 		}
-		dec := yaml.NewDecoder(strings.NewReader(repoFile(t, f)))
-		docs := 0
-		for {
-			var doc map[string]any
-			err := dec.Decode(&doc)
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				t.Errorf("%s: %v", f, err)
-				break
-			}
-			docs++
-		}
-		if docs == 0 {
+		docs, err := yamlDocs(repoFile(t, f))
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+		} else if len(docs) == 0 {
 			t.Errorf("%s: no YAML document", f)
 		}
 	}
@@ -344,9 +333,12 @@ func TestDeployRules(t *testing.T) {
 		}
 	}
 	// The build stage's Go is go.mod's, as GOTOOLCHAIN=local demands.
-	goLine := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(repoFile(t, "go.mod"))
-	if goLine == nil || len(d.froms) == 0 || !strings.HasPrefix(d.froms[0], "golang:"+goLine[1]+"-") {
-		t.Errorf("Dockerfile: build stage FROM %v, want golang:<go.mod's go %v>-...", d.froms, goLine)
+	goVersion := ""
+	if m := regexp.MustCompile(`(?m)^go (\S+)$`).FindStringSubmatch(repoFile(t, "go.mod")); m != nil {
+		goVersion = m[1]
+	}
+	if goVersion == "" || len(d.froms) == 0 || !strings.HasPrefix(d.froms[0], "golang:"+goVersion+"-") {
+		t.Errorf("Dockerfile: build stage FROM %v, want golang:%s-... (go.mod's go line)", d.froms, goVersion)
 	}
 
 	checked := 0
@@ -382,17 +374,12 @@ func TestDeployRules(t *testing.T) {
 // Kubernetes manifests and compose files.
 func checkManifest(t *testing.T, name, text string, uid, gid int) []error {
 	t.Helper()
+	docs, err := yamlDocs(text)
+	if err != nil {
+		return []error{err}
+	}
 	var errs []error
-	dec := yaml.NewDecoder(strings.NewReader(text))
-	for {
-		var doc map[string]any
-		err := dec.Decode(&doc)
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			return append(errs, err)
-		}
+	for _, doc := range docs {
 		walkImages(doc, func(ref string) {
 			if err := pinnedImage(ref); err != nil {
 				errs = append(errs, err)
@@ -430,6 +417,23 @@ func checkManifest(t *testing.T, name, text string, uid, gid int) []error {
 		}
 	}
 	return errs
+}
+
+// yamlDocs decodes every document of a YAML stream.
+func yamlDocs(text string) ([]map[string]any, error) {
+	var docs []map[string]any
+	dec := yaml.NewDecoder(strings.NewReader(text))
+	for {
+		var doc map[string]any
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return docs, err
+		}
+		docs = append(docs, doc)
+	}
 }
 
 // walkImages calls f with the value of every "image" key.

@@ -23,33 +23,15 @@ var earlyReader = regexp.MustCompile(`^(?:head\b|grep\s(?:.*\s)?-(?:[a-zA-Z]*[qm
 // here-documents, which the scripts do not use around pipes.
 func earlyReaderPipes(script string) []string {
 	var found []string
-	inSingle, inDouble := false, false
-	for i := 0; i < len(script); i++ {
-		c := script[i]
-		switch {
-		case inSingle:
-			inSingle = c != '\''
-		case c == '\\':
-			i++
-		case inDouble:
-			inDouble = c != '"'
-		case c == '\'':
-			inSingle = true
-		case c == '"':
-			inDouble = true
-		case c == '#' && (i == 0 || strings.ContainsRune(" \t\n;|&(", rune(script[i-1]))):
-			for i < len(script) && script[i] != '\n' {
-				i++
-			}
-		case c == '|':
-			if i+1 < len(script) && (script[i+1] == '|' || script[i+1] == '&') || i > 0 && script[i-1] == '|' {
-				continue // ||, |&: not a plain pipe
-			}
-			if stage := strings.TrimSpace(readerStage(script[i+1:])); earlyReader.MatchString(stage) {
-				found = append(found, stage)
-			}
+	unquoted(script, func(i int) bool {
+		if script[i] != '|' || i+1 < len(script) && (script[i+1] == '|' || script[i+1] == '&') || i > 0 && script[i-1] == '|' {
+			return true // not a pipe, or ||, |&
 		}
-	}
+		if stage := strings.TrimSpace(readerStage(script[i+1:])); earlyReader.MatchString(stage) {
+			found = append(found, stage)
+		}
+		return true
+	})
 	return found
 }
 
@@ -57,6 +39,20 @@ func earlyReaderPipes(script string) []string {
 // separator; it starts on the next line when the pipe ends one.
 func readerStage(s string) string {
 	s = strings.TrimLeft(s, " \t\n\\")
+	end := len(s)
+	unquoted(s, func(i int) bool {
+		if strings.IndexByte("|;&)\n", s[i]) >= 0 {
+			end = i
+			return false
+		}
+		return true
+	})
+	return s[:end]
+}
+
+// unquoted calls f with the index of every character of s outside quotes,
+// backslash escapes and comments, until f returns false.
+func unquoted(s string, f func(i int) bool) {
 	inSingle, inDouble := false, false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -71,11 +67,16 @@ func readerStage(s string) string {
 			inSingle = true
 		case c == '"':
 			inDouble = true
-		case strings.IndexByte("|;&)\n", c) >= 0:
-			return s[:i]
+		case c == '#' && (i == 0 || strings.IndexByte(" \t\n;|&(", s[i-1]) >= 0):
+			for i+1 < len(s) && s[i+1] != '\n' {
+				i++
+			}
+		default:
+			if !f(i) {
+				return
+			}
 		}
 	}
-	return s
 }
 
 func TestEarlyReaderPipes(t *testing.T) {
