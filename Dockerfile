@@ -1,8 +1,10 @@
 # peerbridge container image: a static binary on distroless, as non-root.
-#   docker build -t peerbridge --build-arg VERSION=$(git describe --always) .
-FROM golang:1.26-bookworm AS build
+#   docker build -t peerbridge:0.1.0 --build-arg VERSION=0.1.0 .
+# The Go of go.mod, exactly: the build uses no other toolchain.
+FROM golang:1.26.8-bookworm AS build
 WORKDIR /src
 COPY go.mod go.sum ./
+ENV GOTOOLCHAIN=local
 RUN go mod download
 COPY . .
 ARG VERSION=dev
@@ -12,7 +14,9 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w -X main.version=${VERSION}"
 # user, and nothing else.
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/peerbridge /peerbridge
-USER nonroot:nonroot
+# distroless's nonroot, by number: Kubernetes' runAsNonRoot can only check
+# a numeric user ("image has non-numeric user" otherwise).
+USER 65532:65532
 # DNS over UDP and TCP, then HTTP (/healthz, /readyz, /metrics, /status).
 EXPOSE 8653/udp 8653/tcp 8654/tcp
 HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 CMD ["/peerbridge", "health"]

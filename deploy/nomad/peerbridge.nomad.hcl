@@ -34,8 +34,10 @@ job "peerbridge" {
     task "peerbridge" {
       driver = "docker"
 
+      # A pinned tag (see the Dockerfile), from your registry or loaded on
+      # every client with docker load; Docker pulls it only when missing.
       config {
-        image = "peerbridge:latest"
+        image = "peerbridge:0.1.0"
         ports = ["dns", "http"]
       }
 
