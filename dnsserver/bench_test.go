@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -303,24 +305,66 @@ func servePlain(ctx context.Context, ls *Listeners, peers int) error {
 	return nil
 }
 
-// BenchmarkPublish is the DNS side of reconciling 10,000 peers: the new
-// snapshot with every record and packed answer, built off the query path.
+// BenchmarkPublish is the DNS side of reconciling a 10,000-peer topology:
+// one changed set published until its snapshot is served, every record
+// and packed answer in place.
+//
+//	peer-changed  one peer's address changes, back and forth
+//	peer-added    one peer joins and leaves, in turn
+//	all-new       every peer differs from the set before
+//	equal         the same peers again, as a steady poll publishes them
+//	transfers     peer-changed with zone transfers allowed: the IXFR diff too
+//	topologies=10 peer-changed while nine other 10,000-peer topologies are served
 func BenchmarkPublish(b *testing.B) {
-	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
+	base := manyPeers(10_000)
+	changed := slices.Clone(base)
+	changed[5000].Addrs = []netip.Addr{netip.MustParseAddr("10.200.0.1")}
+	shifted := manyPeers(10_000)
+	for i := range shifted {
+		shifted[i].Addrs = []netip.Addr{netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)})}
 	}
-	sets := [2]bridge.Set{
-		bridge.Set{Service: myapp, Peers: manyPeers(10_000)}.Normalize(),
-		bridge.Set{Service: myapp, Peers: manyPeers(10_001)}.Normalize(),
-	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		if err := srv.Publish(context.Background(), sets[i%2]); err != nil {
-			b.Fatal(err)
-		}
-		i++
+	for _, c := range []struct {
+		name   string
+		sets   [2][]bridge.Peer
+		cfg    Config
+		others int
+	}{
+		{name: "peer-changed", sets: [2][]bridge.Peer{base, changed}},
+		{name: "peer-added", sets: [2][]bridge.Peer{base, manyPeers(10_001)}},
+		{name: "all-new", sets: [2][]bridge.Peer{base, shifted}},
+		{name: "equal", sets: [2][]bridge.Peer{base, base}},
+		{name: "transfers", sets: [2][]bridge.Peer{base, changed}, cfg: Config{Transfer: Transfer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}},
+		{name: "topologies=10", sets: [2][]bridge.Peer{base, changed}, others: 9},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := c.cfg
+			cfg.Zone, cfg.TTL, cfg.NegativeTTL = "peers.internal.", 5*time.Second, 5*time.Second
+			srv, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range c.others {
+				svc := bridge.Service{Topology: fmt.Sprintf("t%d", i), Name: fmt.Sprintf("t%d", i), Provider: "static", Port: 1}
+				if err := srv.Publish(context.Background(), bridge.Set{Service: svc, Peers: base}.Normalize()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sets := [2]bridge.Set{
+				bridge.Set{Service: myapp, Peers: c.sets[0]}.Normalize(),
+				bridge.Set{Service: myapp, Peers: c.sets[1]}.Normalize(),
+			}
+			if err := srv.Publish(context.Background(), sets[1]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := srv.Publish(context.Background(), sets[i%2]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
 }
 
