@@ -305,6 +305,8 @@ type peerRecords struct {
 	// record there.
 	a, aaaa []dns.RR
 	srv     *dns.SRV
+	// named is its SRV record under _<port name>._tcp, nil without one.
+	named dns.RR
 	ptrs    []peerPTR
 	fast    []fastEntry // the packed answers of its own name
 }
@@ -344,6 +346,10 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 	// with health and match the Consul node names.
 	labels := bridge.Labels(set.Peers)
 	var fresh []*peerRecords // to pack once every name is in place
+	var namedSRV []dns.RR
+	if set.Service.PortName != "" {
+		namedSRV = make([]dns.RR, 0, published)
+	}
 	for i, p := range set.Peers {
 		if !p.Published() {
 			continue
@@ -368,6 +374,9 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		svc.a = append(svc.a, pr.a...)
 		svc.aaaa = append(svc.aaaa, pr.aaaa...)
 		svc.srv = append(svc.srv, pr.srv)
+		if pr.named != nil {
+			namedSRV = append(namedSRV, pr.named)
+		}
 		svc.extra = append(svc.extra, pr.node.a...)
 		svc.extra = append(svc.extra, pr.node.aaaa...)
 		for _, ptr := range pr.ptrs {
@@ -388,12 +397,7 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		top = append(top, named, "_tcp."+svcName)
 		n.shuffle = svc.shuffle
 		n.extra = svc.extra
-		n.srv = make([]dns.RR, 0, len(svc.srv))
-		for _, rr := range svc.srv {
-			srv := *rr.(*dns.SRV)
-			srv.Hdr.Name = named
-			n.srv = append(n.srv, &srv)
-		}
+		n.srv = namedSRV
 	}
 
 	// Pack through a snapshot of this part alone: answer reads no other.
@@ -441,6 +445,11 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 	pr.srv = &dns.SRV{
 		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
 		Priority: 0, Weight: 1, Port: svc.Port, Target: host,
+	}
+	if svc.PortName != "" {
+		named := *pr.srv
+		named.Hdr.Name = "_" + svc.PortName + "._tcp." + svcName
+		pr.named = &named
 	}
 	pn.clip()
 	return pr

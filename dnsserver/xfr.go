@@ -205,6 +205,13 @@ func missing(a, b []dns.RR) []dns.RR {
 	if len(cand) == 0 {
 		return nil
 	}
+	if len(cand) <= 16 {
+		// A change of a few peers in a large RRset: compare them field by
+		// field, rather than writing out the text of every record.
+		return slices.DeleteFunc(cand, func(rr dns.RR) bool {
+			return slices.ContainsFunc(b, func(o dns.RR) bool { return dns.IsDuplicate(rr, o) })
+		})
+	}
 	text := make(map[string]bool, len(b))
 	for _, rr := range b {
 		text[rr.String()] = true
