@@ -307,8 +307,8 @@ type peerRecords struct {
 	srv     *dns.SRV
 	// named is its SRV record under _<port name>._tcp, nil without one.
 	named dns.RR
-	ptrs    []peerPTR
-	fast    []fastEntry // the packed answers of its own name
+	ptrs  []peerPTR
+	fast  []fastEntry // the packed answers of its own name
 }
 
 type peerPTR struct {
