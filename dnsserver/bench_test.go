@@ -152,6 +152,7 @@ func roundTrip(conn net.Conn, wire []byte, tcp bool) func() error {
 const plainHandler = -1
 
 type benchChild struct {
+	pid   int
 	plain bool
 	addr  string
 	in    io.Writer
@@ -159,9 +160,12 @@ type benchChild struct {
 }
 
 // startBenchServer runs this test binary as a DNS server for n peers.
-func startBenchServer(b *testing.B, n int) *benchChild {
+func startBenchServer(b *testing.B, n int, spec ...string) *benchChild {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", benchServerEnv, n))
+	if len(spec) > 0 {
+		cmd.Env = append(os.Environ(), benchServerEnv+"="+spec[0])
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -178,7 +182,7 @@ func startBenchServer(b *testing.B, n int) *benchChild {
 		in.Close() // the child exits when its stdin closes
 		cmd.Wait()
 	})
-	c := &benchChild{in: in, out: bufio.NewReader(out), plain: n == plainHandler}
+	c := &benchChild{in: in, out: bufio.NewReader(out), plain: n == plainHandler, pid: cmd.Process.Pid}
 	line, err := c.out.ReadString('\n')
 	if err != nil {
 		b.Fatalf("bench server did not start: %v", err)
@@ -207,12 +211,18 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 // address, answer "cpu" with the process's CPU microseconds, exit at EOF.
 //
 // "plain:N" serves the baseline handler with N peers instead; .ci/bench
-// runs it that way, next to Consul and CoreDNS.
+// runs it that way, next to Consul and CoreDNS. "TxN" serves T topologies
+// of N peers each.
 func benchServer(peers string) int {
 	plainPeers := 3
 	if rest, ok := strings.CutPrefix(peers, "plain:"); ok {
 		peers = strconv.Itoa(plainHandler)
 		plainPeers, _ = strconv.Atoi(rest)
+	}
+	topologies := 1
+	if t, rest, ok := strings.Cut(peers, "x"); ok {
+		topologies, _ = strconv.Atoi(t)
+		peers = rest
 	}
 	n, err := strconv.Atoi(peers)
 	if err != nil {
@@ -222,6 +232,12 @@ func benchServer(peers string) int {
 	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
 	if err == nil && n != plainHandler {
 		err = srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(n)}.Normalize())
+	}
+	for i := range topologies - 1 {
+		svc := bridge.Service{Topology: fmt.Sprintf("t%d", i), Name: fmt.Sprintf("t%d", i), Provider: "static", Port: 1}
+		if err == nil {
+			err = srv.Publish(context.Background(), bridge.Set{Service: svc, Peers: manyPeers(n)}.Normalize())
+		}
 	}
 	ls, lerr := Listen("127.0.0.1:0")
 	if err == nil {
@@ -365,6 +381,28 @@ func BenchmarkPublish(b *testing.B) {
 				i++
 			}
 		})
+	}
+}
+
+// BenchmarkRSS reports the resident memory of a process serving 10
+// topologies of 10,000 peers each (every record and packed answer built,
+// with the garbage of building them as the Go GC leaves it), as rss-MB. The process is this
+// test binary as a DNS server: the peerbridge command cannot be given that
+// many static peers, since Linux caps one environment variable at 128 KiB.
+func BenchmarkRSS(b *testing.B) {
+	for b.Loop() {
+		child := startBenchServer(b, 0, "10x10000")
+		child.cpu(b) // answered after the sets were published
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", child.pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				b.ReportMetric(float64(kb)/1024, "rss-MB")
+			}
+		}
 	}
 }
 
