@@ -16,6 +16,9 @@ const maxLabel = 63
 // Anything else becomes a hyphen, runs of hyphens collapse, and a name with
 // nothing usable left becomes "peer".
 func label(name string) string {
+	if isLabel(name) {
+		return name // the usual case: no copy
+	}
 	b := make([]byte, 0, min(len(name), maxLabel))
 	hyphen := false
 	for i := 0; i < len(name) && len(b) < maxLabel; i++ {
@@ -40,6 +43,24 @@ func label(name string) string {
 	return s
 }
 
+// isLabel reports whether label(name) is name itself: lower-case letters,
+// digits and single hyphens inside, at most 63 octets.
+func isLabel(name string) bool {
+	if name == "" || len(name) > maxLabel || name[0] == '-' || name[len(name)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && name[i-1] != '-':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // Labels gives every peer a DNS label unique within its set, for DNS names
 // and Consul node names alike. Peers whose names map to the same label are
 // told apart deterministically, from their own name and id rather than
@@ -49,12 +70,19 @@ func label(name string) string {
 // set, critical ones too, so that labels do not move with health.
 func Labels(peers []Peer) []string {
 	labels := make([]string, len(peers))
-	groups := map[string][]int{}
-	taken := map[string]bool{}
+	// taken counts the peers per label; groups holds only the labels that
+	// several peers share, so that a set of unique names, the usual one,
+	// costs one map.
+	taken := make(map[string]int, len(peers))
 	for i, p := range peers {
 		labels[i] = label(p.Name)
-		groups[labels[i]] = append(groups[labels[i]], i)
-		taken[labels[i]] = true
+		taken[labels[i]]++
+	}
+	groups := map[string][]int{}
+	for i, l := range labels {
+		if taken[l] > 1 {
+			groups[l] = append(groups[l], i)
+		}
 	}
 	for _, base := range slices.Sorted(maps.Keys(groups)) {
 		idx := groups[base]
@@ -74,10 +102,10 @@ func Labels(peers []Peer) []string {
 			cand := withSuffix(base, sum)
 			// Only a 24-bit hash collision or a provider that repeats a name
 			// and an id ends up here.
-			for n := 2; taken[cand]; n++ {
+			for n := 2; taken[cand] > 0; n++ {
 				cand = withSuffix(base, fmt.Sprintf("%s-%d", sum, n))
 			}
-			taken[cand] = true
+			taken[cand] = 1
 			labels[i] = cand
 		}
 	}

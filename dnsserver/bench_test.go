@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -150,6 +152,7 @@ func roundTrip(conn net.Conn, wire []byte, tcp bool) func() error {
 const plainHandler = -1
 
 type benchChild struct {
+	pid   int
 	plain bool
 	addr  string
 	in    io.Writer
@@ -157,9 +160,12 @@ type benchChild struct {
 }
 
 // startBenchServer runs this test binary as a DNS server for n peers.
-func startBenchServer(b *testing.B, n int) *benchChild {
+func startBenchServer(b *testing.B, n int, spec ...string) *benchChild {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d", benchServerEnv, n))
+	if len(spec) > 0 {
+		cmd.Env = append(os.Environ(), benchServerEnv+"="+spec[0])
+	}
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {
@@ -176,7 +182,7 @@ func startBenchServer(b *testing.B, n int) *benchChild {
 		in.Close() // the child exits when its stdin closes
 		cmd.Wait()
 	})
-	c := &benchChild{in: in, out: bufio.NewReader(out), plain: n == plainHandler}
+	c := &benchChild{in: in, out: bufio.NewReader(out), plain: n == plainHandler, pid: cmd.Process.Pid}
 	line, err := c.out.ReadString('\n')
 	if err != nil {
 		b.Fatalf("bench server did not start: %v", err)
@@ -205,12 +211,18 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 // address, answer "cpu" with the process's CPU microseconds, exit at EOF.
 //
 // "plain:N" serves the baseline handler with N peers instead; .ci/bench
-// runs it that way, next to Consul and CoreDNS.
+// runs it that way, next to Consul and CoreDNS. "TxN" serves T topologies
+// of N peers each.
 func benchServer(peers string) int {
 	plainPeers := 3
 	if rest, ok := strings.CutPrefix(peers, "plain:"); ok {
 		peers = strconv.Itoa(plainHandler)
 		plainPeers, _ = strconv.Atoi(rest)
+	}
+	topologies := 1
+	if t, rest, ok := strings.Cut(peers, "x"); ok {
+		topologies, _ = strconv.Atoi(t)
+		peers = rest
 	}
 	n, err := strconv.Atoi(peers)
 	if err != nil {
@@ -220,6 +232,12 @@ func benchServer(peers string) int {
 	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
 	if err == nil && n != plainHandler {
 		err = srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(n)}.Normalize())
+	}
+	for i := range topologies - 1 {
+		svc := bridge.Service{Topology: fmt.Sprintf("t%d", i), Name: fmt.Sprintf("t%d", i), Provider: "static", Port: 1}
+		if err == nil {
+			err = srv.Publish(context.Background(), bridge.Set{Service: svc, Peers: manyPeers(n)}.Normalize())
+		}
 	}
 	ls, lerr := Listen("127.0.0.1:0")
 	if err == nil {
@@ -303,24 +321,88 @@ func servePlain(ctx context.Context, ls *Listeners, peers int) error {
 	return nil
 }
 
-// BenchmarkPublish is the DNS side of reconciling 10,000 peers: the new
-// snapshot with every record and packed answer, built off the query path.
+// BenchmarkPublish is the DNS side of reconciling a 10,000-peer topology:
+// one changed set published until its snapshot is served, every record
+// and packed answer in place.
+//
+//	peer-changed  one peer's address changes, back and forth
+//	peer-added    one peer joins and leaves, in turn
+//	all-new       every peer differs from the set before
+//	equal         the same peers again, as a steady poll publishes them
+//	transfers     peer-changed with zone transfers allowed: the IXFR diff too
+//	topologies=10 peer-changed while nine other 10,000-peer topologies are served
 func BenchmarkPublish(b *testing.B) {
-	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err != nil {
-		b.Fatal(err)
+	base := manyPeers(10_000)
+	changed := slices.Clone(base)
+	changed[5000].Addrs = []netip.Addr{netip.MustParseAddr("10.200.0.1")}
+	shifted := manyPeers(10_000)
+	for i := range shifted {
+		shifted[i].Addrs = []netip.Addr{netip.AddrFrom4([4]byte{11, byte(i >> 16), byte(i >> 8), byte(i)})}
 	}
-	sets := [2]bridge.Set{
-		bridge.Set{Service: myapp, Peers: manyPeers(10_000)}.Normalize(),
-		bridge.Set{Service: myapp, Peers: manyPeers(10_001)}.Normalize(),
+	for _, c := range []struct {
+		name   string
+		sets   [2][]bridge.Peer
+		cfg    Config
+		others int
+	}{
+		{name: "peer-changed", sets: [2][]bridge.Peer{base, changed}},
+		{name: "peer-added", sets: [2][]bridge.Peer{base, manyPeers(10_001)}},
+		{name: "all-new", sets: [2][]bridge.Peer{base, shifted}},
+		{name: "equal", sets: [2][]bridge.Peer{base, base}},
+		{name: "transfers", sets: [2][]bridge.Peer{base, changed}, cfg: Config{Transfer: Transfer{Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}},
+		{name: "topologies=10", sets: [2][]bridge.Peer{base, changed}, others: 9},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			cfg := c.cfg
+			cfg.Zone, cfg.TTL, cfg.NegativeTTL = "peers.internal.", 5*time.Second, 5*time.Second
+			srv, err := New(cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range c.others {
+				svc := bridge.Service{Topology: fmt.Sprintf("t%d", i), Name: fmt.Sprintf("t%d", i), Provider: "static", Port: 1}
+				if err := srv.Publish(context.Background(), bridge.Set{Service: svc, Peers: base}.Normalize()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			sets := [2]bridge.Set{
+				bridge.Set{Service: myapp, Peers: c.sets[0]}.Normalize(),
+				bridge.Set{Service: myapp, Peers: c.sets[1]}.Normalize(),
+			}
+			if err := srv.Publish(context.Background(), sets[1]); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := srv.Publish(context.Background(), sets[i%2]); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
 	}
-	b.ReportAllocs()
-	i := 0
+}
+
+// BenchmarkRSS reports the resident memory of a process serving 10
+// topologies of 10,000 peers each (every record and packed answer built,
+// with the garbage of building them as the Go GC leaves it), as rss-MB. The process is this
+// test binary as a DNS server: the peerbridge command cannot be given that
+// many static peers, since Linux caps one environment variable at 128 KiB.
+func BenchmarkRSS(b *testing.B) {
 	for b.Loop() {
-		if err := srv.Publish(context.Background(), sets[i%2]); err != nil {
+		child := startBenchServer(b, 0, "10x10000")
+		child.cpu(b) // answered after the sets were published
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", child.pid))
+		if err != nil {
 			b.Fatal(err)
 		}
-		i++
+		for _, line := range strings.Split(string(status), "\n") {
+			if f := strings.Fields(line); len(f) == 3 && f[0] == "VmRSS:" {
+				kb, _ := strconv.Atoi(f[1])
+				b.ReportMetric(float64(kb)/1024, "rss-MB")
+			}
+		}
 	}
 }
 

@@ -22,6 +22,16 @@ const shuffleVariants = 8
 type packed struct {
 	plain [][]byte // without EDNS: at most 512 bytes, TC set if cut
 	edns  [][]byte // with an OPT record (DO clear): at most 1232 bytes, TC set if cut
+	// serialAt, when not 0, is where the SOA serial of a negative answer
+	// is, in every variant: a later snapshot takes the answer over and
+	// writes its own serial there.
+	serialAt int
+}
+
+// fastEntry is one packed answer and its key.
+type fastEntry struct {
+	key string
+	p   *packed
 }
 
 // fastKey is the lower-case wire-format name followed by the query type.
@@ -29,56 +39,105 @@ func fastKey(wireName []byte, qtype uint16) string {
 	return string(binary.BigEndian.AppendUint16(append([]byte(nil), wireName...), qtype))
 }
 
-// pack fills s.fast with the packed answers of the fast path.
-func (s *Snapshot) pack() {
-	s.fast = map[string]*packed{}
-	add := func(name string, qtype uint16, shuffle bool) {
-		variants := 1
-		if shuffle {
-			variants = shuffleVariants
+// pack returns the packed answers of the fast path for name, whose node
+// is n: answer's own replies to the queries cluster clients repeat. A and
+// AAAA (stub resolvers ask for both, so NODATA too) and SRV. TXT, PTR,
+// SOA, NS and misses are rare and take the slow path; packing them would
+// only make a change of a large cluster slower.
+func (s *Snapshot) pack(name string, n *node) []fastEntry {
+	wire := make([]byte, maxNameOctets)
+	l, err := dns.PackDomainName(name, wire, 0, nil, false)
+	if err != nil {
+		return nil
+	}
+	wire = wire[:l]
+	out := make([]fastEntry, 0, 3)
+	add := func(qtype uint16, shuffle bool) {
+		if p := s.packOne(name, qtype, shuffle); p != nil {
+			out = append(out, fastEntry{fastKey(wire, qtype), p})
 		}
-		wire := make([]byte, 256)
-		n, err := dns.PackDomainName(name, wire, 0, nil, false)
-		if err != nil {
-			return
+	}
+	add(dns.TypeA, n.shuffle && len(n.a) > 1)
+	add(dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1)
+	if len(n.srv) > 0 {
+		add(dns.TypeSRV, n.shuffle && len(n.srv) > 1)
+	}
+	return out
+}
+
+// packOne packs the answers to one name and type, nil if they do not pack.
+func (s *Snapshot) packOne(name string, qtype uint16, shuffle bool) *packed {
+	variants := 1
+	if shuffle {
+		variants = shuffleVariants
+	}
+	p := &packed{plain: make([][]byte, 0, variants), edns: make([][]byte, 0, variants)}
+	req := new(dns.Msg).SetQuestion(name, qtype)
+	req.RecursionDesired = false
+	for _, edns := range []bool{false, true} {
+		if edns {
+			req.SetEdns0(maxUDPSize, false)
 		}
-		p := &packed{}
-		for _, edns := range []bool{false, true} {
-			for range variants {
-				req := new(dns.Msg).SetQuestion(name, qtype)
-				req.RecursionDesired = false
-				if edns {
-					req.SetEdns0(maxUDPSize, false)
+		for range variants {
+			// Truncated answers too: a client that wants every record
+			// comes back over TCP, and this one must cost no more than
+			// a small answer (RFC 2181 9 allows either).
+			m := s.answer(req, false)
+			out, err := m.Pack()
+			if err != nil {
+				return nil
+			}
+			if len(m.Answer) == 0 && len(m.Ns) == 1 {
+				at := serialOffset(out)
+				if at == 0 || (p.serialAt != 0 && at != p.serialAt) {
+					return nil
 				}
-				// Truncated answers too: a client that wants every record
-				// comes back over TCP, and this one must cost no more than
-				// a small answer (RFC 2181 9 allows either).
-				out, err := s.answer(req, false).Pack()
-				if err != nil {
-					break
-				}
-				if edns {
-					p.edns = append(p.edns, out)
-				} else {
-					p.plain = append(p.plain, out)
-				}
+				p.serialAt = at
+			}
+			if edns {
+				p.edns = append(p.edns, out)
+			} else {
+				p.plain = append(p.plain, out)
 			}
 		}
-		if p.plain != nil || p.edns != nil {
-			s.fast[fastKey(wire[:n], qtype)] = p
+	}
+	return p
+}
+
+// serialOffset finds the SOA serial in a packed negative answer: one
+// question, no answer, the SOA alone in the authority section. 0 when the
+// message is not one.
+func serialOffset(msg []byte) int {
+	h, ok := parseHeader(msg)
+	if !ok || h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 1 {
+		return 0
+	}
+	off := skipName(msg, headerLen) + 4 // the question
+	off = skipName(msg, off)            // the SOA's owner
+	if off <= 0 || off+10 > len(msg) || binary.BigEndian.Uint16(msg[off:]) != dns.TypeSOA {
+		return 0
+	}
+	off = skipName(msg, off+10) // MNAME
+	off = skipName(msg, off)    // RNAME
+	if off <= 0 || off+4 > len(msg) {
+		return 0
+	}
+	return off
+}
+
+// skipName returns the offset after the wire-format name at off, or -1.
+func skipName(msg []byte, off int) int {
+	for off >= 0 && off < len(msg) {
+		switch l := int(msg[off]); {
+		case l == 0:
+			return off + 1
+		case l&0xC0 == 0xC0:
+			return off + 2 // a compression pointer ends the name
+		default:
+			off += 1 + l
 		}
 	}
-	// The queries cluster clients repeat: A and AAAA (stub resolvers ask
-	// for both, so NODATA too) and SRV. TXT, PTR, SOA, NS and misses are
-	// rare and take the slow path; packing them would only make a change
-	// of a large cluster slower.
-	for name, n := range s.names {
-		add(name, dns.TypeA, n.shuffle && len(n.a) > 1)
-		add(name, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1)
-		if len(n.srv) > 0 {
-			add(name, dns.TypeSRV, n.shuffle && len(n.srv) > 1)
-		}
-	}
+	return -1
 }
 
 // fastAnswer writes the answer to the query in req to out and returns its
@@ -94,6 +153,8 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	}
 	// The name: uncompressed labels, lower-cased into key.
 	var key [255 + 2]byte
+	var starts [128]uint8 // where each label begins in key
+	labels := 0
 	mixed := false // upper-case letters in the name
 	off := headerLen
 	for {
@@ -109,6 +170,8 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 			return 0, 0 // a compression pointer, a bad label, a name too long
 		}
 		key[off-headerLen] = byte(l)
+		starts[labels] = uint8(off - headerLen)
+		labels++
 		for i := off + 1; i <= off+l; i++ {
 			c := req[i]
 			if 'A' <= c && c <= 'Z' {
@@ -152,10 +215,23 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		return 0, 0 // trailing bytes
 	}
 
+	// The part of the zone: the label above the zone's own.
 	keyLen := nameEnd - headerLen
+	zoneAt := keyLen - len(s.zoneWire)
+	if zoneAt < 0 || string(key[zoneAt:keyLen]) != s.zoneWire {
+		return 0, 0 // not in the zone: nothing packed
+	}
+	var label []byte
+	if i := labels - s.zoneLabels - 1; i >= 0 {
+		label = key[starts[i]+1 : zoneAt]
+	}
+	part := s.parts[string(label)]
+	if part == nil {
+		return 0, 0
+	}
 	key[keyLen] = byte(qtype >> 8)
 	key[keyLen+1] = byte(qtype)
-	p := s.fast[string(key[:keyLen+2])]
+	p := part.fast[string(key[:keyLen+2])]
 	if p == nil {
 		return 0, 0
 	}
@@ -182,6 +258,9 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	binary.BigEndian.PutUint16(out[offID:], h.Id)
 	binary.BigEndian.PutUint16(out[offFlags:], binary.BigEndian.Uint16(out[offFlags:])|h.Bits&(flagRD|flagCD))
 	copy(out[headerLen:nameEnd], req[headerLen:nameEnd]) // the question as asked, letter case included
+	if p.serialAt > 0 {
+		binary.BigEndian.PutUint32(out[p.serialAt:], s.serial) // packed for an older snapshot, maybe
+	}
 	if do {
 		out[n-4] |= 0x80 // DO, in the OPT record's TTL (RFC 3225)
 	}

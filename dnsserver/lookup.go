@@ -139,7 +139,7 @@ func fit(m *dns.Msg, size, answers int) {
 // only limit records in m, picked at random.
 func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) int {
 	m.Authoritative = true
-	n := s.names[name]
+	n := s.lookup(name)
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = s.negSOA
@@ -165,13 +165,13 @@ func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) 
 // the authority for the reverse zones, so anything else is REFUSED, as is
 // every name outside the zone: it is no open resolver.
 func (s *Snapshot) reverseLookup(m *dns.Msg, name string, qtype uint16) {
-	n := s.reverse[name]
-	if n == nil || (qtype != dns.TypePTR && qtype != dns.TypeANY) {
+	ptrs := s.ptrs(name)
+	if len(ptrs) == 0 || (qtype != dns.TypePTR && qtype != dns.TypeANY) {
 		m.Rcode = dns.RcodeRefused
 		return
 	}
 	m.Authoritative = true
-	m.Answer = n.ptr
+	m.Answer = ptrs
 }
 
 // shuffled returns a randomly ordered copy of rrs, or of limit records of

@@ -88,7 +88,7 @@ func New(cfg Config) (*Server, error) {
 		xfr:    newXfr(cfg.Transfer),
 	}
 	s.serial = nextSerial(0, s.now())
-	s.snap.Store(build(s.cfg, s.serial, nil))
+	s.snap.Store(build(s.cfg, s.serial, nil, nil))
 	return s, nil
 }
 
@@ -123,7 +123,7 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	for _, set := range s.sets {
 		sets = append(sets, set)
 	}
-	snap := build(s.cfg, s.serial, sets)
+	snap := build(s.cfg, s.serial, sets, s.snap.Load())
 	s.long.note(s.log, snap.tooLong)
 	prev := s.snap.Swap(snap)
 	s.xfr.changed(prev, snap) // IXFR history, NOTIFY

@@ -36,22 +36,42 @@ type zoneConfig struct {
 // Snapshot holds every record the server answers with. It is built off the
 // query path, never modified after, and swapped in whole, so a query sees
 // one consistent set of records without taking a lock.
+//
+// Its names are split by the label right below the apex (the service name
+// for a topology's records), so that a change of one topology builds only
+// that topology's part: the others, and within it the records and packed
+// answers of every peer that did not change, are taken over from the
+// previous snapshot. Sharing is safe because nothing in a snapshot is ever
+// modified.
 type Snapshot struct {
 	zone   string
 	serial uint32
+	// zoneWire is the zone in lower-case wire form, zoneLabels its labels:
+	// the fast path finds a name's part with them.
+	zoneWire   string
+	zoneLabels int
 	// negSOA is the SOA for the authority section of negative answers,
 	// with the TTL RFC 2308 asks for: min(SOA TTL, SOA minimum).
 	negSOA []dns.RR
-	// names holds every name that exists in the zone, empty non-terminals
-	// included, keyed by lower-case FQDN.
-	names map[string]*node
-	// reverse holds the in-addr.arpa and ip6.arpa names of peer addresses.
-	reverse map[string]*node
-	// fast holds the packed answers of the fast path, by fastKey.
-	fast map[string]*packed
+	// parts holds every name that exists in the zone, empty non-terminals
+	// included, by the label below the apex ("" for the apex itself).
+	parts map[string]*part
+	// topos are the topologies' records, in service name order: the
+	// reverse names, and what the next snapshot may reuse.
+	topos []*topology
 	// tooLong lists the peer owner names left out for being longer than
 	// a name may be.
 	tooLong []string
+}
+
+// part is the names under one label below the apex.
+type part struct {
+	// names holds the nodes by lower-case FQDN.
+	names map[string]*node
+	// fast holds the packed answers of the fast path, by fastKey.
+	fast map[string]*packed
+	// records is how many records zoneRecords returns for the part.
+	records int
 }
 
 // node is one owner name's records. Every slice is clipped, so that an
@@ -95,13 +115,37 @@ func (n *node) rrset(qtype uint16) []dns.RR {
 // Serial is the SOA serial of the snapshot.
 func (s *Snapshot) Serial() uint32 { return s.serial }
 
-// build makes the snapshot for sets, which must be normalized.
-func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
+// lookup returns the node of name, which must be lower case, or nil.
+func (s *Snapshot) lookup(name string) *node {
+	p := s.parts[partLabel(s.zone, name)]
+	if p == nil {
+		return nil
+	}
+	return p.names[name]
+}
+
+// partLabel is the label below the apex that name, inside zone, falls
+// under: "" for the apex.
+func partLabel(zone, name string) string {
+	rest, ok := strings.CutSuffix(name, zone)
+	if !ok || rest == "" {
+		return ""
+	}
+	rest = strings.TrimSuffix(rest, ".")
+	return rest[strings.LastIndexByte(rest, '.')+1:]
+}
+
+// build makes the snapshot for sets, which must be normalized. It takes
+// over from prev, which may be nil, whatever did not change.
+func build(cfg zoneConfig, serial uint32, sets []bridge.Set, prev *Snapshot) *Snapshot {
+	wire := make([]byte, maxNameOctets)
+	n, _ := dns.PackDomainName(cfg.zone, wire, 0, nil, false) // a canonical zone packs
 	s := &Snapshot{
-		zone:    cfg.zone,
-		serial:  serial,
-		names:   map[string]*node{},
-		reverse: map[string]*node{},
+		zone:       cfg.zone,
+		serial:     serial,
+		zoneWire:   string(wire[:n]),
+		zoneLabels: dns.CountLabel(cfg.zone),
+		parts:      map[string]*part{},
 	}
 	nsName := cfg.ns[0].Name
 	soa := func(ttl uint32) *dns.SOA {
@@ -112,33 +156,200 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set) *Snapshot {
 			Minttl: cfg.negTTL,
 		}
 	}
-	apex := s.node(cfg.zone)
+	// The apex and the name servers' glue: a few names, built anew.
+	top := nodes{}
+	apex := top.node(cfg.zone, cfg.zone)
 	apex.soa = []dns.RR{soa(cfg.ttl)}
 	s.negSOA = []dns.RR{soa(min(cfg.ttl, cfg.negTTL))}
-	s.addNameServers(cfg, apex)
+	addNameServers(cfg, top, apex)
 
-	slices.SortFunc(sets, func(a, b bridge.Set) int { return cmp.Compare(a.Service.Name, b.Service.Name) })
+	slices.SortFunc(sets, func(a, b bridge.Set) int {
+		return cmp.Or(cmp.Compare(a.Service.Name, b.Service.Name), cmp.Compare(a.Service.Topology, b.Service.Topology))
+	})
+	var old map[string]*topology
+	if prev != nil {
+		old = make(map[string]*topology, len(prev.topos))
+		for _, t := range prev.topos {
+			old[t.set.Service.Topology] = t
+		}
+	}
+	// Each part's sources: the top names under its label, and the
+	// topologies of that service name.
+	tops := map[string]nodes{}
+	for name, n := range top {
+		l := partLabel(cfg.zone, name)
+		if tops[l] == nil {
+			tops[l] = nodes{}
+		}
+		tops[l][name] = n
+	}
+	byLabel := map[string][]*topology{}
 	for _, set := range sets {
-		s.addService(cfg, set)
+		t := old[set.Service.Topology]
+		if !t.sameSet(set) {
+			t = s.buildTopology(cfg, set, t)
+		}
+		s.topos = append(s.topos, t)
+		s.tooLong = append(s.tooLong, t.tooLong...)
+		byLabel[set.Service.Name] = append(byLabel[set.Service.Name], t)
 	}
-	for _, n := range s.names {
-		n.clip()
+	for l, ts := range byLabel {
+		if len(ts) == 1 && tops[l] == nil {
+			s.parts[l] = &ts[0].part // the common case: taken over whole
+			continue
+		}
+		// A name server or another topology under the same label: merge
+		// their nodes, then pack the part's answers anew. Rare, so no
+		// reuse.
+		merged := nodes{}
+		merged.merge(tops[l])
+		delete(tops, l)
+		for _, t := range ts {
+			merged.merge(t.part.names)
+		}
+		s.parts[l] = s.newPart(merged)
 	}
-	for _, n := range s.reverse {
-		n.clip()
+	for l, names := range tops {
+		s.parts[l] = s.newPart(names)
 	}
-	s.pack()
 	return s
 }
 
-func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
+// newPart packs every answer of names for the fast path.
+func (s *Snapshot) newPart(names nodes) *part {
+	p := &part{names: names, fast: make(map[string]*packed, 2*len(names))}
+	// answer looks the names up through s: make the part visible to it
+	// while packing. Nothing reads s before build returns it.
+	for name, n := range names {
+		s.parts[partLabel(s.zone, name)] = p
+		n.clip()
+	}
+	for name, n := range names {
+		p.records += n.records()
+		for _, e := range s.pack(name, n) {
+			p.fast[e.key] = e.p
+		}
+	}
+	return p
+}
+
+// records is how many records of n zoneRecords returns.
+func (n *node) records() int { return len(n.ns) + len(n.a) + len(n.aaaa) + len(n.srv) + len(n.txt) }
+
+// nodes is a set of names and their nodes.
+type nodes map[string]*node
+
+// node returns the node for name, creating it and the empty non-terminals
+// between it and the apex of zone, which must answer NODATA rather than
+// NXDOMAIN (RFC 8020). The apex itself is not created: it is in the part
+// of its own.
+func (ns nodes) node(zone, name string) *node {
+	if n, ok := ns[name]; ok {
+		return n
+	}
+	n := &node{}
+	ns[name] = n
+	if name != zone {
+		if _, parent, ok := strings.Cut(name, "."); ok && parent != zone && dns.IsSubDomain(zone, parent) {
+			ns.node(zone, parent)
+		}
+	}
+	return n
+}
+
+// merge adds the records of from to ns, after those of the same name
+// already there. The nodes of from are not modified.
+func (ns nodes) merge(from nodes) {
+	for name, f := range from {
+		n, ok := ns[name]
+		if !ok {
+			n = &node{}
+			ns[name] = n
+		}
+		for _, rrs := range [...][2]*[]dns.RR{
+			{&n.soa, &f.soa}, {&n.ns, &f.ns}, {&n.a, &f.a}, {&n.aaaa, &f.aaaa}, {&n.srv, &f.srv},
+			{&n.txt, &f.txt}, {&n.ptr, &f.ptr}, {&n.extra, &f.extra},
+		} {
+			*rrs[0] = append(slices.Clip(*rrs[0]), *rrs[1]...)
+		}
+		n.shuffle = n.shuffle || f.shuffle
+	}
+}
+
+// topology is the records of one topology's set: its part of the zone,
+// its reverse names, and per peer what the next build may take over.
+type topology struct {
+	set     bridge.Set
+	part    part
+	reverse map[string][]dns.RR
+	peers   map[string]*peerRecords // by owner name
+	tooLong []string
+}
+
+// sameSet reports whether t was built from set itself: Publish hands over
+// the sets it keeps, so an unchanged topology's set is the same slice.
+func (t *topology) sameSet(set bridge.Set) bool {
+	return t != nil && t.set.Service == set.Service && len(t.set.Peers) == len(set.Peers) &&
+		(len(set.Peers) == 0 || &t.set.Peers[0] == &set.Peers[0])
+}
+
+// peerRecords is one published peer's records, built from its owner name,
+// ID and addresses (and the topology's service and the zone's TTL, which
+// a topology's records are rebuilt for).
+type peerRecords struct {
+	host  string
+	id    string
+	addrs []netip.Addr
+	node  *node
+	// a and aaaa are its addresses under the service name; srv is its SRV
+	// record there.
+	a, aaaa []dns.RR
+	srv     *dns.SRV
+	// named is its SRV record under _<port name>._tcp, nil without one.
+	named dns.RR
+	ptrs  []peerPTR
+	fast  []fastEntry // the packed answers of its own name
+}
+
+type peerPTR struct {
+	name string
+	rrs  []dns.RR // one record, clipped
+}
+
+func (pr *peerRecords) sameAs(p bridge.Peer) bool {
+	return pr != nil && pr.id == p.ID && slices.Equal(pr.addrs, p.Addrs)
+}
+
+// buildTopology makes the records of set, taking over from prev (nil for
+// none) every peer whose records are the same. A service that changed
+// changes every record, so then nothing is taken over.
+func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology) *topology {
+	if prev != nil && prev.set.Service != set.Service {
+		prev = nil
+	}
+	published := set.PublishedCount()
+	t := &topology{
+		set:     set,
+		part:    part{names: make(nodes, published+4), fast: make(map[string]*packed, 2*published+8)},
+		reverse: make(map[string][]dns.RR, published),
+		peers:   make(map[string]*peerRecords, published),
+	}
+	names := nodes(t.part.names)
 	svcName := set.Service.Name + "." + cfg.zone
-	svc := s.node(svcName)
+	svc := names.node(cfg.zone, svcName)
 	svc.shuffle = !cfg.fixedOrder
+	svc.a = make([]dns.RR, 0, published)
+	svc.srv = make([]dns.RR, 0, published)
+	svc.extra = make([]dns.RR, 0, published)
 
 	// Labels over all peers, critical ones too, so that they do not move
 	// with health and match the Consul node names.
 	labels := bridge.Labels(set.Peers)
+	var fresh []*peerRecords // to pack once every name is in place
+	var namedSRV []dns.RR
+	if set.Service.PortName != "" {
+		namedSRV = make([]dns.RR, 0, published)
+	}
 	for i, p := range set.Peers {
 		if !p.Published() {
 			continue
@@ -146,75 +357,102 @@ func (s *Snapshot) addService(cfg zoneConfig, set bridge.Set) {
 		host := labels[i] + "." + svcName
 		if len(host)+1 > maxNameOctets {
 			// No client could parse a record naming it (RFC 1035 2.3.4).
-			s.tooLong = append(s.tooLong, host)
+			t.tooLong = append(t.tooLong, host)
 			continue
 		}
-		pn := s.node(host)
-		for _, addr := range p.Addrs {
-			if addr.Is4() {
-				pn.a = append(pn.a, addrRR(host, addr, cfg.ttl))
-				svc.a = append(svc.a, addrRR(svcName, addr, cfg.ttl))
+		var pr *peerRecords
+		if prev != nil {
+			pr = prev.peers[host]
+		}
+		if !pr.sameAs(p) {
+			pr = newPeerRecords(cfg, set.Service, host, svcName, p)
+			fresh = append(fresh, pr)
+		}
+		t.peers[host] = pr
+		names[host] = pr.node
+		t.part.records += pr.node.records()
+		svc.a = append(svc.a, pr.a...)
+		svc.aaaa = append(svc.aaaa, pr.aaaa...)
+		svc.srv = append(svc.srv, pr.srv)
+		if pr.named != nil {
+			namedSRV = append(namedSRV, pr.named)
+		}
+		svc.extra = append(svc.extra, pr.node.a...)
+		svc.extra = append(svc.extra, pr.node.aaaa...)
+		for _, ptr := range pr.ptrs {
+			if rrs, ok := t.reverse[ptr.name]; ok {
+				t.reverse[ptr.name] = append(rrs, ptr.rrs...)
 			} else {
-				pn.aaaa = append(pn.aaaa, addrRR(host, addr, cfg.ttl))
-				svc.aaaa = append(svc.aaaa, addrRR(svcName, addr, cfg.ttl))
-			}
-			s.addPTR(addr, host, cfg.ttl)
-			if set.Service.NodeBasename != "" {
-				pn.txt = append(pn.txt, txt(host, cfg.ttl, "node="+set.Service.NodeBasename+"@"+addr.String()))
+				t.reverse[ptr.name] = ptr.rrs
 			}
 		}
-		if p.ID != "" {
-			pn.txt = append(pn.txt, txt(host, cfg.ttl, "id="+p.ID))
+		for _, e := range pr.fast {
+			t.part.fast[e.key] = e.p
 		}
-		svc.srv = append(svc.srv, &dns.SRV{
-			Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
-			Priority: 0, Weight: 1, Port: set.Service.Port, Target: host,
-		})
-		svc.extra = append(svc.extra, pn.a...)
-		svc.extra = append(svc.extra, pn.aaaa...)
 	}
-
+	top := []string{svcName}
 	if set.Service.PortName != "" {
 		named := "_" + set.Service.PortName + "._tcp." + svcName
-		n := s.node(named)
+		n := names.node(cfg.zone, named)
+		top = append(top, named, "_tcp."+svcName)
 		n.shuffle = svc.shuffle
 		n.extra = svc.extra
-		for _, rr := range svc.srv {
-			srv := *rr.(*dns.SRV)
-			srv.Hdr.Name = named
-			n.srv = append(n.srv, &srv)
+		n.srv = namedSRV
+	}
+
+	// Pack through a snapshot of this part alone: answer reads no other.
+	view := &Snapshot{zone: s.zone, serial: s.serial, negSOA: s.negSOA, parts: map[string]*part{set.Service.Name: &t.part}}
+	for _, name := range top {
+		n := names[name]
+		n.clip()
+		t.part.records += n.records()
+		for _, e := range view.pack(name, n) {
+			t.part.fast[e.key] = e.p
 		}
 	}
-}
-
-// node returns the node for name, creating it and the empty non-terminals
-// between it and the apex, which must answer NODATA rather than NXDOMAIN
-// (RFC 8020).
-func (s *Snapshot) node(name string) *node {
-	if n, ok := s.names[name]; ok {
-		return n
-	}
-	n := &node{}
-	s.names[name] = n
-	if name != s.zone {
-		if _, parent, ok := strings.Cut(name, "."); ok && dns.IsSubDomain(s.zone, parent) {
-			s.node(parent)
+	for _, pr := range fresh {
+		pr.fast = view.pack(pr.host, pr.node)
+		for _, e := range pr.fast {
+			t.part.fast[e.key] = e.p
 		}
 	}
-	return n
+	return t
 }
 
-func (s *Snapshot) addPTR(addr netip.Addr, host string, ttl uint32) {
-	rev, err := dns.ReverseAddr(addr.String())
-	if err != nil {
-		return // unreachable for a valid netip.Addr
+// newPeerRecords builds the records of peer p, whose owner name is host.
+func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p bridge.Peer) *peerRecords {
+	pr := &peerRecords{host: host, id: p.ID, addrs: p.Addrs, node: &node{}}
+	pn := pr.node
+	for _, addr := range p.Addrs {
+		if addr.Is4() {
+			pn.a = append(pn.a, addrRR(host, addr, cfg.ttl))
+			pr.a = append(pr.a, addrRR(svcName, addr, cfg.ttl))
+		} else {
+			pn.aaaa = append(pn.aaaa, addrRR(host, addr, cfg.ttl))
+			pr.aaaa = append(pr.aaaa, addrRR(svcName, addr, cfg.ttl))
+		}
+		if rev, err := dns.ReverseAddr(addr.String()); err == nil { // fails only for an invalid netip.Addr
+			ptr := &dns.PTR{Hdr: hdr(rev, dns.TypePTR, cfg.ttl), Ptr: host}
+			pr.ptrs = append(pr.ptrs, peerPTR{name: rev, rrs: []dns.RR{ptr}})
+		}
+		if svc.NodeBasename != "" {
+			pn.txt = append(pn.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
+		}
 	}
-	n := s.reverse[rev]
-	if n == nil {
-		n = &node{}
-		s.reverse[rev] = n
+	if p.ID != "" {
+		pn.txt = append(pn.txt, txt(host, cfg.ttl, "id="+p.ID))
 	}
-	n.ptr = append(n.ptr, &dns.PTR{Hdr: hdr(rev, dns.TypePTR, ttl), Ptr: host})
+	pr.srv = &dns.SRV{
+		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
+		Priority: 0, Weight: 1, Port: svc.Port, Target: host,
+	}
+	if svc.PortName != "" {
+		named := *pr.srv
+		named.Hdr.Name = "_" + svc.PortName + "._tcp." + svcName
+		pr.named = &named
+	}
+	pn.clip()
+	return pr
 }
 
 func (n *node) clip() {
@@ -241,19 +479,54 @@ func txt(name string, ttl uint32, s string) dns.RR {
 // WriteZone writes every record of the snapshot as zone text, sorted, the
 // reverse names last.
 func (s *Snapshot) WriteZone(w io.Writer) error {
-	for _, m := range []map[string]*node{s.names, s.reverse} {
-		for _, name := range slices.SortedFunc(maps.Keys(m), compareNames) {
-			n := m[name]
-			for _, rrs := range [][]dns.RR{n.soa, n.ns, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
-				for _, rr := range rrs {
-					if _, err := fmt.Fprintln(w, rr.String()); err != nil {
-						return err
-					}
+	names := s.names()
+	reverse := map[string]bool{}
+	for _, t := range s.topos {
+		for name := range t.reverse {
+			reverse[name] = true
+		}
+	}
+	for _, name := range slices.SortedFunc(maps.Keys(reverse), compareNames) {
+		names = append(names, name)
+	}
+	for _, name := range names {
+		n := s.lookup(name)
+		if n == nil {
+			n = &node{ptr: s.ptrs(name)}
+		}
+		for _, rrs := range [][]dns.RR{n.soa, n.ns, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
+			for _, rr := range rrs {
+				if _, err := fmt.Fprintln(w, rr.String()); err != nil {
+					return err
 				}
 			}
 		}
 	}
 	return nil
+}
+
+// names returns every name of the zone in zone-file order.
+func (s *Snapshot) names() []string {
+	var names []string
+	for _, p := range s.parts {
+		names = slices.AppendSeq(names, maps.Keys(p.names))
+	}
+	slices.SortFunc(names, compareNames)
+	return names
+}
+
+// ptrs returns the PTR records of a reverse name, of every topology.
+func (s *Snapshot) ptrs(name string) []dns.RR {
+	var out []dns.RR
+	for _, t := range s.topos {
+		rrs := t.reverse[name]
+		if out == nil {
+			out = rrs // clipped: an append copies
+		} else {
+			out = append(out, rrs...)
+		}
+	}
+	return slices.Clip(out)
 }
 
 // compareNames orders names from the apex down, as in a zone file.

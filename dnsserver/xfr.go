@@ -113,13 +113,13 @@ func (x *xfr) allowed(addr net.Addr) bool {
 }
 
 // soa is the snapshot's SOA record.
-func (s *Snapshot) soa() *dns.SOA { return s.names[s.zone].soa[0].(*dns.SOA) }
+func (s *Snapshot) soa() *dns.SOA { return s.lookup(s.zone).soa[0].(*dns.SOA) }
 
 // recordCount is how many records zoneRecords returns.
 func (s *Snapshot) recordCount() int {
 	n := 0
-	for _, nd := range s.names {
-		n += len(nd.ns) + len(nd.a) + len(nd.aaaa) + len(nd.srv) + len(nd.txt)
+	for _, p := range s.parts {
+		n += p.records
 	}
 	return n
 }
@@ -130,11 +130,16 @@ func (s *Snapshot) recordCount() int {
 // AAAA records, so they appear once).
 func (s *Snapshot) zoneRecords() []dns.RR {
 	out := make([]dns.RR, 0, s.recordCount())
-	for _, name := range slices.SortedFunc(maps.Keys(s.names), compareNames) {
-		n := s.names[name]
-		for _, rrs := range [][]dns.RR{n.ns, n.a, n.aaaa, n.srv, n.txt} {
-			out = append(out, rrs...)
-		}
+	for _, name := range s.names() {
+		out = s.lookup(name).appendRecords(out)
+	}
+	return out
+}
+
+// appendRecords appends the records of n that zoneRecords returns.
+func (n *node) appendRecords(out []dns.RR) []dns.RR {
+	for _, rrs := range [][]dns.RR{n.ns, n.a, n.aaaa, n.srv, n.txt} {
+		out = append(out, rrs...)
 	}
 	return out
 }
@@ -149,29 +154,75 @@ func (s *Snapshot) axfr() []dns.RR {
 	return append(out, soa)
 }
 
-// diff is the change from prev to next. Records compare by their text,
-// which holds every field; the snapshots share no record objects.
+// diff is the change from prev to next. Only the names whose node is not
+// the same object in both can differ (build takes unchanged nodes over),
+// and of those only the records that are not: the rest compare by their
+// text, which holds every field.
 func diff(prev, next *Snapshot) zoneDiff {
 	d := zoneDiff{from: prev.soa(), to: next.soa()}
-	old, cur := prev.zoneRecords(), next.zoneRecords()
-	oldKeys := make(map[string]struct{}, len(old))
-	for _, rr := range old {
-		oldKeys[rr.String()] = struct{}{}
-	}
-	curKeys := make(map[string]struct{}, len(cur))
-	for _, rr := range cur {
-		k := rr.String()
-		curKeys[k] = struct{}{}
-		if _, ok := oldKeys[k]; !ok {
-			d.add = append(d.add, rr)
+	changed := map[string]bool{}
+	for _, pair := range [2][2]*Snapshot{{prev, next}, {next, prev}} {
+		a, b := pair[0], pair[1]
+		for l, pa := range a.parts {
+			pb := b.parts[l]
+			if pb == pa {
+				continue
+			}
+			for name, n := range pa.names {
+				if pb == nil || pb.names[name] != n {
+					changed[name] = true
+				}
+			}
 		}
 	}
-	for _, rr := range old {
-		if _, ok := curKeys[rr.String()]; !ok {
-			d.del = append(d.del, rr)
+	for _, name := range slices.SortedFunc(maps.Keys(changed), compareNames) {
+		var old, cur []dns.RR
+		if n := prev.lookup(name); n != nil {
+			old = n.appendRecords(nil)
 		}
+		if n := next.lookup(name); n != nil {
+			cur = n.appendRecords(nil)
+		}
+		d.del = append(d.del, missing(old, cur)...)
+		d.add = append(d.add, missing(cur, old)...)
 	}
 	return d
+}
+
+// missing returns the records of a that b has not: not the same object,
+// nor one of the same text.
+func missing(a, b []dns.RR) []dns.RR {
+	in := make(map[dns.RR]bool, len(b))
+	for _, rr := range b {
+		in[rr] = true
+	}
+	var cand []dns.RR
+	for _, rr := range a {
+		if !in[rr] {
+			cand = append(cand, rr)
+		}
+	}
+	if len(cand) == 0 {
+		return nil
+	}
+	if len(cand) <= 16 {
+		// A change of a few peers in a large RRset: compare them field by
+		// field, rather than writing out the text of every record.
+		return slices.DeleteFunc(cand, func(rr dns.RR) bool {
+			return slices.ContainsFunc(b, func(o dns.RR) bool { return dns.IsDuplicate(rr, o) })
+		})
+	}
+	text := make(map[string]bool, len(b))
+	for _, rr := range b {
+		text[rr.String()] = true
+	}
+	var out []dns.RR
+	for _, rr := range cand {
+		if !text[rr.String()] {
+			out = append(out, rr)
+		}
+	}
+	return out
 }
 
 // serialAtLeast compares serials as RFC 1982 does: a >= b.
@@ -361,13 +412,13 @@ func (s *Server) TransferCounts() []TransferCount {
 
 // addNameServers adds the apex NS records and, for names inside the zone,
 // their glue.
-func (s *Snapshot) addNameServers(cfg zoneConfig, apex *node) {
+func addNameServers(cfg zoneConfig, names nodes, apex *node) {
 	for _, ns := range cfg.ns {
 		apex.ns = append(apex.ns, &dns.NS{Hdr: hdr(cfg.zone, dns.TypeNS, cfg.ttl), Ns: ns.Name})
 		if !dns.IsSubDomain(cfg.zone, ns.Name) {
 			continue
 		}
-		n := s.node(ns.Name)
+		n := names.node(cfg.zone, ns.Name)
 		for _, a := range ns.Addrs {
 			if a.Is4() {
 				n.a = append(n.a, addrRR(ns.Name, a, cfg.ttl))
