@@ -17,6 +17,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/dnsserver"
 	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/rancher"
@@ -32,21 +33,22 @@ const envPrefix = "PEERBRIDGE"
 // GlobalEnv is what the whole process reads once. The spec types are
 // exported because envconfig reaches embedded structs by reflection.
 type GlobalEnv struct {
-	Topologies     []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
-	DNSDomain      string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
-	DNSAddr        string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
-	DNSTtl         ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
-	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
-	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
-	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
-	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
-	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
-	HA             bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
-	HAKeyPrefix    string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
-	HASessionTTL   time.Duration `split_words:"true" default:"15s" desc:"TTL of the leader's Consul session (10s to 24h): a dead leader is replaced within one to two TTLs plus the lock delay"`
-	HALockDelay    time.Duration `split_words:"true" default:"5s" desc:"how long the lock stays free after a leader's session is invalidated (0 to 60s)"`
-	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
+	Topologies      []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
+	DNSDomain       string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
+	DNSAddr         string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
+	DNSTtl          ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
+	DNSNegativeTTL  ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
+	HTTPAddr        string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
+	Consul          *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
+	Owner           string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
+	ConsulTags      []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
+	HA              bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
+	HAKeyPrefix     string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
+	HACheckTTL      time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
+	HALockDelay     time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
+	HARenewDeadline time.Duration `split_words:"true" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
+	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
 }
 
 // TopologyEnv is what every topology reads, per topology in the
@@ -129,9 +131,8 @@ type config struct {
 
 // haConfig is leader election's settings.
 type haConfig struct {
-	key        string
-	sessionTTL time.Duration
-	lockDelay  time.Duration
+	key                                string
+	checkTTL, lockDelay, renewDeadline time.Duration
 }
 
 // consulConfig is the Consul publisher's settings; the client's own come
@@ -227,17 +228,22 @@ func loadConfig() (*config, error) {
 	}
 
 	if g.HA {
-		cfg.ha = &haConfig{sessionTTL: g.HASessionTTL, lockDelay: g.HALockDelay}
+		cfg.ha = &haConfig{checkTTL: g.HACheckTTL, lockDelay: g.HALockDelay, renewDeadline: g.HARenewDeadline}
 		if cfg.consul == nil {
 			errs.add("PEERBRIDGE_HA", "needs Consul: set CONSUL_HTTP_ADDR (or PEERBRIDGE_CONSUL=true)")
 		} else {
 			cfg.ha.key = strings.Trim(g.HAKeyPrefix, "/") + "/" + cfg.consul.owner
 		}
-		if g.HASessionTTL < 10*time.Second || g.HASessionTTL > 24*time.Hour {
-			errs.add("PEERBRIDGE_HA_SESSION_TTL", "%s must be between 10s and 24h, as Consul requires", g.HASessionTTL)
-		}
-		if g.HALockDelay < 0 || g.HALockDelay > time.Minute {
-			errs.add("PEERBRIDGE_HA_LOCK_DELAY", "%s must be between 0 and 60s", g.HALockDelay)
+		err := consulpub.ElectionOptions{CheckTTL: g.HACheckTTL, LockDelay: g.HALockDelay, RenewDeadline: g.HARenewDeadline}.Validate()
+		if joined, ok := err.(interface{ Unwrap() []error }); ok {
+			for _, e := range joined.Unwrap() {
+				var se *consulpub.SettingError
+				if !errors.As(e, &se) {
+					continue
+				}
+				errs.add(map[string]string{"CheckTTL": "PEERBRIDGE_HA_CHECK_TTL", "LockDelay": "PEERBRIDGE_HA_LOCK_DELAY",
+					"RenewDeadline": "PEERBRIDGE_HA_RENEW_DEADLINE"}[se.Setting], "%s", se.Err)
+			}
 		}
 	}
 	token := &tokenSource{}
@@ -555,7 +561,7 @@ func (c *config) logValue() slog.Value {
 		slog.Duration("negative_ttl", c.dns.NegativeTTL),
 	}
 	if c.ha != nil {
-		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "session_ttl", c.ha.sessionTTL, "lock_delay", c.ha.lockDelay))
+		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "check_ttl", c.ha.checkTTL, "lock_delay", c.ha.lockDelay, "renew_deadline", c.ha.renewDeadline))
 	}
 	if c.consul != nil {
 		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")

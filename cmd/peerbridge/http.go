@@ -42,7 +42,7 @@ func newHTTPHandler(st *state, now func() time.Time) http.Handler {
 // statusDoc is the JSON of /status.
 type statusDoc struct {
 	Version    string           `json:"version"`
-	Role       string           `json:"role"` // single, leader or follower
+	Role       role             `json:"role"`
 	Ready      bool             `json:"ready"`
 	NotReady   []string         `json:"not_ready,omitempty"`
 	Zone       string           `json:"zone"`
