@@ -145,8 +145,12 @@ func (h *hub) attach(t *testing.T, name, addr string) *netns {
 }
 
 // cut takes the hub's end of n's link down: n's packets are dropped.
-func (h *hub) cut(t *testing.T, n *netns)  { ipcmd(t, "-n", h.name, "link", "set", h.links[n.name], "down") }
-func (h *hub) heal(t *testing.T, n *netns) { ipcmd(t, "-n", h.name, "link", "set", h.links[n.name], "up") }
+func (h *hub) cut(t *testing.T, n *netns) {
+	ipcmd(t, "-n", h.name, "link", "set", h.links[n.name], "down")
+}
+func (h *hub) heal(t *testing.T, n *netns) {
+	ipcmd(t, "-n", h.name, "link", "set", h.links[n.name], "up")
+}
 
 // catalogWrite is one transaction a replica sent to Consul that writes to
 // the catalog, as its proxy saw it.
@@ -480,4 +484,3 @@ func TestHAPartitionRaft(t *testing.T) {
 		t.Errorf("failover after the server's cut took %v", took)
 	}
 }
-
