@@ -223,6 +223,7 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 		return time.Time{}, err
 	}
 	var index uint64
+	free := false
 	for ctx.Err() == nil {
 		if e.session == "" {
 			id, _, err := e.sessions.Create(&api.SessionEntry{
@@ -245,7 +246,7 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 			(&api.WriteOptions{}).WithContext(wctx))
 		cancel()
 		if err != nil {
-			if strings.Contains(err.Error(), "invalid session") {
+			if strings.Contains(strings.ToLower(err.Error()), "invalid session") {
 				e.session = "" // invalidated meanwhile: start a new one
 			}
 			return fail("cannot take part in the election, following meanwhile", err)
@@ -253,9 +254,16 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 		if ok {
 			return sent, nil
 		}
-		// Someone holds the lock, or it is in its lock delay: wait for the
-		// holder to go, then try every retry period.
-		pair, meta, err := e.kv.Get(e.opts.Key, (&api.QueryOptions{WaitIndex: index, WaitTime: time.Minute}).WithContext(ctx))
+		// Someone holds the lock: wait for a change. Nobody holds it: the
+		// lock delay is on; try again every retry period.
+		q := &api.QueryOptions{WaitIndex: index, WaitTime: time.Minute}
+		if free {
+			if !bridge.Sleep(ctx, e.retry) {
+				break
+			}
+			q.WaitIndex = 0
+		}
+		pair, meta, err := e.kv.Get(e.opts.Key, q.WithContext(ctx))
 		if err != nil {
 			return fail("watching the leader lock failed, following meanwhile", err)
 		}
@@ -265,9 +273,7 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 		} else {
 			index = meta.LastIndex
 		}
-		if pair == nil || pair.Session == "" {
-			bridge.Sleep(ctx, e.retry)
-		}
+		free = pair == nil || pair.Session == ""
 	}
 	return time.Time{}, ctx.Err()
 }
