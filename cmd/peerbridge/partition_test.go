@@ -392,6 +392,22 @@ func partition(t *testing.T, h *hub, fakeAPI *droplets, rs []*replica, nsOf map[
 	return failover
 }
 
+// partitionSetup finds consul, builds peerbridge, and makes the hub with
+// the provider's API on it, at http://10.77.0.254:8080.
+func partitionSetup(t *testing.T) (consul, bin string, h *hub, fakeAPI *droplets) {
+	t.Helper()
+	requireNetns(t)
+	consul = bridgetest.ConsulBinary(t)
+	bin = buildPeerbridge(t)
+	h = newHub(t)
+	fakeAPI = &droplets{}
+	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
+	api := &http.Server{Handler: fakeAPI}
+	go api.Serve(h.listen(t, "10.77.0.254:8080"))
+	t.Cleanup(func() { api.Close() })
+	return consul, bin, h, fakeAPI
+}
+
 // TestHAPartitionOneAgent: three replicas and one Consul agent, each in
 // its own network namespace; the leader's link is cut (its packets
 // dropped), with the default HA timings.
@@ -399,15 +415,7 @@ func TestHAPartitionOneAgent(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs peerbridge and consul in network namespaces")
 	}
-	requireNetns(t)
-	consul := bridgetest.ConsulBinary(t)
-	bin := buildPeerbridge(t)
-	h := newHub(t)
-	fakeAPI := &droplets{}
-	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
-	api := &http.Server{Handler: fakeAPI}
-	go api.Serve(h.listen(t, "10.77.0.254:8080"))
-	t.Cleanup(func() { api.Close() })
+	consul, bin, h, fakeAPI := partitionSetup(t)
 
 	cns := h.attach(t, "c", "10.77.0.100")
 	startInNetns(t, cns, "consul", consul, "agent", "-dev", "-bind", "127.0.0.1", "-client", "127.0.0.1",
@@ -440,15 +448,7 @@ func TestHAPartitionRaft(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs peerbridge and consul in network namespaces")
 	}
-	requireNetns(t)
-	consul := bridgetest.ConsulBinary(t)
-	bin := buildPeerbridge(t)
-	h := newHub(t)
-	fakeAPI := &droplets{}
-	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
-	api := &http.Server{Handler: fakeAPI}
-	go api.Serve(h.listen(t, "10.77.0.254:8080"))
-	t.Cleanup(func() { api.Close() })
+	consul, bin, h, fakeAPI := partitionSetup(t)
 
 	var servers []*netns
 	for i := 1; i <= 3; i++ {
