@@ -33,22 +33,22 @@ const envPrefix = "PEERBRIDGE"
 // GlobalEnv is what the whole process reads once. The spec types are
 // exported because envconfig reaches embedded structs by reflection.
 type GlobalEnv struct {
-	Topologies      []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
-	DNSDomain       string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
-	DNSAddr         string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
-	DNSTtl          ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
-	DNSNegativeTTL  ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
-	HTTPAddr        string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
-	Consul          *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
-	Owner           string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
-	ConsulTags      []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
-	HA              bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
-	HAKeyPrefix     string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
-	HACheckTTL      time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
-	HALockDelay     time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
-	HARenewDeadline time.Duration `split_words:"true" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
-	LogLevel        string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat       string        `split_words:"true" default:"text" desc:"text or json"`
+	Topologies     []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
+	DNSDomain      string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
+	DNSAddr        string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
+	DNSTtl         ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
+	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
+	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
+	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
+	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
+	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
+	HA             bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
+	HAKeyPrefix    string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
+	HACheckTTL     time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
+	HALockDelay    time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
+	HADeadline     time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
+	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
 }
 
 // TopologyEnv is what every topology reads, per topology in the
@@ -228,13 +228,13 @@ func loadConfig() (*config, error) {
 	}
 
 	if g.HA {
-		cfg.ha = &haConfig{checkTTL: g.HACheckTTL, lockDelay: g.HALockDelay, renewDeadline: g.HARenewDeadline}
+		cfg.ha = &haConfig{checkTTL: g.HACheckTTL, lockDelay: g.HALockDelay, renewDeadline: g.HADeadline}
 		if cfg.consul == nil {
 			errs.add("PEERBRIDGE_HA", "needs Consul: set CONSUL_HTTP_ADDR (or PEERBRIDGE_CONSUL=true)")
 		} else {
 			cfg.ha.key = strings.Trim(g.HAKeyPrefix, "/") + "/" + cfg.consul.owner
 		}
-		err := consulpub.ElectionOptions{CheckTTL: g.HACheckTTL, LockDelay: g.HALockDelay, RenewDeadline: g.HARenewDeadline}.Validate()
+		err := consulpub.ElectionOptions{CheckTTL: g.HACheckTTL, LockDelay: g.HALockDelay, RenewDeadline: g.HADeadline}.Validate()
 		if joined, ok := err.(interface{ Unwrap() []error }); ok {
 			for _, e := range joined.Unwrap() {
 				var se *consulpub.SettingError
