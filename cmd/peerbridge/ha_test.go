@@ -273,6 +273,7 @@ func TestHA(t *testing.T) {
 		"CONSUL_HTTP_ADDR=" + agent.Addr, "PEERBRIDGE_DNS_ADDR=127.0.0.1:0", "PEERBRIDGE_HTTP_ADDR=127.0.0.1:0",
 		"PEERBRIDGE_LOG_LEVEL=debug",
 	}
+	top := t
 	rs := []*replica{startReplica(t, bin, "a", env), startReplica(t, bin, "b", env), startReplica(t, bin, "c", env)}
 
 	leader := waitOneLeader(t, rs, 20*time.Second)
@@ -341,8 +342,9 @@ func TestHA(t *testing.T) {
 		var took []time.Duration
 		peers := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}
 		for run := range 5 {
-			// Three replicas each time: a fresh one replaces the killed.
-			rs = append(rs, startReplica(t, bin, fmt.Sprintf("k%d", run), env))
+			// Three replicas each time: a fresh one replaces the killed,
+			// and lives on past this subtest.
+			rs = append(rs, startReplica(top, bin, fmt.Sprintf("k%d", run), env))
 			waitOneLeader(t, rs, 20*time.Second)
 			sameSerial(t, rs, 10*time.Second)
 			leader = waitOneLeader(t, rs, 20*time.Second)
