@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	stdlog "log"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -177,6 +178,8 @@ func (l *writeLog) proxy(t *testing.T, writer string, ln net.Listener, dial func
 			DialContext: func(_ context.Context, network, addr string) (net.Conn, error) { return dial(network, addr) },
 		},
 		FlushInterval: -1,
+		// Cancelled long polls are the replicas' business.
+		ErrorLog: stdlog.New(io.Discard, "", 0),
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPut || r.URL.Path != "/v1/txn" {
