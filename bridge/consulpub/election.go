@@ -255,8 +255,11 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 			return sent, nil
 		}
 		// Someone holds the lock: wait for a change. Nobody holds it: the
-		// lock delay is on; try again every retry period.
-		q := &api.QueryOptions{WaitIndex: index, WaitTime: time.Minute}
+		// lock delay is on; try again every retry period. The read is only a
+		// wake-up (the acquire decides), so any server may answer it: a
+		// blocking query forwarded to a Raft leader that has just been cut
+		// off would hang until Consul's RPC timeout, a minute or more.
+		q := &api.QueryOptions{WaitIndex: index, WaitTime: 10 * time.Second, AllowStale: true}
 		if free {
 			if !bridge.Sleep(ctx, e.retry) {
 				break

@@ -96,7 +96,11 @@ func Follow(ctx context.Context, opts FollowOptions) {
 			return
 		case u := <-updates:
 			if u.stamp != nil {
-				stamp = u.stamp
+				// Reads are stale (see watch): a lagging server may answer
+				// with an older stamp, which must not win over a newer one.
+				if stamp == nil || stamp.Serial == 0 || int32(u.stamp.Serial-stamp.Serial) > 0 {
+					stamp = u.stamp
+				}
 			} else {
 				sets[u.set.Service.Topology] = u.set
 			}
@@ -135,7 +139,11 @@ func watch(ctx context.Context, what string, log *slog.Logger, query func(*api.Q
 	var index uint64
 	var backoff bridge.Retry
 	for ctx.Err() == nil {
-		meta, err := query((&api.QueryOptions{WaitIndex: index, WaitTime: 5 * time.Minute}).WithContext(ctx))
+		// Any server may answer: a blocking query forwarded to a Raft leader
+		// that has just been cut off would hang until Consul's RPC timeout.
+		// The stamp makes stale answers harmless: entries are served only
+		// when they match it, and it only moves forward.
+		meta, err := query((&api.QueryOptions{WaitIndex: index, WaitTime: time.Minute, AllowStale: true}).WithContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return
