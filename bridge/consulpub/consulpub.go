@@ -198,7 +198,7 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
 	var stamp *api.KVTxnOp
 	if p.fence.Key != "" {
 		key := StampKey(p.fence.Key)
-		old, _, index, err := readStamp(ctx, p.kv, key, &api.QueryOptions{})
+		old, _, index, err := readStamp(p.kv, key, (&api.QueryOptions{}).WithContext(ctx))
 		if err != nil {
 			return err
 		}

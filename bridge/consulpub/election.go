@@ -226,13 +226,17 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 	free := false
 	for ctx.Err() == nil {
 		if e.session == "" {
+			// Every request has a deadline: one forwarded to a Raft leader
+			// that has just been cut off would hang for Consul's RPC timeout.
+			wctx, cancel := context.WithTimeout(ctx, 2*e.retry)
 			id, _, err := e.sessions.Create(&api.SessionEntry{
 				Name:          "peerbridge leader " + e.instance,
 				LockDelay:     e.opts.LockDelay,
 				Behavior:      api.SessionBehaviorRelease,
 				NodeChecks:    []string{"serfHealth"},
 				ServiceChecks: []api.ServiceCheck{{ID: e.checkID}},
-			}, (&api.WriteOptions{}).WithContext(ctx))
+			}, (&api.WriteOptions{}).WithContext(wctx))
+			cancel()
 			if err != nil {
 				// Typically the check was just registered or renewed and the
 				// agent has not told the servers yet.
@@ -266,7 +270,9 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 			}
 			q.WaitIndex = 0
 		}
-		pair, meta, err := e.kv.Get(e.opts.Key, q.WithContext(ctx))
+		rctx, cancel := context.WithTimeout(ctx, q.WaitTime+5*time.Second)
+		pair, meta, err := e.kv.Get(e.opts.Key, q.WithContext(rctx))
+		cancel()
 		if err != nil {
 			return fail("watching the leader lock failed, following meanwhile", err)
 		}

@@ -80,7 +80,7 @@ func Follow(ctx context.Context, opts FollowOptions) {
 	}
 	kv := opts.Client.KV()
 	go watch(ctx, "stamp", log, func(q *api.QueryOptions) (*api.QueryMeta, error) {
-		st, meta, _, err := readStamp(ctx, kv, opts.StampKey, q)
+		st, meta, _, err := readStamp(kv, opts.StampKey, q)
 		if err == nil {
 			send(update{stamp: &st})
 		}
@@ -143,7 +143,12 @@ func watch(ctx context.Context, what string, log *slog.Logger, query func(*api.Q
 		// that has just been cut off would hang until Consul's RPC timeout.
 		// The stamp makes stale answers harmless: entries are served only
 		// when they match it, and it only moves forward.
-		meta, err := query((&api.QueryOptions{WaitIndex: index, WaitTime: time.Minute, AllowStale: true}).WithContext(ctx))
+		// A deadline too, for a server that vanishes mid-query (Consul adds up
+		// to a sixteenth of the wait time as jitter).
+		const wait = time.Minute
+		qctx, cancel := context.WithTimeout(ctx, wait+wait/16+5*time.Second)
+		meta, err := query((&api.QueryOptions{WaitIndex: index, WaitTime: wait, AllowStale: true}).WithContext(qctx))
+		cancel()
 		if err != nil {
 			if ctx.Err() != nil {
 				return

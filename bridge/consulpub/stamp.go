@@ -1,7 +1,6 @@
 package consulpub
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -34,8 +33,8 @@ func StampKey(lockKey string) string { return strings.TrimSuffix(lockKey, "/") +
 
 // readStamp returns the stamp at key and its ModifyIndex (0 and an empty
 // stamp when there is none yet).
-func readStamp(ctx context.Context, kv *api.KV, key string, q *api.QueryOptions) (Stamp, *api.QueryMeta, uint64, error) {
-	pair, meta, err := kv.Get(key, q.WithContext(ctx))
+func readStamp(kv *api.KV, key string, q *api.QueryOptions) (Stamp, *api.QueryMeta, uint64, error) {
+	pair, meta, err := kv.Get(key, q)
 	if err != nil {
 		return Stamp{}, nil, 0, fmt.Errorf("reading %s: %w", key, err)
 	}
