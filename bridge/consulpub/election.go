@@ -182,12 +182,16 @@ func (e *elector) register(ctx context.Context) error {
 func (e *elector) heartbeat(ctx context.Context) {
 	tick := time.NewTicker(e.retry)
 	defer tick.Stop()
-	failing := false
+	failing, registered := false, false
 	for {
 		rctx, cancel := context.WithTimeout(ctx, e.retry)
-		err := e.agent.UpdateTTLOpts(e.checkID, "alive", api.HealthPassing, (&api.QueryOptions{}).WithContext(rctx))
-		if err != nil && ctx.Err() == nil {
+		var err error
+		if registered {
+			err = e.agent.UpdateTTLOpts(e.checkID, "alive", api.HealthPassing, (&api.QueryOptions{}).WithContext(rctx))
+		}
+		if (!registered || err != nil) && ctx.Err() == nil {
 			err = e.register(rctx)
+			registered = err == nil
 		}
 		cancel()
 		switch {
