@@ -348,6 +348,39 @@ func partition(t *testing.T, h *hub, fakeAPI *droplets, rs []*replica, nsOf map[
 	serial := sameSerial(t, rs, 15*time.Second)
 	t.Logf("leader %s; every replica serves serial %d", old.name, serial)
 
+	// Every replica answers DNS throughout, the cut one from its last
+	// snapshot.
+	probeCtx, stopProbe := context.WithCancel(context.Background())
+	var probes, failed sync.Map // by replica name: counts
+	var probing sync.WaitGroup
+	for _, r := range rs {
+		probing.Go(func() {
+			n, bad := 0, 0
+			for probeCtx.Err() == nil {
+				if got := r.answer(1, "web.peers.internal."); len(got) < 3 || strings.HasPrefix(got[0], "error") {
+					bad++
+				}
+				n++
+				time.Sleep(100 * time.Millisecond)
+			}
+			probes.Store(r.name, n)
+			failed.Store(r.name, bad)
+		})
+	}
+	defer func() {
+		stopProbe()
+		probing.Wait()
+		for _, r := range rs {
+			n, _ := probes.Load(r.name)
+			bad, _ := failed.Load(r.name)
+			if bad.(int) > 0 {
+				t.Errorf("%s failed %d of %d DNS probes during the partition run", r.name, bad, n)
+			} else {
+				t.Logf("%s answered all %d DNS probes", r.name, n)
+			}
+		}
+	}()
+
 	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.9") // only a new leader can write this
 	cut := time.Now()
 	h.cut(t, nsOf[old])
