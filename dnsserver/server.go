@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,9 +51,10 @@ type Server struct {
 	snap   atomic.Pointer[Snapshot]
 	now    func() time.Time
 
-	mu     sync.Mutex // serialises Publish; queries never take it
-	sets   map[string]bridge.Set
-	serial uint32
+	mu      sync.Mutex // serialises Publish; queries never take it
+	sets    map[string]bridge.Set
+	serial  uint32
+	adopted bool // PublishSerial has set the serial
 
 	stats stats
 	xfr   *xfr
@@ -119,15 +121,53 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	}
 	s.sets[set.Service.Topology] = set
 	s.serial = nextSerial(s.serial, s.now())
-	sets := make([]bridge.Set, 0, len(s.sets))
-	for _, set := range s.sets {
-		sets = append(sets, set)
-	}
-	snap := build(s.cfg, s.serial, sets, s.snap.Load())
+	s.rebuild()
+	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
+	return nil
+}
+
+// rebuild builds the snapshot of s.sets under s.serial, from the current
+// one where records did not change, and serves it. s.mu must be held.
+func (s *Server) rebuild() {
+	snap := build(s.cfg, s.serial, slices.Collect(maps.Values(s.sets)), s.snap.Load())
 	s.long.note(s.log, snap.tooLong)
 	prev := s.snap.Swap(snap)
 	s.xfr.changed(prev, snap) // IXFR history, NOTIFY
-	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
+}
+
+// PublishSerial replaces the records of the sets' topologies at once and
+// serves them under serial, which the caller derives from what replicas
+// share (see consulpub.Stamp), so that replicas serving the same records
+// serve the same serial. The same sets under the same serial change
+// nothing. The serial must grow (RFC 1982); one that does not, for records
+// that changed, is replaced by the next one, so that secondaries still see
+// the change. The server's first serial, taken before anything was
+// published, does not count: the first call adopts serial whatever it is.
+func (s *Server) PublishSerial(_ context.Context, serial uint32, sets ...bridge.Set) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed := false
+	for _, set := range sets {
+		if old, ok := s.sets[set.Service.Topology]; !ok || !old.Equal(set) {
+			changed = true
+		}
+	}
+	switch {
+	case !s.adopted || int32(serial-s.serial) > 0:
+		// The caller's serial.
+	case !changed:
+		return nil
+	default:
+		s.log.Warn("dns serial does not grow: using the next one", "given", serial, "current", s.serial)
+		serial = s.serial + 1
+	}
+	for _, set := range sets {
+		s.sets[set.Service.Topology] = set
+	}
+	s.adopted = true
+	s.serial = serial
+	s.rebuild()
+	s.log.Debug("dns records updated", "topologies", len(sets), "serial", s.serial)
 	return nil
 }
 

@@ -428,6 +428,38 @@ func TestSerialAndAtomicSwap(t *testing.T) {
 	}
 }
 
+// TestPublishSerial: the caller's serial is served, adopted at first
+// whatever it is, and after that only when it grows; records that change
+// under a serial that does not grow get the next one.
+func TestPublishSerial(t *testing.T) {
+	s := startServer(t, Config{})
+	three := bridge.Set{Service: myapp, Peers: manyPeers(3)}
+	four := bridge.Set{Service: myapp, Peers: manyPeers(4)}
+	for _, step := range []struct {
+		name   string
+		serial uint32
+		set    bridge.Set
+		want   uint32
+	}{
+		{"first: adopted, even below the start serial", 7, three, 7},
+		{"same set, same serial: nothing", 7, three, 7},
+		{"a grown serial", 9, three, 9},
+		{"new records, a grown serial", 12, four, 12},
+		{"an older serial for the same records: ignored", 10, four, 12},
+		{"new records under an older serial: the next one", 11, three, 13},
+	} {
+		if err := s.PublishSerial(context.Background(), step.serial, step.set); err != nil {
+			t.Fatal(err)
+		}
+		if got := s.Snapshot().Serial(); got != step.want {
+			t.Errorf("%s: serial %d, want %d", step.name, got, step.want)
+		}
+		if got := s.Sets()[myapp.Topology]; !got.Equal(step.set) {
+			t.Errorf("%s: serving %d peers, want %d", step.name, len(got.Peers), len(step.set.Peers))
+		}
+	}
+}
+
 func TestNextSerial(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	for _, tc := range []struct {

@@ -10,11 +10,13 @@ package consulpub
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,15 +34,35 @@ type Options struct {
 	// Owner is stamped on every node; only such nodes are changed.
 	Owner string
 	// Tags are added to every registered service.
-	Tags   []string
+	Tags []string
+	// Fence, when set, guards every write: it lands only while Fence's
+	// session holds the leader lock (see Lead), checked by Consul in the
+	// same transaction, so that a deposed leader's late writes fail. A
+	// fenced publisher also keeps the Stamp.
+	Fence  Fence
 	Logger *slog.Logger
 }
+
+// Fence is a leader's claim: its session holds the lock on Key.
+type Fence struct {
+	Key, Session string
+}
+
+// ErrFenced is returned for writes refused because the publisher's
+// session no longer holds the leader lock.
+var ErrFenced = errors.New("not written: this replica's session no longer holds the leader lock")
+
+// maxTxnOps is how many operations Consul accepts in one transaction.
+const maxTxnOps = 64
 
 // Publisher is a bridge.Publisher for Consul's catalog. Publish records the
 // set; Run writes it, and retries with backoff while Consul fails.
 type Publisher struct {
 	catalog *api.Catalog
 	health  *api.Health
+	txn     *api.Txn
+	kv      *api.KV
+	fence   Fence
 	owner   string
 	tags    []string
 	log     *slog.Logger
@@ -74,6 +96,9 @@ func New(opts Options) (*Publisher, error) {
 	return &Publisher{
 		catalog: opts.Client.Catalog(),
 		health:  opts.Client.Health(),
+		txn:     opts.Client.Txn(),
+		kv:      opts.Client.KV(),
+		fence:   opts.Fence,
 		owner:   opts.Owner,
 		tags:    slices.Compact(tags),
 		log:     log,
@@ -159,59 +184,134 @@ func (p *Publisher) Sync(ctx context.Context) error {
 }
 
 // syncSet reads what Consul holds for the set's service and this owner,
-// with one request, and writes the difference.
+// with one request, and writes the difference. A fenced publisher also
+// reads the stamp, and updates it in the transaction that completes the
+// set.
 func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
 	q := (&api.QueryOptions{NodeMeta: map[string]string{MetaOwner: p.owner}}).WithContext(ctx)
 	have, _, err := p.health.Service(set.Service.Name, "", false, q)
 	if err != nil {
 		return fmt.Errorf("reading service %s from consul: %w", set.Service.Name, err)
 	}
-	changes := Plan(p.owner, Desired(p.owner, p.tags, set), have)
-	if changes.Writes() == 0 {
+	want := Desired(p.owner, p.tags, set)
+	changes := Plan(p.owner, want, have)
+	var stamp *api.KVTxnOp
+	if p.fence.Key != "" {
+		key := StampKey(p.fence.Key)
+		old, _, index, err := readStamp(p.kv, key, (&api.QueryOptions{}).WithContext(ctx))
+		if err != nil {
+			return err
+		}
+		digest := Digest(SetFromEntries(p.owner, set.Service, Entries(want)))
+		if old.Sets[set.Service.Topology] != digest || old.Serial == 0 {
+			value, err := json.Marshal(old.next(set.Service.Topology, digest, time.Now()))
+			if err != nil {
+				return err
+			}
+			stamp = &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: value, Index: index}
+		}
+	}
+	if changes.Writes() == 0 && stamp == nil {
 		return nil
 	}
-	err = p.apply(ctx, changes)
+	err = p.apply(ctx, changes, stamp)
 	p.log.Info("consul catalog updated", "topology", set.Service.Topology, "service", set.Service.Name,
-		"created", len(changes.Create), "updated", len(changes.Update), "deleted", len(changes.Delete))
+		"created", len(changes.Create), "updated", len(changes.Update), "deleted", len(changes.Delete),
+		"stamped", stamp != nil, "error", err)
 	return err
 }
 
-// apply writes the changes, one request each, going on past failures so
-// that one bad entry does not hold up the rest.
-func (p *Publisher) apply(ctx context.Context, c Changes) error {
-	w := (&api.WriteOptions{}).WithContext(ctx)
+// apply writes the changes in transactions of up to maxTxnOps operations,
+// a registration's operations never split; the stamp goes last, so that
+// it only ever describes entries that are all written. With a fence, each
+// transaction starts with the check that the lock is still held.
+func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) error {
+	type write struct {
+		ops  api.TxnOps
+		done func() // counts it, once written
+	}
+	var writes []write
 	var errs []error
 	for _, reg := range c.Create {
 		if err := p.claim(ctx, reg.Node); err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if _, err := p.catalog.Register(reg, w); err != nil {
-			errs = append(errs, fmt.Errorf("registering %s: %w", reg.Node, err))
-			continue
-		}
-		p.creates.Add(1)
+		writes = append(writes, write{registerOps(reg), func() { p.creates.Add(1) }})
 	}
 	for _, reg := range c.Update {
-		if _, err := p.catalog.Register(reg, w); err != nil {
-			errs = append(errs, fmt.Errorf("updating %s: %w", reg.Node, err))
-			continue
-		}
-		p.updates.Add(1)
+		writes = append(writes, write{registerOps(reg), func() { p.updates.Add(1) }})
 	}
 	for _, dc := range c.DropChecks {
-		if _, err := p.catalog.Deregister(dc, w); err != nil {
-			errs = append(errs, fmt.Errorf("removing check of %s: %w", dc.Node, err))
-		}
+		writes = append(writes, write{api.TxnOps{{Check: &api.CheckTxnOp{Verb: api.CheckDelete,
+			Check: api.HealthCheck{Node: dc.Node, CheckID: dc.CheckID}}}}, func() {}})
 	}
 	for _, node := range c.Delete {
-		if _, err := p.catalog.Deregister(&api.CatalogDeregistration{Node: node}, w); err != nil {
-			errs = append(errs, fmt.Errorf("deregistering %s: %w", node, err))
-			continue
+		writes = append(writes, write{api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete,
+			Node: api.Node{Node: node}}}}, func() { p.deletes.Add(1) }})
+	}
+	if stamp != nil {
+		if len(errs) > 0 {
+			// Some entries are not written: the stamp must not say they are.
+			return errors.Join(errs...)
 		}
-		p.deletes.Add(1)
+		writes = append(writes, write{api.TxnOps{{KV: stamp}}, func() {}})
+	}
+
+	w := (&api.QueryOptions{}).WithContext(ctx)
+	for len(writes) > 0 {
+		var ops api.TxnOps
+		if p.fence.Key != "" {
+			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: p.fence.Key, Session: p.fence.Session}})
+		}
+		n := 0
+		for n < len(writes) && (n == 0 || len(ops)+len(writes[n].ops) <= maxTxnOps) {
+			ops = append(ops, writes[n].ops...)
+			n++
+		}
+		batch := writes[:n]
+		writes = writes[n:]
+		ok, resp, _, err := p.txn.Txn(ops, w)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("consul transaction: %w", err))
+			break
+		}
+		if !ok {
+			errs = append(errs, p.txnError(ops, resp))
+			break
+		}
+		for _, w := range batch {
+			w.done()
+		}
 	}
 	return errors.Join(errs...)
+}
+
+// registerOps is a catalog registration as transaction operations: the
+// node, its service, the service's checks, in that order.
+func registerOps(reg *api.CatalogRegistration) api.TxnOps {
+	ops := api.TxnOps{
+		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
+			Node: reg.Node, Address: reg.Address, TaggedAddresses: reg.TaggedAddresses, Meta: reg.NodeMeta}}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: reg.Node, Service: *reg.Service}},
+	}
+	for _, c := range reg.Checks {
+		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: *c}})
+	}
+	return ops
+}
+
+// txnError explains a rolled-back transaction: ErrFenced when the lock
+// check failed, else Consul's reasons.
+func (p *Publisher) txnError(ops api.TxnOps, resp *api.TxnResponse) error {
+	var reasons []string
+	for _, e := range resp.Errors {
+		if e.OpIndex >= 0 && e.OpIndex < len(ops) && ops[e.OpIndex].KV != nil && ops[e.OpIndex].KV.Verb == api.KVCheckSession {
+			return fmt.Errorf("%w (%s)", ErrFenced, e.What)
+		}
+		reasons = append(reasons, e.What)
+	}
+	return fmt.Errorf("consul transaction rolled back: %s", strings.Join(reasons, "; "))
 }
 
 // claim makes sure a node about to be created is not someone else's that
@@ -223,7 +323,7 @@ func (p *Publisher) claim(ctx context.Context, node string) error {
 	if err != nil {
 		return fmt.Errorf("checking node %s: %w", node, err)
 	}
-	if n != nil && n.Node != nil && n.Node.Meta[MetaOwner] != p.owner {
+	if n != nil && n.Node != nil && !ownedNode(n.Node, p.owner) {
 		return fmt.Errorf("node %s exists without owner %q: not touching it", node, p.owner)
 	}
 	return nil

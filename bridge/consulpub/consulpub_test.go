@@ -2,6 +2,7 @@ package consulpub
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -175,8 +176,8 @@ func TestWithConsul(t *testing.T) {
 		}
 		before = counter.writes.Load()
 		publish(t, p, s)
-		if n := counter.writes.Load() - before; n != 2 {
-			t.Errorf("%d writes to repair two entries, want 2", n)
+		if n := counter.writes.Load() - before; n != 1 {
+			t.Errorf("%d writes to repair two entries, want 1 transaction", n)
 		}
 		got := nodes(t, c, "steady")
 		if len(got) != 3 || got["pb-steady-b"].ServicePort != 4369 {
@@ -346,52 +347,111 @@ func TestACLToken(t *testing.T) {
 	}
 }
 
-// TestFollow watches the catalog as a follower does, through blocking
-// queries (which Consul serves from its streaming backend).
+// zone records what Follow publishes.
+type zone chan published
+
+type published struct {
+	serial uint32
+	sets   []bridge.Set
+}
+
+func (z zone) PublishSerial(_ context.Context, serial uint32, sets ...bridge.Set) error {
+	z <- published{serial, sets}
+	return nil
+}
+
+func (z zone) next(t *testing.T) published {
+	t.Helper()
+	select {
+	case p := <-z:
+		return p
+	case <-time.After(10 * time.Second):
+		t.Fatal("nothing published by the watch")
+		return published{}
+	}
+}
+
+// lock takes key with a new session, as a leader does.
+func lock(t *testing.T, c *api.Client, key string) Fence {
+	t.Helper()
+	id, _, err := c.Session().Create(&api.SessionEntry{Behavior: api.SessionBehaviorRelease}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, err := c.KV().Acquire(&api.KVPair{Key: key, Session: id}, nil); err != nil || !ok {
+		t.Fatalf("acquire %s: %v %v", key, ok, err)
+	}
+	return Fence{Key: key, Session: id}
+}
+
+// TestFollow watches the catalog and the stamp as every HA replica does,
+// through blocking queries (which Consul serves from its streaming
+// backend): two followers serve the leader's sets under the same serial,
+// which grows with each change; a deposed leader's writes are refused.
 func TestFollow(t *testing.T) {
 	agent := bridgetest.StartConsul(t, "")
 	c := client(t, agent.Addr, "", nil)
-	leader := newPublisher(t, c, "pb")
+	fence := lock(t, c, "peerbridge/leader/pb")
+	leader, err := New(Options{Client: c, Owner: "pb", Fence: fence})
+	if err != nil {
+		t.Fatal(err)
+	}
 	s := set("followed", peer("a", "10.1.0.1"), peer("b", "10.1.0.2", "fd00::2"))
 	publish(t, leader, s)
 	// Another owner's entry in the same service is no part of the set.
 	publish(t, newPublisher(t, c, "other"), set("followed", peer("z", "10.9.9.9")))
 
-	got := make(chan bridge.Set, 10)
-	ready := make(chan string, 1)
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		Follow(ctx, c, "pb", []bridge.Service{s.Service}, func(_ context.Context, set bridge.Set) error {
-			got <- set
-			return nil
-		}, func(topology string) { ready <- topology }, nil)
-		close(done)
-	}()
-	next := func() bridge.Set {
-		t.Helper()
-		select {
-		case set := <-got:
-			return set
-		case <-time.After(10 * time.Second):
-			t.Fatal("no set from the watch")
-			return bridge.Set{}
+	var zones []zone
+	var done []chan struct{}
+	for range 2 {
+		z, ready, d := make(zone, 10), make(chan string, 1), make(chan struct{})
+		go func() {
+			defer close(d)
+			Follow(ctx, FollowOptions{Client: c, Owner: "pb", StampKey: StampKey(fence.Key), Services: []bridge.Service{s.Service},
+				Zone: z, Ready: func(topology string) { ready <- topology }})
+		}()
+		zones, done = append(zones, z), append(done, d)
+		if first := z.next(t); len(first.sets) != 1 || !first.sets[0].Equal(s) {
+			t.Fatalf("first sets %+v, want %+v", first.sets, s)
+		}
+		if topo := <-ready; topo != "followed" {
+			t.Fatalf("ready(%q)", topo)
 		}
 	}
-	if first := next(); !first.Equal(s) {
-		t.Fatalf("first set %+v, want %+v", first, s)
-	}
-	if topo := <-ready; topo != "followed" {
-		t.Fatalf("ready(%q)", topo)
-	}
+
 	changed := set("followed", peer("a", "10.1.0.1"))
 	publish(t, leader, changed)
-	for set := next(); !set.Equal(changed); set = next() {
+	var serials []uint32
+	for _, z := range zones {
+		p := z.next(t)
+		for !p.sets[0].Equal(changed) {
+			p = z.next(t)
+		}
+		serials = append(serials, p.serial)
 	}
+	if serials[0] != serials[1] || serials[0] == 0 {
+		t.Errorf("serials %v for the same records, want equal", serials)
+	}
+
+	// Deposed: the session ends, its writes are refused.
+	if _, err := c.Session().Destroy(fence.Session, nil); err != nil {
+		t.Fatal(err)
+	}
+	leader.Publish(ctx, set("followed", peer("a", "10.1.0.1"), peer("c", "10.1.0.3")))
+	if err := leader.Sync(ctx); !errors.Is(err, ErrFenced) {
+		t.Errorf("Sync after losing the lock = %v, want ErrFenced", err)
+	}
+	if got := nodes(t, c, "followed"); len(got) != 2 || got["pb-followed-c"] != nil {
+		t.Errorf("catalog %v after a deposed leader's write", slices.Collect(maps.Keys(got)))
+	}
+
 	cancel()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		t.Fatal("Follow did not return after cancel")
+	for _, d := range done {
+		select {
+		case <-d:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Follow did not return after cancel")
+		}
 	}
 }

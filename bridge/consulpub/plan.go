@@ -32,6 +32,16 @@ const (
 
 var metaKeyRE = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
+// owned is the one rule for what is peerbridge's to change, remove or
+// read back: a service entry on a node that carries owner's mark.
+func owned(e *api.ServiceEntry, owner string) bool {
+	return e != nil && e.Service != nil && ownedNode(e.Node, owner)
+}
+
+func ownedNode(n *api.Node, owner string) bool {
+	return n != nil && n.Meta[MetaOwner] == owner
+}
+
 // CheckID is the id of the check that carries peerbridge's health verdict.
 func CheckID(service string) string { return "peerbridge:" + service }
 
@@ -154,7 +164,7 @@ func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.Se
 	var c Changes
 	seen := map[string]bool{}
 	for _, e := range have {
-		if e.Node == nil || e.Service == nil || e.Node.Meta[MetaOwner] != owner {
+		if !owned(e, owner) {
 			continue
 		}
 		name := e.Node.Node

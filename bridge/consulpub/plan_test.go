@@ -13,23 +13,14 @@ import (
 )
 
 // entries turns registrations into what a health/service read returns.
+// entries is what the catalog holds after the registrations, with what
+// Consul fills in itself, which must not count as drift.
 func entries(regs map[string]*api.CatalogRegistration) []*api.ServiceEntry {
-	var out []*api.ServiceEntry
-	for _, r := range regs {
-		svc := *r.Service
-		// Consul fills these in itself; they must not count as drift.
-		svc.Weights = api.AgentWeights{Passing: 1, Warning: 1}
-		svc.CreateIndex, svc.ModifyIndex = 10, 10
-		var checks api.HealthChecks
-		for _, c := range r.Checks {
-			c := *c
-			checks = append(checks, &c)
-		}
-		out = append(out, &api.ServiceEntry{
-			Node:    &api.Node{Node: r.Node, Address: r.Address, Meta: r.NodeMeta, TaggedAddresses: r.TaggedAddresses, Datacenter: "dc1"},
-			Service: &svc,
-			Checks:  checks,
-		})
+	out := Entries(regs)
+	for _, e := range out {
+		e.Service.Weights = api.AgentWeights{Passing: 1, Warning: 1}
+		e.Service.CreateIndex, e.Service.ModifyIndex = 10, 10
+		e.Node.Datacenter = "dc1"
 	}
 	return out
 }

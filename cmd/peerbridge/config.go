@@ -48,8 +48,9 @@ type GlobalEnv struct {
 	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
 	HA             bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
 	HAKeyPrefix    string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
-	HASessionTTL   time.Duration `split_words:"true" default:"15s" desc:"TTL of the leader's Consul session (10s to 24h): a dead leader is replaced within one to two TTLs plus the lock delay"`
-	HALockDelay    time.Duration `split_words:"true" default:"5s" desc:"how long the lock stays free after a leader's session is invalidated (0 to 60s)"`
+	HACheckTTL     time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
+	HALockDelay    time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
+	HADeadline     time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
 
@@ -190,9 +191,8 @@ type warning struct{ variable, msg string }
 
 // haConfig is leader election's settings.
 type haConfig struct {
-	key        string
-	sessionTTL time.Duration
-	lockDelay  time.Duration
+	key                                string
+	checkTTL, lockDelay, renewDeadline time.Duration
 }
 
 // consulConfig is the Consul publisher's settings; the client's own come
@@ -356,18 +356,13 @@ func (r *reader) ha(g GlobalEnv, consul *consulConfig) *haConfig {
 	if !g.HA {
 		return nil
 	}
-	ha := &haConfig{sessionTTL: g.HASessionTTL, lockDelay: g.HALockDelay}
+	ha := &haConfig{checkTTL: g.HACheckTTL, lockDelay: g.HALockDelay, renewDeadline: g.HADeadline}
 	if consul == nil {
 		r.add("PEERBRIDGE_HA", "needs Consul: set CONSUL_HTTP_ADDR (or PEERBRIDGE_CONSUL=true)")
 	} else {
 		ha.key = strings.Trim(g.HAKeyPrefix, "/") + "/" + consul.owner
 	}
-	if g.HASessionTTL < 10*time.Second || g.HASessionTTL > 24*time.Hour {
-		r.add("PEERBRIDGE_HA_SESSION_TTL", "%s must be between 10s and 24h, as Consul requires", g.HASessionTTL)
-	}
-	if g.HALockDelay < 0 || g.HALockDelay > time.Minute {
-		r.add("PEERBRIDGE_HA_LOCK_DELAY", "%s must be between 0 and 60s", g.HALockDelay)
-	}
+	r.settings("", consulpub.ElectionOptions{CheckTTL: g.HACheckTTL, LockDelay: g.HALockDelay, RenewDeadline: g.HADeadline}.Validate())
 	return ha
 }
 
@@ -770,7 +765,7 @@ func (c *config) logValue() slog.Value {
 		slog.Any("transfer", c.dns.Transfer), // the TSIG key's name, never its secret
 	}
 	if c.ha != nil {
-		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "session_ttl", c.ha.sessionTTL, "lock_delay", c.ha.lockDelay))
+		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "check_ttl", c.ha.checkTTL, "lock_delay", c.ha.lockDelay, "renew_deadline", c.ha.renewDeadline))
 	}
 	if c.consul != nil {
 		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")

@@ -45,7 +45,7 @@ func newHTTPHandler(st *state, reg prometheus.Gatherer, now func() time.Time) ht
 // statusDoc is the JSON of /status.
 type statusDoc struct {
 	Version    string           `json:"version"`
-	Role       string           `json:"role"` // single, leader or follower
+	Role       role             `json:"role"`
 	Ready      bool             `json:"ready"`
 	NotReady   []string         `json:"not_ready,omitempty"`
 	Zone       string           `json:"zone"`

@@ -167,7 +167,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.buildInfo, 1, buildVersion(), runtime.Version())
 	leading := 1.0
-	if c.st.role() == "follower" {
+	if c.st.role() == roleFollower {
 		leading = 0
 	}
 	gauge(c.haLeader, leading)

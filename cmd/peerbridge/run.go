@@ -41,8 +41,8 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	}
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
 	metrics := newMetrics(st, cfg.topologies)
-	newTerm := func() (*term, error) { return buildTerm(cfg, log, dns, client, metrics) }
-	first, err := newTerm() // fail at start on anything a term cannot be built with
+	newTerm := func(fence consulpub.Fence) (*term, error) { return buildTerm(cfg, log, dns, client, metrics, fence) }
+	first, err := newTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
 	if err != nil {
 		return err
 	}
@@ -72,10 +72,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
 	} else {
-		g.Go(func() error {
-			lead(gctx, cfg, log, client, dns, st, first, newTerm)
-			return nil
-		})
+		g.Go(func() error { return lead(gctx, cfg, log, client, dns, st, newTerm) })
 	}
 	log.Info("listening", "dns", ls.Addr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
 	if m.OnListen != nil {
@@ -88,21 +85,26 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 }
 
 // term is what a leader runs: a loop per topology and the Consul
-// publisher. Without HA one term lasts the life of the process. With HA
-// each leadership term starts afresh, so that nothing an earlier term held
-// can overwrite what a newer leader wrote meanwhile.
+// publisher. Without HA one term lasts the life of the process and
+// publishes to DNS and Consul. With HA each leadership term starts
+// afresh, publishes to Consul only, fenced by the term's session (DNS
+// follows the catalog on every replica alike), so that nothing an earlier
+// term held can overwrite what a newer leader wrote meanwhile.
 type term struct {
 	loops  []*bridge.Loop
 	consul *consulpub.Publisher // nil when Consul is off
 }
 
-func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics) (*term, error) {
+func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics, fence consulpub.Fence) (*term, error) {
 	t := &term{}
-	publishers := []bridge.Publisher{dns}
+	var publishers []bridge.Publisher
+	if fence.Session == "" {
+		publishers = append(publishers, dns)
+	}
 	if cfg.consul != nil {
 		var err error
 		t.consul, err = consulpub.New(consulpub.Options{
-			Client: client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Logger: log.With("component", "consul"),
+			Client: client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Fence: fence, Logger: log.With("component", "consul"),
 		})
 		if err != nil {
 			return nil, err
@@ -135,37 +137,41 @@ func (t *term) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// lead takes part in the election: the leader runs a term, a follower
-// serves DNS from what the leader wrote to Consul.
+// lead serves DNS from what the leader wrote to Consul, on every replica,
+// and takes part in the election: the leader runs a term.
 func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, dns *dnsserver.Server,
-	st *state, first *term, newTerm func() (*term, error)) {
+	st *state, newTerm func(consulpub.Fence) (*term, error)) error {
 	services := make([]bridge.Service, len(cfg.topologies))
 	for i, t := range cfg.topologies {
 		services[i] = t.spec()
 	}
-	leader := func(ctx context.Context) {
-		t := first
-		if first == nil {
-			var err error
-			if t, err = newTerm(); err != nil {
-				log.Error("cannot lead", "error", err)
-				<-ctx.Done()
-				return
-			}
+	leader := func(ctx context.Context, fence consulpub.Fence) {
+		t, err := newTerm(fence)
+		if err != nil {
+			log.Error("cannot lead", "error", err)
+			<-ctx.Done()
+			return
 		}
-		first = nil
 		st.term.Store(t)
 		if err := t.run(ctx); err != nil {
 			log.Error("leader stopped", "error", err)
 		}
 	}
-	follower := func(ctx context.Context) {
-		consulpub.Follow(ctx, client, cfg.consul.owner, services, dns.Publish, st.followerAnswered, log.With("role", "follower"))
-	}
-	consulpub.Lead(ctx, consulpub.ElectionOptions{
-		Client: client, Key: cfg.ha.key, SessionTTL: cfg.ha.sessionTTL, LockDelay: cfg.ha.lockDelay,
-		Logger: log.With("component", "election"),
-	}, leader, follower, st.setLeader)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		consulpub.Follow(gctx, consulpub.FollowOptions{
+			Client: client, Owner: cfg.consul.owner, StampKey: consulpub.StampKey(cfg.ha.key), Services: services,
+			Zone: dns, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
+		})
+		return nil
+	})
+	g.Go(func() error {
+		return consulpub.Lead(gctx, consulpub.ElectionOptions{
+			Client: client, Key: cfg.ha.key, CheckTTL: cfg.ha.checkTTL, LockDelay: cfg.ha.lockDelay,
+			RenewDeadline: cfg.ha.renewDeadline, Logger: log.With("component", "election"),
+		}, leader, st.setLeader)
+	})
+	return g.Wait()
 }
 
 // state is what the HTTP endpoints read: the DNS server, the current term,
@@ -205,32 +211,43 @@ func (s *state) followerAnswered(topology string) {
 	s.answered[topology] = true
 }
 
-// role is single (no HA), leader or follower.
-func (s *state) role() string {
+// role is what a replica does.
+type role string
+
+const (
+	roleSingle   role = "single"   // no HA: polls, writes and serves alone
+	roleLeader   role = "leader"   // polls and writes; serves DNS from the catalog
+	roleFollower role = "follower" // serves DNS from the catalog
+)
+
+func (s *state) role() role {
 	switch {
 	case !s.ha:
-		return "single"
+		return roleSingle
 	case s.leading.Load():
-		return "leader"
+		return roleLeader
 	default:
-		return "follower"
+		return roleFollower
 	}
 }
 
-// notReady returns why the replica is not ready, if it is not: a leader
-// (or a single bridge) needs a recent complete discovery of every
-// topology, a follower a first answer from its watch of every topology.
+// notReady returns why the replica is not ready, if it is not: with HA
+// every replica needs its watch of the catalog to have served every
+// topology, and a leader, like a single bridge, a recent complete
+// discovery of every topology.
 func (s *state) notReady(now time.Time) []string {
 	var reasons []string
-	if s.role() == "follower" {
+	if s.ha {
 		s.mu.Lock()
-		defer s.mu.Unlock()
 		for _, t := range s.topologies {
 			if !s.answered[t] {
-				reasons = append(reasons, fmt.Sprintf("topology %s: following, no answer from Consul yet", t))
+				reasons = append(reasons, fmt.Sprintf("topology %s: no complete answer from Consul yet", t))
 			}
 		}
-		return reasons
+		s.mu.Unlock()
+		if s.role() == roleFollower {
+			return reasons
+		}
 	}
 	for _, l := range s.term.Load().loops {
 		if err := l.Status().Ready(now); err != nil {
@@ -242,14 +259,14 @@ func (s *state) notReady(now time.Time) []string {
 
 // loops returns the current term's loops when this replica runs them.
 func (s *state) loops() []*bridge.Loop {
-	if s.role() == "follower" {
+	if s.role() == roleFollower {
 		return nil
 	}
 	return s.term.Load().loops
 }
 
 func (s *state) consul() *consulpub.Publisher {
-	if s.role() == "follower" {
+	if s.role() == roleFollower {
 		return nil
 	}
 	return s.term.Load().consul
