@@ -17,7 +17,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
-	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/dnsserver/dnstest"
 	"github.com/peerbridge/peerbridge/providers/hcloud/hcloudtest"
 	"github.com/peerbridge/peerbridge/providers/internal/platform"
 )
@@ -34,18 +34,10 @@ func TestEndToEnd(t *testing.T) {
 	private, _ := newProvider(t, api, Options{LabelSelector: "app=web", Network: "cluster"})
 	public, _ := newProvider(t, api, Options{LabelSelector: "app=web,env=prod", IPVersion: platform.IPVersion{V4: true, V6: true}})
 
-	srv, err := dnsserver.New(dnsserver.Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := dnsserver.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, dnsAddr := dnstest.Serve(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	wg.Go(func() { srv.Serve(ctx, ls) })
 	// A short interval, so that the time to a new record is measured
 	// in polls; a test may never depend on it.
 	const interval = 100 * time.Millisecond
@@ -57,7 +49,7 @@ func TestEndToEnd(t *testing.T) {
 		wg.Go(func() { loop.Run(ctx) })
 	}
 
-	host, port, _ := net.SplitHostPort(ls.Addr().String())
+	host, port, _ := net.SplitHostPort(dnsAddr)
 	digShort := func(name, qtype string) []string {
 		t.Helper()
 		out, err := exec.Command(dig, "@"+host, "-p", port, "+short", "+time=2", "+tries=1", name, qtype).CombinedOutput()
@@ -75,7 +67,7 @@ func TestEndToEnd(t *testing.T) {
 		start := time.Now()
 		deadline := start.Add(30 * time.Second)
 		for {
-			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion(name, qtype), ls.Addr().String())
+			r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion(name, qtype), dnsAddr)
 			if err == nil && len(r.Answer) == want {
 				return time.Since(start)
 			}

@@ -15,7 +15,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
-	"github.com/peerbridge/peerbridge/dnsserver"
+	"github.com/peerbridge/peerbridge/dnsserver/dnstest"
 )
 
 func newProvider(t testing.TB, meta *fakeMetadata, opts Options) (*Provider, *bridgetest.Buffer) {
@@ -260,18 +260,10 @@ func TestEndToEnd(t *testing.T) {
 	meta.load("/latest/self/service", "latest_self_service.json")
 	p, _ := newProvider(t, meta, Options{Wait: 30 * time.Second})
 
-	srv, err := dnsserver.New(dnsserver.Config{Zone: "peers.internal.", TTL: time.Second, NegativeTTL: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ls, err := dnsserver.Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv, dnsAddr := dnstest.Serve(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	defer func() { cancel(); wg.Wait() }()
-	wg.Go(func() { srv.Serve(ctx, ls) })
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service:  bridge.Service{Topology: "myapp", Name: "myapp", Provider: "rancher"},
 		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{srv},
@@ -279,7 +271,7 @@ func TestEndToEnd(t *testing.T) {
 	wg.Go(func() { loop.Run(ctx) })
 
 	answer := func() []string {
-		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA), ls.Addr().String())
+		r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA), dnsAddr)
 		if err != nil {
 			return nil
 		}
