@@ -207,6 +207,9 @@ func runScale(b *testing.B, bin string, api *scaleAPI, hz int64) scaleResult {
 	r.rssMB, r.peakMB = procMemMB(b, cmd.Process.Pid)
 
 	// What was measured must be what was asked for.
+	if n := proxy.errors.Load(); n > 0 {
+		fail("%d requests did not reach Consul through the proxy", n)
+	}
 	if n := proxy.txnBodiesUnreadable.Load(); n > 0 {
 		fail("%d /v1/txn bodies were not JSON arrays: the ops counted are wrong", n)
 	}
@@ -375,12 +378,21 @@ type countingProxy struct {
 	addr                string
 	writes, ops, reads  atomic.Int64
 	txnBodiesUnreadable atomic.Int64
+	errors              atomic.Int64 // requests that did not reach Consul
 }
 
 func startCountingProxy(b *testing.B, consulAddr string) *countingProxy {
 	b.Helper()
 	p := &countingProxy{}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: consulAddr})
+	rp.ErrorHandler = func(w http.ResponseWriter, r *http.Request, err error) {
+		// A request peerbridge gave up on (a blocking read cut short
+		// by its stop) is no error of the path to Consul.
+		if r.Context().Err() == nil {
+			p.errors.Add(1)
+		}
+		w.WriteHeader(http.StatusBadGateway)
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.Method {
 		case http.MethodPut, http.MethodPost, http.MethodDelete:
