@@ -276,7 +276,7 @@ var listeningRE = regexp.MustCompile(`msg=listening dns=(\S+) http=(\S+)`)
 
 // listenAddrs reads the binary's log until it says where it listens, and
 // keeps collecting the rest.
-func listenAddrs(t *testing.T, r io.Reader) (dnsAddr, httpAddr string, logs func() string) {
+func listenAddrs(t testing.TB, r io.Reader) (dnsAddr, httpAddr string, logs func() string) {
 	t.Helper()
 	var buf bridgetest.Buffer
 	found := make(chan []string, 1)
