@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -52,21 +53,30 @@ type Fence struct {
 // session no longer holds the leader lock.
 var ErrFenced = errors.New("not written: this replica's session no longer holds the leader lock")
 
-// maxTxnOps is how many operations Consul accepts in one transaction.
-const maxTxnOps = 64
+// Consul v1.20's limits on one transaction (agent/txn_endpoint.go): at
+// most 128 operations (maxTxnOps there, not 64), in a body of at most
+// limits.txn_max_req_len, 512 KiB by default (raft's suggested entry
+// size). A registration with a check is 3 operations, so a transaction
+// holds 42 of them with the fence op, 63 without checks. Batches also stay
+// under half the default body size, so that registrations heavy with meta
+// split before Consul turns them away; an agent configured tighter answers
+// 413, and the batch is split then (see send).
+const (
+	maxTxnOps   = 128
+	maxTxnBytes = 256 << 10
+)
 
 // Publisher is a bridge.Publisher for Consul's catalog. Publish records the
 // set; Run writes it, and retries with backoff while Consul fails.
 type Publisher struct {
-	catalog *api.Catalog
-	health  *api.Health
-	txn     *api.Txn
-	kv      *api.KV
-	fence   Fence
-	owner   string
-	tags    []string
-	log     *slog.Logger
-	wake    chan struct{}
+	health *api.Health
+	raw    *api.Raw
+	kv     *api.KV
+	fence  Fence
+	owner  string
+	tags   []string
+	log    *slog.Logger
+	wake   chan struct{}
 
 	mu      sync.Mutex
 	desired map[string]bridge.Set // by topology
@@ -94,9 +104,8 @@ func New(opts Options) (*Publisher, error) {
 	tags := slices.Clone(opts.Tags)
 	slices.Sort(tags)
 	return &Publisher{
-		catalog: opts.Client.Catalog(),
 		health:  opts.Client.Health(),
-		txn:     opts.Client.Txn(),
+		raw:     opts.Client.Raw(),
 		kv:      opts.Client.KV(),
 		fence:   opts.Fence,
 		owner:   opts.Owner,
@@ -221,112 +230,242 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
 	return err
 }
 
-// apply writes the changes in transactions of up to maxTxnOps operations,
-// a registration's operations never split; the stamp goes last, so that
-// it only ever describes entries that are all written. With a fence, each
-// transaction starts with the check that the lock is still held.
-func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) error {
-	type write struct {
-		ops  api.TxnOps
-		done func() // counts it, once written
-	}
-	var writes []write
-	var errs []error
-	for _, reg := range c.Create {
-		if err := p.claim(ctx, reg.Node); err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		writes = append(writes, write{registerOps(reg), func() { p.creates.Add(1) }})
-	}
-	for _, reg := range c.Update {
-		writes = append(writes, write{registerOps(reg), func() { p.updates.Add(1) }})
-	}
-	for _, dc := range c.DropChecks {
-		writes = append(writes, write{api.TxnOps{{Check: &api.CheckTxnOp{Verb: api.CheckDelete,
-			Check: api.HealthCheck{Node: dc.Node, CheckID: dc.CheckID}}}}, func() {}})
-	}
-	for _, node := range c.Delete {
-		writes = append(writes, write{api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDelete,
-			Node: api.Node{Node: node}}}}, func() { p.deletes.Add(1) }})
-	}
-	if stamp != nil {
-		if len(errs) > 0 {
-			// Some entries are not written: the stamp must not say they are.
-			return errors.Join(errs...)
-		}
-		writes = append(writes, write{api.TxnOps{{KV: stamp}}, func() {}})
-	}
-
-	w := (&api.QueryOptions{}).WithContext(ctx)
-	for len(writes) > 0 {
-		var ops api.TxnOps
-		if p.fence.Key != "" {
-			ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: p.fence.Key, Session: p.fence.Session}})
-		}
-		n := 0
-		for n < len(writes) && (n == 0 || len(ops)+len(writes[n].ops) <= maxTxnOps) {
-			ops = append(ops, writes[n].ops...)
-			n++
-		}
-		batch := writes[:n]
-		writes = writes[n:]
-		ok, resp, _, err := p.txn.Txn(ops, w)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("consul transaction: %w", err))
-			break
-		}
-		if !ok {
-			errs = append(errs, p.txnError(ops, resp))
-			break
-		}
-		for _, w := range batch {
-			w.done()
-		}
-	}
-	return errors.Join(errs...)
+// write is one entry's operations, which always travel in one
+// transaction.
+type write struct {
+	what  string // "node NAME" or "the stamp", for errors
+	ops   api.TxnOps
+	size  int  // bytes of the ops as JSON
+	stamp bool // the stamp, which must only describe entries all written
+	done  func()
 }
 
-// registerOps is a catalog registration as transaction operations: the
-// node, its service, the service's checks, in that order.
-func registerOps(reg *api.CatalogRegistration) api.TxnOps {
+// apply writes the changes in as few transactions as Consul's limits
+// allow, a registration's operations never split; the stamp goes last.
+// Every write is check-and-set on the indexes syncSet read, so nothing
+// is read per entry and nothing changed by someone else since the read is
+// overwritten (see registerOps). With a fence, each transaction starts
+// with the check that the lock is still held. Entries Consul refuses are
+// reported and the rest is written (see send).
+func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) error {
+	var writes []write
+	add := func(what string, ops api.TxnOps, done func()) {
+		b, _ := json.Marshal(ops) // plain structs: cannot fail
+		writes = append(writes, write{what: what, ops: ops, size: len(b), done: done})
+	}
+	for _, reg := range c.Create {
+		add("node "+reg.Node, registerOps(reg, nil), func() { p.creates.Add(1) })
+	}
+	for _, reg := range c.Update {
+		add("node "+reg.Node, registerOps(reg, c.Read[reg.Node]), func() { p.updates.Add(1) })
+	}
+	for _, dc := range c.DropChecks {
+		check := api.HealthCheck{Node: dc.Node, CheckID: dc.CheckID}
+		if e := c.Read[dc.Node]; e != nil {
+			check.ModifyIndex = checkIndex(e.Checks, dc.CheckID)
+		}
+		add("node "+dc.Node, api.TxnOps{{Check: &api.CheckTxnOp{Verb: api.CheckDeleteCAS, Check: check}}}, func() {})
+	}
+	for _, node := range c.Delete {
+		n := api.Node{Node: node}
+		if e := c.Read[node]; e != nil {
+			n.ModifyIndex = e.Node.ModifyIndex
+		}
+		add("node "+node, api.TxnOps{{Node: &api.NodeTxnOp{Verb: api.NodeDeleteCAS, Node: n}}}, func() { p.deletes.Add(1) })
+	}
+	if stamp != nil {
+		add("the stamp", api.TxnOps{{KV: stamp}}, func() {})
+		writes[len(writes)-1].stamp = true
+	}
+
+	var failed []error
+	for _, batch := range p.batches(writes) {
+		if err := p.send(ctx, batch, &failed); err != nil {
+			return errors.Join(append(failed, err)...)
+		}
+	}
+	return errors.Join(failed...)
+}
+
+// batches packs writes in order into transactions within maxTxnOps and
+// maxTxnBytes, the fence op included.
+func (p *Publisher) batches(ws []write) [][]write {
+	fixed := 0
+	if p.fence.Key != "" {
+		fixed = 1
+	}
+	var out [][]write
+	for len(ws) > 0 {
+		n, ops, size := 0, fixed, 0
+		for n < len(ws) && (n == 0 || ops+len(ws[n].ops) <= maxTxnOps && size+ws[n].size <= maxTxnBytes) {
+			ops += len(ws[n].ops)
+			size += ws[n].size
+			n++
+		}
+		out = append(out, ws[:n])
+		ws = ws[n:]
+	}
+	return out
+}
+
+// send writes ws in one transaction. Consul applies a transaction whole
+// or not at all, so one refused for its content (a check-and-set that
+// failed: a name taken by another owner, an entry changed since it was
+// read; an entry Consul rejects) would hold back every entry in it.
+// Instead it is split in two and each half sent on its own, down to
+// single entries: an entry refused alone is reported in *failed (its
+// error names the node), and the rest is written. Consul's errors name
+// the operations that failed; when they name every entry of the batch, no
+// half can succeed, and all are reported at once, unsplit (an ACL token
+// that may not write costs one request per batch, not two per entry).
+//
+// A failed fence and a Consul that does not answer, or answers anything
+// but a refusal of the content (5xx: no leader, a timeout; 403: a token
+// it does not know; 429), end the apply with that error instead: every
+// half would meet the same failure, and Run retries with backoff.
+func (p *Publisher) send(ctx context.Context, ws []write, failed *[]error) error {
+	if len(*failed) > 0 && len(ws) > 0 && ws[len(ws)-1].stamp {
+		ws = ws[:len(ws)-1] // the stamp must not say that failed entries are written
+	}
+	if len(ws) == 0 {
+		return nil
+	}
+	var ops api.TxnOps
+	var opWrite []int // the write of each op; -1 for the fence
+	if p.fence.Key != "" {
+		ops = append(ops, &api.TxnOp{KV: &api.KVTxnOp{Verb: api.KVCheckSession, Key: p.fence.Key, Session: p.fence.Session}})
+		opWrite = append(opWrite, -1)
+	}
+	for i, w := range ws {
+		ops = append(ops, w.ops...)
+		for range w.ops {
+			opWrite = append(opWrite, i)
+		}
+	}
+	err := p.commit(ctx, ops)
+	if err == nil {
+		for _, w := range ws {
+			w.done()
+		}
+		return nil
+	}
+	var refused *txnRefused
+	if !errors.As(err, &refused) {
+		return err
+	}
+	reasons := map[int][]string{} // by write
+	for _, e := range refused.errors {
+		if e.OpIndex < 0 || e.OpIndex >= len(opWrite) {
+			continue
+		}
+		if opWrite[e.OpIndex] < 0 {
+			return fmt.Errorf("%w (%s)", ErrFenced, e.What)
+		}
+		reasons[opWrite[e.OpIndex]] = append(reasons[opWrite[e.OpIndex]], e.What)
+	}
+	if len(ws) > 1 && len(reasons) < len(ws) {
+		mid := len(ws) / 2
+		if err := p.send(ctx, ws[:mid], failed); err != nil {
+			return err
+		}
+		return p.send(ctx, ws[mid:], failed)
+	}
+	for i, w := range ws {
+		why := strings.Join(reasons[i], "; ")
+		if why == "" {
+			why = refused.Error()
+		}
+		if strings.Contains(why, "index is stale") {
+			why += " (created, taken or changed by someone else since it was read: not touching it)"
+		}
+		*failed = append(*failed, fmt.Errorf("%s not written: %s", w.what, why))
+	}
+	return nil
+}
+
+// txnRefused is a transaction Consul refused for what it holds: rolled
+// back with the failed operations named (409), or turned away whole (400,
+// 413).
+type txnRefused struct {
+	errors api.TxnErrors
+	status string
+}
+
+func (e *txnRefused) Error() string {
+	if e.status != "" {
+		return "consul refused the transaction: " + e.status
+	}
+	var reasons []string
+	for _, te := range e.errors {
+		reasons = append(reasons, te.What)
+	}
+	return "consul transaction rolled back: " + strings.Join(reasons, "; ")
+}
+
+// commit sends one transaction: nil once applied, a *txnRefused when
+// Consul refused its content, else what went wrong on the way. It goes
+// through Raw rather than Txn(), which folds every status but 200 and 409
+// into one untyped error, while what to do next depends on the status.
+func (p *Publisher) commit(ctx context.Context, ops api.TxnOps) error {
+	_, err := p.raw.Write("/v1/txn", ops, nil, (&api.WriteOptions{}).WithContext(ctx))
+	if err == nil {
+		return nil
+	}
+	var status api.StatusError
+	if errors.As(err, &status) {
+		switch status.Code {
+		case http.StatusConflict:
+			var resp api.TxnResponse
+			if json.Unmarshal([]byte(status.Body), &resp) == nil && len(resp.Errors) > 0 {
+				return &txnRefused{errors: resp.Errors}
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge:
+			return &txnRefused{status: fmt.Sprintf("%d %s", status.Code, status.Body)}
+		}
+	}
+	return fmt.Errorf("consul transaction: %w", err)
+}
+
+// registerOps is a registration as check-and-set operations: the node,
+// its service, the service's check, in that order, each on its
+// ModifyIndex as read, or 0 where nothing was read, which Consul takes as
+// "only if it does not exist" (state store: ensureNodeCASTxn and
+// siblings). The node's op is the ownership check, in the transaction
+// itself: a create fails if the name is taken (by another owner, by hand,
+// or since the read), an update if the node changed since it was read (it
+// may have lost its owner mark).
+func registerOps(reg *api.CatalogRegistration, read *api.ServiceEntry) api.TxnOps {
+	node := api.Node{Node: reg.Node, Address: reg.Address, TaggedAddresses: reg.TaggedAddresses, Meta: reg.NodeMeta}
+	svc := *reg.Service
+	svc.ModifyIndex = 0
+	var checks api.HealthChecks
+	if read != nil {
+		node.ModifyIndex = read.Node.ModifyIndex
+		if read.Service != nil && read.Service.ID == svc.ID {
+			svc.ModifyIndex = read.Service.ModifyIndex
+		}
+		checks = read.Checks
+	}
 	ops := api.TxnOps{
-		{Node: &api.NodeTxnOp{Verb: api.NodeSet, Node: api.Node{
-			Node: reg.Node, Address: reg.Address, TaggedAddresses: reg.TaggedAddresses, Meta: reg.NodeMeta}}},
-		{Service: &api.ServiceTxnOp{Verb: api.ServiceSet, Node: reg.Node, Service: *reg.Service}},
+		{Node: &api.NodeTxnOp{Verb: api.NodeCAS, Node: node}},
+		{Service: &api.ServiceTxnOp{Verb: api.ServiceCAS, Node: reg.Node, Service: svc}},
 	}
 	for _, c := range reg.Checks {
-		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckSet, Check: *c}})
+		check := *c
+		check.ModifyIndex = checkIndex(checks, c.CheckID)
+		ops = append(ops, &api.TxnOp{Check: &api.CheckTxnOp{Verb: api.CheckCAS, Check: check}})
 	}
 	return ops
 }
 
-// txnError explains a rolled-back transaction: ErrFenced when the lock
-// check failed, else Consul's reasons.
-func (p *Publisher) txnError(ops api.TxnOps, resp *api.TxnResponse) error {
-	var reasons []string
-	for _, e := range resp.Errors {
-		if e.OpIndex >= 0 && e.OpIndex < len(ops) && ops[e.OpIndex].KV != nil && ops[e.OpIndex].KV.Verb == api.KVCheckSession {
-			return fmt.Errorf("%w (%s)", ErrFenced, e.What)
+// checkIndex is the ModifyIndex of the check id among checks, 0 if absent.
+func checkIndex(checks api.HealthChecks, id string) uint64 {
+	for _, c := range checks {
+		if c.CheckID == id {
+			return c.ModifyIndex
 		}
-		reasons = append(reasons, e.What)
 	}
-	return fmt.Errorf("consul transaction rolled back: %s", strings.Join(reasons, "; "))
-}
-
-// claim makes sure a node about to be created is not someone else's that
-// happens to have the same name: a register would overwrite it. It reads
-// only for nodes this owner does not hold yet, so steady state reads
-// nothing more.
-func (p *Publisher) claim(ctx context.Context, node string) error {
-	n, _, err := p.catalog.Node(node, (&api.QueryOptions{}).WithContext(ctx))
-	if err != nil {
-		return fmt.Errorf("checking node %s: %w", node, err)
-	}
-	if n != nil && n.Node != nil && !ownedNode(n.Node, p.owner) {
-		return fmt.Errorf("node %s exists without owner %q: not touching it", node, p.owner)
-	}
-	return nil
+	return 0
 }
 
 // Stats are the publisher's counters, for metrics.

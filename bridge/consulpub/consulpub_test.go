@@ -217,7 +217,7 @@ func TestWithConsul(t *testing.T) {
 		p := newPublisher(t, c, "pb")
 		p.Publish(ctx, set("foreign", peer("a", "10.0.4.1"), peer("b", "10.0.4.2")))
 		err := p.Sync(ctx)
-		if err == nil || !strings.Contains(err.Error(), "pb-foreign-b exists without owner") {
+		if err == nil || !strings.Contains(err.Error(), "node pb-foreign-b not written") {
 			t.Errorf("Sync = %v, want a refusal to take over pb-foreign-b", err)
 		}
 		// Publish reports that last failure; the next sync, with nothing

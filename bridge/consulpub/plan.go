@@ -143,16 +143,21 @@ func serviceMeta(svc bridge.Service, p bridge.Peer) map[string]string {
 
 // Changes is what it takes to bring the catalog in line.
 type Changes struct {
-	// Create and Update are written with one catalog register each.
+	// Create and Update are the registrations to write.
 	Create, Update []*api.CatalogRegistration
 	// Delete lists nodes to deregister.
 	Delete []string
 	// DropChecks lists checks to remove from nodes that no longer have a
 	// health check configured.
 	DropChecks []*api.CatalogDeregistration
+	// Read holds this owner's entries as read, by node: their indexes
+	// make updates, deletions and dropped checks check-and-set, so that
+	// an entry changed since it was read is not overwritten.
+	Read map[string]*api.ServiceEntry
 }
 
-// Writes is the number of write requests applying the changes takes.
+// Writes is the number of entries to write (registrations, deletions,
+// dropped checks); they travel in far fewer transactions.
 func (c Changes) Writes() int {
 	return len(c.Create) + len(c.Update) + len(c.Delete) + len(c.DropChecks)
 }
@@ -161,7 +166,7 @@ func (c Changes) Writes() int {
 // and returns the changes, sorted by node. Entries without owner's mark
 // are left alone, whatever their name.
 func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.ServiceEntry) Changes {
-	var c Changes
+	c := Changes{Read: map[string]*api.ServiceEntry{}}
 	seen := map[string]bool{}
 	for _, e := range have {
 		if !owned(e, owner) {
@@ -179,6 +184,7 @@ func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.Se
 		if ok && len(w.Checks) == 0 && hasCheck(e, CheckID(w.Service.Service)) {
 			c.DropChecks = append(c.DropChecks, &api.CatalogDeregistration{Node: name, CheckID: CheckID(w.Service.Service)})
 		}
+		c.Read[name] = e
 	}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
 		if !seen[name] {
