@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/digitalocean/godo"
 
@@ -146,19 +145,11 @@ func New(opts Options) (*Provider, error) {
 	if opts.MetadataURL == "" {
 		opts.MetadataURL = DefaultMetadataURL
 	}
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	base := opts.HTTPClient
-	if base == nil {
-		base = &http.Client{Timeout: 30 * time.Second}
-	}
-
+	log := platform.Logger(opts.Logger)
 	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
-	api := *base
-	api.Transport = &bearer{token: opts.Token, next: p.Meter.Transport(base.Transport)}
-	client, err := godo.New(&api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
+	base, api := p.Meter.Client(opts.HTTPClient)
+	api.Transport = &bearer{token: opts.Token, next: api.Transport}
+	client, err := godo.New(api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
 	if err != nil {
 		return nil, fmt.Errorf("api client: %w", err)
 	}

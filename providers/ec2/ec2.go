@@ -117,10 +117,7 @@ type Provider struct {
 // chain that finds none fails at start, and logs where they came from
 // (never the secret key or session token).
 func New(ctx context.Context, opts Options) (*Provider, error) {
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
+	log := platform.Logger(opts.Logger)
 	if opts.Address == "" {
 		opts.Address = Private
 	}

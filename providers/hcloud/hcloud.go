@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 	"golang.org/x/net/http/httpguts"
@@ -129,21 +128,13 @@ func New(opts Options) (*Provider, error) {
 		return nil, err
 	}
 	opts.APIURL = cmp.Or(opts.APIURL, DefaultAPIURL)
-	log := opts.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	base := opts.HTTPClient
-	if base == nil {
-		base = &http.Client{Timeout: 30 * time.Second}
-	}
+	log := platform.Logger(opts.Logger)
 	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
-	api := *base
-	api.Transport = p.Meter.Transport(base.Transport)
+	_, api := p.Meter.Client(opts.HTTPClient)
 	p.client = hcloud.NewClient(
 		hcloud.WithEndpoint(opts.APIURL),
 		hcloud.WithToken(opts.Token),
-		hcloud.WithHTTPClient(&api),
+		hcloud.WithHTTPClient(api),
 		hcloud.WithApplication("peerbridge", ""),
 		// The SDK would retry 429s and gateway errors itself, up to five
 		// times with waits of up to a minute: a poll could then spend its

@@ -129,13 +129,10 @@ func New(opts Options) (*Provider, error) {
 		base:   strings.TrimRight(opts.URL, "/") + "/" + opts.Version,
 		opts:   opts,
 		client: opts.HTTPClient,
-		log:    opts.Logger,
+		log:    platform.Logger(opts.Logger),
 	}
 	if p.client == nil {
 		p.client = http.DefaultClient
-	}
-	if p.log == nil {
-		p.log = slog.New(slog.DiscardHandler)
 	}
 	p.skips = platform.NewSkips(p.log)
 	names, _ := ParseServices(strings.Join(opts.Services, ",")) // checked by Validate

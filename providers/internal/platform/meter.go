@@ -1,10 +1,12 @@
 package platform
 
 import (
+	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Meter counts a provider's API requests and keeps the rate limit its
@@ -60,4 +62,29 @@ func (t *meterTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, err
+}
+
+// defaultTimeout bounds one API request when the provider's options give
+// no client of their own.
+const defaultTimeout = 30 * time.Second
+
+// Client returns base, or a client with a 30 s timeout when base is nil,
+// and a copy of it whose requests are counted and whose answers' rate
+// limits are read. The provider talks to its API through the copy; base,
+// without the meter, serves anything else (a metadata service).
+func (b *Meter) Client(base *http.Client) (plain, metered *http.Client) {
+	if base == nil {
+		base = &http.Client{Timeout: defaultTimeout}
+	}
+	api := *base
+	api.Transport = b.Transport(base.Transport)
+	return base, &api
+}
+
+// Logger returns log, or one that discards when it is nil.
+func Logger(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return log
 }
