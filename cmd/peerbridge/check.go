@@ -42,7 +42,7 @@ func (m *Main) check(ctx context.Context, cfg *config) error {
 			t.checker.Check(ctx, peers)
 		}
 		set := bridge.Set{Service: t.spec(), Peers: peers}.Normalize()
-		fmt.Fprintf(m.Stdout, "topology %s: service %s, provider %s, %d peers (%d published)\n",
+		fmt.Fprintf(m.Stdout, "topology %s: service %s, provider %s, peers: %d (%d published)\n",
 			t.name, t.service, t.provider, len(set.Peers), set.PublishedCount())
 		for _, p := range set.Peers {
 			addrs := make([]string, len(p.Addrs))

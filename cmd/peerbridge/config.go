@@ -42,7 +42,7 @@ type GlobalEnv struct {
 	DNSTtl         ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
 	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
 	DNSMaxTCPConns int           `split_words:"true" default:"512" desc:"most DNS TCP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
-	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics and /status; empty turns HTTP off"`
+	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
 	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
 	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`

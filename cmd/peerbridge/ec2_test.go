@@ -122,7 +122,7 @@ func TestRunEC2(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"topology web: service web, provider ec2, 1 peers (1 published)",
+		"topology web: service web, provider ec2, peers: 1 (1 published)",
 		"my-instance              10.0.0.157",
 		"id=i-1234567890abcdef0",
 		"credentials_source=EnvConfigCredentials",

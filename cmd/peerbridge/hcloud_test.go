@@ -80,7 +80,7 @@ func TestRunHcloud(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"topology web: service web, provider hcloud, 2 peers (2 published)",
+		"topology web: service web, provider hcloud, peers: 2 (2 published)",
 		"web-0.web.peers.internal.\t5\tIN\tA\t10.7.0.2",
 		"server_id=1001",
 	} {

@@ -231,7 +231,7 @@ func TestHealthCheckAnyProvider(t *testing.T) {
 			if err := NewMain(&out, &out).Run(context.Background(), []string{"check"}); err != nil {
 				t.Fatalf("check: %v\n%s", err, out.String())
 			}
-			for _, want := range []string{"2 peers (1 published)", "health=passing", "health=critical", "SRV\t0 1 4369 alive.web.peers.internal."} {
+			for _, want := range []string{"peers: 2 (1 published)", "health=passing", "health=critical", "SRV\t0 1 4369 alive.web.peers.internal."} {
 				if !strings.Contains(out.String(), want) {
 					t.Errorf("check output lacks %q:\n%s", want, out.String())
 				}

@@ -179,7 +179,7 @@ func TestCheck(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{
-		"topology myapp: service myapp, provider static, 2 peers (2 published)",
+		"topology myapp: service myapp, provider static, peers: 2 (2 published)",
 		"myapp.peers.internal.\t5\tIN\tSRV\t0 1 4369 node1.myapp.peers.internal.",
 		"node2.myapp.peers.internal.\t5\tIN\tAAAA\tfd00::2",
 		"node2.myapp.peers.internal.\t5\tIN\tTXT\t\"node=myapp@10.0.0.2\"",
