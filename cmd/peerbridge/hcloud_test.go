@@ -146,7 +146,7 @@ func TestHcloudConfig(t *testing.T) {
 		if err := NewMain(&out, io.Discard).Run(context.Background(), []string{"check"}); err != nil {
 			t.Fatalf("check: %v\n%s", err, out.String())
 		}
-		if !strings.Contains(out.String(), "3 peers") {
+		if !strings.Contains(out.String(), "peers: 3 ") {
 			t.Errorf("check:\n%s", out.String())
 		}
 	})
