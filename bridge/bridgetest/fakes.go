@@ -91,3 +91,15 @@ func (p *Polls) Failures(kind bridge.FailureKind) int {
 	defer p.mu.Unlock()
 	return p.failures[kind]
 }
+
+// NewLoop returns the loop of a topology "web" polling p every minute
+// (a test calls Poll itself), publishing to the returned Recorder and
+// reporting its polls to the returned Polls.
+func NewLoop(provider string, p bridge.Provider) (*bridge.Loop, *Recorder, *Polls) {
+	rec, polls := &Recorder{}, &Polls{}
+	loop := bridge.NewLoop(bridge.LoopConfig{
+		Service:  bridge.Service{Topology: "web", Name: "web", Provider: provider},
+		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec}, Observer: polls,
+	})
+	return loop, rec, polls
+}

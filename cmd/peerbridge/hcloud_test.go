@@ -9,10 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
-	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/providers/hcloud/hcloudtest"
 )
@@ -52,15 +50,7 @@ func TestRunHcloud(t *testing.T) {
 	run := startMain(t)
 	waitReady(t, "http://"+run.http)
 
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), run.dns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, rr := range r.Answer {
-		got = append(got, rr.(*dns.A).A.String())
-	}
-	slices.Sort(got)
+	got := answerA(t, run.dns, "web.peers.internal.")
 	if !slices.Equal(got, []string{"10.7.0.2", "10.7.0.3"}) {
 		t.Errorf("A answer %v, want the two running web servers' private addresses", got)
 	}

@@ -373,15 +373,7 @@ func TestRunDroplet(t *testing.T) {
 	logs := run.logs
 	waitReady(t, "http://"+run.http)
 
-	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion("web.peers.internal.", dns.TypeA), run.dns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []string
-	for _, rr := range r.Answer {
-		got = append(got, rr.(*dns.A).A.String())
-	}
-	slices.Sort(got)
+	got := answerA(t, run.dns, "web.peers.internal.")
 	if !slices.Equal(got, []string{"10.128.192.124", "10.128.192.125", "10.128.192.138"}) {
 		t.Errorf("A answer %v, want the three private addresses", got)
 	}
@@ -486,4 +478,20 @@ func TestCheckFailsWhenAPollFails(t *testing.T) {
 	if err == nil || !strings.Contains(out.String(), "topology web: poll failed") {
 		t.Fatalf("check = %v\n%s", err, out.String())
 	}
+}
+
+// answerA asks the DNS server at addr for name's A records, over UDP, and
+// returns the addresses sorted.
+func answerA(t *testing.T, addr, name string) []string {
+	t.Helper()
+	r, _, err := (&dns.Client{Timeout: 2 * time.Second}).Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, rr := range r.Answer {
+		got = append(got, rr.(*dns.A).A.String())
+	}
+	slices.Sort(got)
+	return got
 }

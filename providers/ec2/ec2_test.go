@@ -365,11 +365,7 @@ func TestFaultsKeepTheSet(t *testing.T) {
 			api := newFakeEC2(t, makeInstances(7))
 			api.pageSize = 3 // three pages
 			p, _ := newProvider(t, api, Options{})
-			rec := &bridgetest.Recorder{}
-			loop := bridge.NewLoop(bridge.LoopConfig{
-				Service:  bridge.Service{Topology: "web", Name: "web", Provider: "ec2"},
-				Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec},
-			})
+			loop, rec, _ := bridgetest.NewLoop("ec2", p)
 			loop.Poll(context.Background())
 			if rec.Peers() != 7 || p.Requests() != 3 {
 				t.Fatalf("first poll published %d peers with %d requests, want 7 with 3", rec.Peers(), p.Requests())

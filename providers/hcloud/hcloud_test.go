@@ -282,11 +282,7 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			api := hcloudtest.New(t, manyServers(120), nil)
 			p, _ := newProvider(t, api, Options{})
-			rec, polls := &bridgetest.Recorder{}, &bridgetest.Polls{}
-			loop := bridge.NewLoop(bridge.LoopConfig{
-				Service:  bridge.Service{Topology: "web", Name: "web", Provider: "hcloud"},
-				Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec}, Observer: polls,
-			})
+			loop, rec, polls := bridgetest.NewLoop("hcloud", p)
 			if next, _ := loop.Poll(context.Background()); next != time.Minute || rec.Peers() != 120 {
 				t.Fatalf("first poll published %d peers", rec.Peers())
 			}
@@ -326,11 +322,7 @@ func TestFaultsKeepTheSet(t *testing.T) {
 func TestEmptyAnswerOnce(t *testing.T) {
 	api := hcloudtest.New(t, manyServers(5), nil)
 	p, _ := newProvider(t, api, Options{})
-	rec := &bridgetest.Recorder{}
-	loop := bridge.NewLoop(bridge.LoopConfig{
-		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "hcloud"},
-		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec},
-	})
+	loop, rec, _ := bridgetest.NewLoop("hcloud", p)
 	loop.Poll(context.Background())
 	empty := func(servers *[]schema.Server, _ *[]schema.Network, f *hcloudtest.Fault) {
 		*f = func(r *http.Request, page int) (int, string, http.Header) {
@@ -355,11 +347,7 @@ func TestEmptyAnswerOnce(t *testing.T) {
 func TestScaleUpShowsInTheNextPoll(t *testing.T) {
 	api := hcloudtest.New(t, manyServers(50), nil)
 	p, _ := newProvider(t, api, Options{})
-	rec := &bridgetest.Recorder{}
-	loop := bridge.NewLoop(bridge.LoopConfig{
-		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "hcloud"},
-		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{rec},
-	})
+	loop, rec, _ := bridgetest.NewLoop("hcloud", p)
 	loop.Poll(context.Background())
 	if rec.Peers() != 50 || p.Requests() != 1 {
 		t.Fatalf("%d peers after %d requests", rec.Peers(), p.Requests())
