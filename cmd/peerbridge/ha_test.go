@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -252,10 +251,7 @@ func TestHA(t *testing.T) {
 		t.Skip("runs peerbridge processes for about a minute")
 	}
 	agent := bridgetest.StartConsul(t, "")
-	bin := filepath.Join(t.TempDir(), "peerbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPeerbridge(t)
 	fakeAPI := &droplets{}
 	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
 	fake := httptest.NewServer(fakeAPI)

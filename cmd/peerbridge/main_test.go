@@ -192,6 +192,26 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// buildPeerbridge builds the command into a temporary directory for tests
+// that run it as a process, with -race when the test binary has it. The
+// test binary's own flags mean the build reuses the packages it was
+// compiled from: .ci/run compiles them once, with -race, and a plain build
+// here compiled all of peerbridge's dependencies a second time, inside the
+// tests' time (about a minute of a cold run on 2 cores). The processes
+// then run under the race detector too.
+func buildPeerbridge(tb testing.TB) string {
+	tb.Helper()
+	bin := filepath.Join(tb.TempDir(), "peerbridge")
+	args := []string{"build", "-o", bin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	if out, err := exec.Command("go", append(args, ".")...).CombinedOutput(); err != nil {
+		tb.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // TestBinary runs the README's quick start as a user would: the built
 // binary, dig against it, then SIGTERM.
 func TestBinary(t *testing.T) {
@@ -199,10 +219,7 @@ func TestBinary(t *testing.T) {
 		t.Skip("builds the binary")
 	}
 	dig := bridgetest.RequireTool(t, "dig", "apt-get install dnsutils")
-	bin := filepath.Join(t.TempDir(), "peerbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPeerbridge(t)
 	env := cleanEnv()
 	for k, v := range quickStart {
 		env = append(env, k+"="+v)

@@ -16,7 +16,6 @@ import (
 	"net/http/httputil"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -269,15 +268,6 @@ func (l *writeLog) summary(cut, healed time.Time) string {
 		fmt.Fprintf(&b, "  %s %s: %d landed, %d refused\n", k.writer, k.period, counts[k][0], counts[k][1])
 	}
 	return b.String()
-}
-
-func buildPeerbridge(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "peerbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
 }
 
 // startInNetns starts a process in n, logging to the test on failure.

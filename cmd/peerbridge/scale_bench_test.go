@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,10 +44,7 @@ func BenchmarkScale(b *testing.B) {
 		b.Skip("runs peerbridge against 10,000 droplets and a real Consul for about a minute")
 	}
 	bridgetest.ConsulBinary(b) // skip (or fail under CI) before building anything
-	bin := filepath.Join(b.TempDir(), "peerbridge")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := buildPeerbridge(b)
 	api := startScaleAPI(b, scalePeers)
 	hz := clockTicks(b)
 
