@@ -71,8 +71,9 @@ var envNameRE = regexp.MustCompile(`\b(?:PEERBRIDGE|DIGITALOCEAN|HCLOUD)_[A-Z0-9
 // Dockerfile and the README set is one the binary reads.
 func TestDeployEnvNames(t *testing.T) {
 	known := map[string]bool{
-		// Switches of the tests and the bench script, documented for developers.
+		// Switches of the tests, the bench script and .ci/run, documented for developers.
 		"PEERBRIDGE_CONSUL_BIN": true, "PEERBRIDGE_COREDNS_BIN": true, "PEERBRIDGE_BENCH_SERVER_PEERS": true,
+		"PEERBRIDGE_CI_THP": true,
 	}
 	var topoKeys []string
 	for _, spec := range []struct {
