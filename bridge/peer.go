@@ -46,6 +46,11 @@ type Peer struct {
 	ID string
 	// Addrs holds the addresses to publish: v4, v6 or both.
 	Addrs []netip.Addr
+	// Port is the peer's own port, for providers that know one per peer
+	// (an ECS task's host port, a Nomad registration's port). Zero means
+	// the topology's port (Service.Port); a configured PEERBRIDGE_PORT
+	// wins over it in every publisher (see Service.PortFor).
+	Port uint16
 	// Health is the verdict of the topology's health check, if any.
 	Health Health
 	// Attrs are provider attributes (region, size, ...) carried into TXT
@@ -63,7 +68,7 @@ func (p Peer) clone() Peer {
 }
 
 func (p Peer) equal(q Peer) bool {
-	return p.Name == q.Name && p.ID == q.ID && p.Health == q.Health &&
+	return p.Name == q.Name && p.ID == q.ID && p.Port == q.Port && p.Health == q.Health &&
 		slices.Equal(p.Addrs, q.Addrs) && maps.Equal(p.Attrs, q.Attrs)
 }
 
@@ -86,6 +91,15 @@ type Service struct {
 	PortName string
 	// NodeBasename, when set, adds basename@ip TXT records for Erlang.
 	NodeBasename string
+}
+
+// PortFor is the port to publish for p (SRV, Consul, /sd/prometheus): the
+// topology's port when one is configured, else the peer's own.
+func (s Service) PortFor(p Peer) uint16 {
+	if s.Port != 0 {
+		return s.Port
+	}
+	return p.Port
 }
 
 // Set is the full set of peers of one topology: the one type that flows
