@@ -83,7 +83,7 @@ type Service struct {
 	Topology string
 	// Name is the service name: a DNS label and the Consul service name.
 	Name string
-	// Provider names the source of the peers (static, droplet, rancher).
+	// Provider names the source of the peers: its ProviderInfo.Name.
 	Provider string
 	// Port is the peers' port for SRV records and Consul services.
 	Port uint16

@@ -1,30 +1,19 @@
 package main
 
 import (
-	"bytes"
-	"cmp"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"os"
-	"reflect"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/kelseyhightower/envconfig"
-
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/dnsserver"
-	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/health"
-	"github.com/peerbridge/peerbridge/providers/rancher"
-	"github.com/peerbridge/peerbridge/providers/static"
 )
 
 const envPrefix = "PEERBRIDGE"
@@ -65,65 +54,19 @@ type GlobalEnv struct {
 // multi-topology form.
 type TopologyEnv struct {
 	Service      string       `split_words:"true" desc:"the service name, a DNS label (single topology; else the topology name)"`
-	Provider     string       `split_words:"true" default:"static" desc:"where peers come from: static, droplet, rancher, hcloud or ec2"`
+	Provider     string       `split_words:"true" default:"{default}" desc:"where peers come from: {providers}"`
 	Port         uint16       `split_words:"true" desc:"the peers' port, for SRV records"`
 	PortName     string       `split_words:"true" desc:"names the port: adds _<name>._tcp SRV records"`
 	NodeBasename string       `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
-	PollInterval pollInterval `split_words:"true" default:"10s" desc:"how often the provider is polled: a duration, or auto (droplet, hcloud): as often as PEERBRIDGE_API_BUDGET of the token's hourly limit allows, at most once a second"`
+	PollInterval pollInterval `split_words:"true" default:"10s" desc:"how often the provider is polled: a duration, or auto ({metered}): as often as PEERBRIDGE_API_BUDGET of the token's hourly limit allows, at most once a second"`
 	APIBudget    float64      `split_words:"true" default:"0.5" desc:"with PEERBRIDGE_POLL_INTERVAL=auto: the share (above 0, at most 1) of the API token's hourly request limit that polling may use"`
-	StaticPeers  string       `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
-	// Any provider's peers are health-checked; the droplet names below
-	// are aliases, read when these are not set.
+	// Any provider's peers are health-checked.
 	HealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH, run against every peer; failing peers leave DNS and are critical in Consul"`
 	HealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"timeout of one health check"`
-
-	// Api and Url are spelt so because split_words needs the case change
-	// to make DROPLET_API_URL.
-	DropletTag           string        `split_words:"true" desc:"droplet filter: tag, sent to the API as tag_name"`
-	DropletName          string        `split_words:"true" desc:"droplet filter: exact name, sent as name (not with a tag)"`
-	DropletRegion        string        `split_words:"true" desc:"droplet filter: region slug, e.g. nyc3"`
-	DropletVPC           string        `split_words:"true" desc:"droplet filter: VPC UUID"`
-	DropletNetwork       string        `split_words:"true" default:"private" desc:"private or public IPv4 (DigitalOcean's IPv6 is always public)"`
-	DropletIPVersion     string        `split_words:"true" default:"4" desc:"4, 6 or both (A and AAAA)"`
+	// Older names, from when only droplets were checked: aliases, read
+	// when the above are not set (see aliases).
 	DropletHealthCheck   string        `split_words:"true" desc:"alias of PEERBRIDGE_HEALTH_CHECK, which wins when both are set"`
 	DropletHealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"alias of PEERBRIDGE_HEALTH_TIMEOUT, which wins when both are set"`
-	DropletExcludeSelf   bool          `split_words:"true" desc:"leave out the droplet peerbridge runs on (found through the metadata service)"`
-	DropletApiUrl        string        `split_words:"true" default:"https://api.digitalocean.com/" desc:"DigitalOcean API base URL"`
-	DropletMetadataUrl   string        `split_words:"true" default:"http://169.254.169.254/metadata/v1/" desc:"droplet metadata service"`
-
-	HcloudLabelSelector string `split_words:"true" desc:"hcloud filter: label selector in Hetzner's syntax (app=web,env!=dev), sent as label_selector"`
-	HcloudName          string `split_words:"true" desc:"hcloud filter: exact server name, sent as name"`
-	HcloudLocation      string `split_words:"true" desc:"hcloud filter: the server's location, e.g. fsn1"`
-	HcloudNetwork       string `split_words:"true" desc:"a private network's name or ID: publish the servers' addresses in it; empty: public addresses"`
-	HcloudIPVersion     string `split_words:"true" default:"4" desc:"4, 6 or both (A and AAAA); IPv6 is the ::1 of the server's public /64, so not with a private network"`
-	HcloudApiUrl        string `split_words:"true" desc:"Hetzner Cloud API base URL; empty: HCLOUD_ENDPOINT if set, else https://api.hetzner.cloud/v1"`
-
-	RancherUrl       string        `split_words:"true" default:"http://rancher-metadata" desc:"Rancher 1.x metadata service"`
-	RancherVersion   string        `split_words:"true" default:"latest" desc:"metadata API version, e.g. 2015-12-19"`
-	RancherServices  string        `split_words:"true" desc:"stack/service,...; empty: the bridge's own service"`
-	RancherAnyState  bool          `split_words:"true" desc:"also take containers that are not running"`
-	RancherAnyHealth bool          `split_words:"true" desc:"also take containers whose health_state is not healthy"`
-	RancherWait      time.Duration `split_words:"true" default:"60s" desc:"long-poll wait for metadata changes, at most 120s"`
-
-	// Region, credentials and endpoint are the AWS SDK's own variables.
-	Ec2Filters  string `split_words:"true" desc:"DescribeInstances filters as the AWS CLI names them: name=v1,v2;name=v, e.g. tag:app=myapp; instance-state-name=running is always added"`
-	Ec2Address  string `split_words:"true" default:"private" desc:"private, public or ipv6 (from the network interfaces)"`
-	Ec2LabelTag string `split_words:"true" default:"Name" desc:"the tag whose value names a peer; the instance id when absent"`
-}
-
-// TokenEnv is DigitalOcean's own variables, as doctl and Terraform read
-// them (prefix DIGITALOCEAN). The token is never logged.
-type TokenEnv struct {
-	Token           string `split_words:"true" desc:"DigitalOcean API token, for the droplet provider"`
-	AccessToken     string `split_words:"true" desc:"the same, under the name some tools use"`
-	TokenFile       string `split_words:"true" desc:"a file that holds the token (e.g. a mounted secret)"`
-	AccessTokenFile string `split_words:"true" desc:"the same"`
-}
-
-// envSpec is every variable, for help.
-type envSpec struct {
-	GlobalEnv
-	TopologyEnv
 }
 
 // pollInterval reads a Go duration, or "auto": as often as the provider's
@@ -149,10 +92,6 @@ func (p *pollInterval) Decode(v string) error {
 // autoFallback is the interval of an auto topology until its API has
 // reported its limit: the default interval.
 const autoFallback = 10 * time.Second
-
-// meteredProviders are the providers whose APIs report their rate limit
-// in every answer, which auto polling paces by.
-var meteredProviders = []string{"droplet", "hcloud"}
 
 // ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
 type ttl time.Duration
@@ -257,8 +196,8 @@ func loadConfig() (*config, error) {
 	r := &reader{}
 	var g GlobalEnv
 	r.read(envPrefix, &g, false)
-	var base TopologyEnv
-	r.read(envPrefix, &base, false)
+	base := newTopologyEnv()
+	r.read(envPrefix, base.spec(), false)
 
 	cfg := &config{
 		dns: dnsserver.Config{
@@ -297,12 +236,11 @@ func loadConfig() (*config, error) {
 	}
 	cfg.ha = r.ha(g, cfg.consul)
 
-	token := &tokenSource{}
 	if len(g.Topologies) == 0 {
-		if base.Service == "" {
+		if base.common().Service == "" {
 			r.add("PEERBRIDGE_SERVICE", "required: the service name, a DNS label such as myapp (or set PEERBRIDGE_TOPOLOGIES)")
 		} else {
-			cfg.topologies = append(cfg.topologies, r.topology(cfg, strings.ToLower(base.Service), "", base, token))
+			cfg.topologies = append(cfg.topologies, r.topology(cfg, strings.ToLower(base.common().Service), "", base))
 		}
 	} else {
 		if _, set := os.LookupEnv(envPrefix + "_SERVICE"); set {
@@ -322,12 +260,12 @@ func loadConfig() (*config, error) {
 			}
 			seen[name] = true
 			prefix := topologyPrefix(name)
-			env := base
-			r.read(prefix, &env, true)
+			env := base.clone()
+			r.read(prefix, env.spec(), true)
 			if _, set := os.LookupEnv(prefix + "_SERVICE"); !set {
-				env.Service = name
+				env.common().Service = name
 			}
-			cfg.topologies = append(cfg.topologies, r.topology(cfg, name, prefix, env, token))
+			cfg.topologies = append(cfg.topologies, r.topology(cfg, name, prefix, env))
 		}
 	}
 
@@ -368,7 +306,8 @@ func (r *reader) ha(g GlobalEnv, consul *consulConfig) *haConfig {
 
 // topology assembles one topology. prefix is its variables' prefix, empty
 // in the single-topology form.
-func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, token *tokenSource) topology {
+func (r *reader) topology(cfg *config, name, prefix string, all topologyEnv) topology {
+	env := all.common()
 	t := topology{
 		name:         name,
 		service:      strings.ToLower(env.Service),
@@ -385,9 +324,9 @@ func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, tok
 	switch {
 	case env.PollInterval.auto:
 		t.interval, t.budget = autoFallback, env.APIBudget
-		if !slices.Contains(meteredProviders, t.provider) {
+		if p, _ := lookupProvider(t.provider); !p.Metered {
 			r.add(varName(prefix, "POLL_INTERVAL"), "auto needs a provider whose API reports its rate limit (%s), not %s",
-				strings.Join(meteredProviders, " or "), t.provider)
+				strings.Join(meteredNames(), " or "), t.provider)
 		}
 		if _, err := bridge.NewBudget(t.budget, t.interval); err != nil {
 			r.add(varName(prefix, "API_BUDGET"), "%v", err)
@@ -414,330 +353,10 @@ func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, tok
 		t.checker = health.NewChecker(*check, nil) // never a provider's client: no credentials go to peers
 	}
 
-	src := newSource(env, token)
-	r.settings(prefix, src.err)
+	src := newSource(all)
+	r.settings(prefix, src.err, src.refs...)
 	t.newSource, t.details = src.build, append(src.details, "health_check", spec)
 	return t
-}
-
-// source is a provider's settings, read from the environment into its
-// package's options. err holds what the options' own validation found.
-type source struct {
-	err     error
-	build   func(*slog.Logger) (bridge.Provider, error)
-	details []any
-}
-
-// newSource maps a topology's variables to its provider. Adding a
-// provider: its variables in TopologyEnv, a function like rancherSource
-// that fills the package's Options and returns their Validate() (whose
-// bridge.SettingError values name each setting), and a case here.
-func newSource(env TopologyEnv, token *tokenSource) source {
-	switch env.Provider {
-	case "static":
-		return staticSource(env)
-	case "droplet":
-		return dropletSource(env, token)
-	case "rancher":
-		return rancherSource(env)
-	case "hcloud":
-		return hcloudSource(env)
-	case "ec2":
-		return ec2Source(env)
-	}
-	return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use static, droplet, rancher, hcloud or ec2", env.Provider)}
-}
-
-func staticSource(env TopologyEnv) source {
-	p, err := static.New(env.StaticPeers)
-	var errs []error
-	if err != nil {
-		for line := range strings.SplitSeq(err.Error(), "\n") {
-			errs = append(errs, bridge.Invalid("STATIC_PEERS", "%s", line))
-		}
-	}
-	return source{err: errors.Join(errs...), build: func(*slog.Logger) (bridge.Provider, error) { return p, nil }}
-}
-
-func rancherSource(env TopologyEnv) source {
-	opts := rancher.Options{
-		URL: env.RancherUrl, Version: env.RancherVersion, Wait: env.RancherWait,
-		AnyState: env.RancherAnyState, AnyHealth: env.RancherAnyHealth,
-	}
-	services, err := rancher.ParseServices(env.RancherServices)
-	opts.Services = services
-	err = errors.Join(err, opts.Validate())
-	if env.RancherWait == 0 {
-		err = errors.Join(err, bridge.Invalid("RANCHER_WAIT", "0s must be whole seconds from 1s to %ds", rancher.MaxWait))
-	}
-	if env.RancherVersion == "" {
-		err = errors.Join(err, bridge.Invalid("RANCHER_VERSION", `"" is not an API version such as latest or 2015-12-19`))
-	}
-	return source{
-		err: err,
-		build: func(log *slog.Logger) (bridge.Provider, error) {
-			opts.Logger = log
-			return rancher.New(opts)
-		},
-		details: []any{
-			"rancher_url", redactURL(opts.URL), "rancher_version", opts.Version, "rancher_services", opts.Services,
-			"rancher_any_state", opts.AnyState, "rancher_any_health", opts.AnyHealth, "rancher_wait", opts.Wait,
-		},
-	}
-}
-
-func dropletSource(env TopologyEnv, token *tokenSource) source {
-	opts := droplet.Options{
-		Tag: env.DropletTag, Name: env.DropletName, Region: env.DropletRegion, VPC: env.DropletVPC,
-		ExcludeSelf: env.DropletExcludeSelf, APIURL: env.DropletApiUrl, MetadataURL: env.DropletMetadataUrl,
-	}
-	var errs []error
-	var err error
-	if opts.Network, err = droplet.ParseNetwork(env.DropletNetwork); err != nil {
-		errs = append(errs, err)
-		opts.Network = droplet.Private
-	}
-	if opts.IPVersion, err = droplet.ParseIPVersion(env.DropletIPVersion); err != nil {
-		errs = append(errs, err)
-		opts.IPVersion = droplet.IPVersion{V4: true}
-	}
-	errs = append(errs, opts.Validate())
-	if opts.Token, err = token.get(); err != nil {
-		errs = append(errs, &variableError{token.variable, err})
-	}
-	return source{
-		err: errors.Join(errs...),
-		build: func(log *slog.Logger) (bridge.Provider, error) {
-			opts.Logger = log
-			return droplet.New(opts)
-		},
-		details: []any{
-			"droplet_tag", opts.Tag, "droplet_name", opts.Name, "droplet_region", opts.Region, "droplet_vpc", opts.VPC,
-			"droplet_network", opts.Network, "droplet_ip_version", env.DropletIPVersion,
-			"droplet_exclude_self", opts.ExcludeSelf, "droplet_api_url", redactURL(opts.APIURL), "token_from", token.variable,
-		},
-	}
-}
-
-// variableError is a problem with a variable outside PEERBRIDGE_'s
-// topology scheme (DIGITALOCEAN_TOKEN_FILE), named as it is.
-type variableError struct {
-	variable string
-	err      error
-}
-
-func (e *variableError) Error() string { return e.variable + ": " + e.err.Error() }
-
-// reader collects every problem of the environment, one line each,
-// naming its variable; the same line is reported once, and a variable
-// that could not be read at all only as that.
-type reader struct {
-	problems   []string
-	unreadable map[string]bool
-}
-
-func (r *reader) add(variable, format string, args ...any) {
-	line := variable + ": " + fmt.Sprintf(format, args...)
-	if !r.unreadable[variable] && !slices.Contains(r.problems, line) {
-		r.problems = append(r.problems, line)
-	}
-}
-
-func (r *reader) check(variable string, err error) {
-	if err != nil {
-		r.add(variable, "%v", err)
-	}
-}
-
-// settings reports the bridge.SettingError values in err under the
-// variables that were set for them (per topology under prefix, or plain),
-// and reports whether there were none.
-func (r *reader) settings(prefix string, err error) bool {
-	if err == nil {
-		return true
-	}
-	var ve *variableError
-	ses := bridge.SettingErrors(err)
-	for _, se := range ses {
-		var names []string
-		for key := range strings.SplitSeq(se.Setting, ",") {
-			names = append(names, varName(prefix, strings.TrimSpace(key)))
-		}
-		r.add(strings.Join(names, ", "), "%v", se.Err)
-	}
-	for _, e := range unjoin(err) {
-		if errors.As(e, &ve) {
-			r.add(ve.variable, "%v", ve.err)
-		} else if len(bridge.SettingErrors(e)) == 0 {
-			r.add(cmp.Or(prefix, envPrefix), "%v", e) // unreachable while every rule names its setting
-		}
-	}
-	return false
-}
-
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
-}
-
-// read fills spec's fields from the variables under prefix, one field at
-// a time, so that every unreadable value is reported, not only the first
-// envconfig meets. With onlySet, fields whose variable is not set keep
-// their value (the plain variable's, for a topology).
-func (r *reader) read(prefix string, spec any, onlySet bool) {
-	keys, err := envKeys(prefix, spec)
-	if err != nil {
-		r.add(prefix, "%v", err)
-		return
-	}
-	v := reflect.ValueOf(spec).Elem()
-	for i, key := range keys {
-		if _, set := os.LookupEnv(key); onlySet && !set {
-			continue
-		}
-		f := v.Type().Field(i)
-		one := reflect.New(reflect.StructOf([]reflect.StructField{{Name: f.Name, Type: f.Type, Tag: f.Tag}}))
-		if err := envconfig.Process(prefix, one.Interface()); err != nil {
-			r.add(key, "%s", unreadable(err, f.Type))
-			if r.unreadable == nil {
-				r.unreadable = map[string]bool{}
-			}
-			r.unreadable[key] = true
-			continue
-		}
-		v.Field(i).Set(one.Elem().Field(0))
-	}
-}
-
-// unreadable says what a value that envconfig could not parse should
-// look like, never naming a Go type.
-func unreadable(err error, t reflect.Type) string {
-	var pe *envconfig.ParseError
-	if !errors.As(err, &pe) {
-		return err.Error()
-	}
-	if t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch {
-	case t == reflect.TypeFor[time.Duration]():
-		return fmt.Sprintf("%q is not a valid duration such as 10s or 1m30s", pe.Value)
-	case t == reflect.TypeFor[ttl](), t == reflect.TypeFor[pollInterval]():
-		return pe.Err.Error()
-	case t.Kind() == reflect.Float64:
-		return fmt.Sprintf("%q is not a valid number such as 0.5", pe.Value)
-	case t.Kind() == reflect.Bool:
-		return fmt.Sprintf("%q is not a valid true or false", pe.Value)
-	case t.Kind() == reflect.Uint16:
-		return fmt.Sprintf("%q is not a valid port number (0-65535)", pe.Value)
-	}
-	return fmt.Sprintf("%q is not a valid value", pe.Value)
-}
-
-// topologyPrefix is the variable prefix of a topology: web-app reads
-// PEERBRIDGE_WEB_APP_*.
-func topologyPrefix(name string) string {
-	return envPrefix + "_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
-}
-
-// envKeys lists the variable names envconfig reads for spec, in field
-// order, from envconfig itself so the two cannot disagree.
-func envKeys(prefix string, spec any) ([]string, error) {
-	var buf bytes.Buffer
-	if err := envconfig.Usagef(prefix, spec, &buf, "{{range .}}{{usage_key .}}\n{{end}}"); err != nil {
-		return nil, err
-	}
-	return strings.Fields(buf.String()), nil
-}
-
-// aliases are older names read when the new one is not set.
-var aliases = map[string]string{
-	"HEALTH_CHECK":   "DROPLET_HEALTH_CHECK",
-	"HEALTH_TIMEOUT": "DROPLET_HEALTH_TIMEOUT",
-}
-
-// varName is the variable a setting came from: the first that is set of
-// the per-topology one, its per-topology alias, the plain one and the
-// plain alias; else the plain one.
-func varName(prefix, key string) string {
-	var candidates []string
-	for _, p := range []string{prefix, envPrefix} {
-		if p == "" {
-			continue
-		}
-		candidates = append(candidates, p+"_"+key)
-		if alias, ok := aliases[key]; ok {
-			candidates = append(candidates, p+"_"+alias)
-		}
-	}
-	for _, c := range candidates {
-		if _, set := os.LookupEnv(c); set {
-			return c
-		}
-	}
-	return envPrefix + "_" + key
-}
-
-// tokenSource reads the DigitalOcean token once, on first use, from the
-// first of DIGITALOCEAN_TOKEN, DIGITALOCEAN_ACCESS_TOKEN and their _FILE
-// forms that is set.
-type tokenSource struct {
-	once     bool
-	token    string
-	err      error
-	variable string // where it came from, or which to set
-}
-
-func (s *tokenSource) get() (string, error) {
-	if s.once {
-		return s.token, s.err
-	}
-	s.once = true
-	s.variable = "DIGITALOCEAN_TOKEN"
-	var env TokenEnv
-	if err := envconfig.Process("DIGITALOCEAN", &env); err != nil {
-		s.err = err
-		return "", err
-	}
-	switch {
-	case env.Token != "":
-		s.token = env.Token
-	case env.AccessToken != "":
-		s.token, s.variable = env.AccessToken, "DIGITALOCEAN_ACCESS_TOKEN"
-	case env.TokenFile != "":
-		s.variable = "DIGITALOCEAN_TOKEN_FILE"
-		s.token, s.err = readToken(env.TokenFile)
-	case env.AccessTokenFile != "":
-		s.variable = "DIGITALOCEAN_ACCESS_TOKEN_FILE"
-		s.token, s.err = readToken(env.AccessTokenFile)
-	default:
-		s.err = errors.New("required: set it (or DIGITALOCEAN_ACCESS_TOKEN, or DIGITALOCEAN_TOKEN_FILE naming a file that holds it)")
-	}
-	return s.token, s.err
-}
-
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		// The path is no secret; the file's content would be.
-		return "", fmt.Errorf("reading the token file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("the token file %s is empty", path)
-	}
-	return token, nil
-}
-
-// redactURL hides a password in a URL's user info.
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "(invalid)"
-	}
-	return u.Redacted()
 }
 
 // checkAddr checks a listen address, host:port.

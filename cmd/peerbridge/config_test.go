@@ -233,7 +233,7 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	if err := NewMain(&out, &out).Run(context.Background(), []string{"help"}); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := envKeys(envPrefix, &envSpec{})
+	keys, err := envKeys(envPrefix, newEnvSpec())
 	if err != nil {
 		t.Fatal(err)
 	}

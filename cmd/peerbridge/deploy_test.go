@@ -65,7 +65,35 @@ func TestDeployYAMLParses(t *testing.T) {
 	}
 }
 
-var envNameRE = regexp.MustCompile(`\b(?:PEERBRIDGE|DIGITALOCEAN|HCLOUD)_[A-Z0-9_]*[A-Z0-9]\b`)
+// envNameRE matches the names of every variable spec envSpecs lists.
+var envNameRE = func() *regexp.Regexp {
+	prefixes := []string{envPrefix}
+	for _, s := range envSpecs()[2:] {
+		prefixes = append(prefixes, s.prefix)
+	}
+	return regexp.MustCompile(`\b(?:` + strings.Join(prefixes, "|") + `)_[A-Z0-9_]*[A-Z0-9]\b`)
+}()
+
+// envSpecs are the specs of every variable help lists: the global ones,
+// the topologies' (index 1), and the providers' vendor variables.
+func envSpecs() []struct {
+	prefix string
+	spec   any
+} {
+	specs := []struct {
+		prefix string
+		spec   any
+	}{{envPrefix, &GlobalEnv{}}, {envPrefix, newTopologyEnv().spec()}}
+	for _, p := range providers {
+		if p.vendor != nil {
+			specs = append(specs, struct {
+				prefix string
+				spec   any
+			}{p.vendor.prefix, p.vendor.spec})
+		}
+	}
+	return specs
+}
 
 // TestDeployEnvNames checks that every variable the examples, the
 // Dockerfile and the README set is one the binary reads.
@@ -76,10 +104,7 @@ func TestDeployEnvNames(t *testing.T) {
 		"PEERBRIDGE_CI_THP": true,
 	}
 	var topoKeys []string
-	for _, spec := range []struct {
-		prefix string
-		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
+	for i, spec := range envSpecs() {
 		keys, err := envKeys(spec.prefix, spec.spec)
 		if err != nil {
 			t.Fatal(err)
@@ -87,7 +112,7 @@ func TestDeployEnvNames(t *testing.T) {
 		for _, k := range keys {
 			known[k] = true
 		}
-		if _, ok := spec.spec.(*TopologyEnv); ok {
+		if i == 1 {
 			topoKeys = keys
 		}
 	}
@@ -153,10 +178,7 @@ func envReference(t *testing.T) string {
 	const row = "{{range .}}| `{{usage_key .}}` | {{if usage_default .}}`{{usage_default .}}`{{end}} | {{usage_description .}} |\n{{end}}"
 	var b bytes.Buffer
 	b.WriteString("| variable | default | meaning |\n| --- | --- | --- |\n")
-	for _, spec := range []struct {
-		prefix string
-		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
+	for _, spec := range envSpecs() {
 		if err := envconfig.Usagef(spec.prefix, spec.spec, &b, row); err != nil {
 			t.Fatal(err)
 		}

@@ -50,7 +50,7 @@ func fakeEC2(t *testing.T, fail *atomic.Bool) *httptest.Server {
 }
 
 func TestEC2Config(t *testing.T) {
-	keys, err := envKeys(envPrefix, &TopologyEnv{})
+	keys, err := envKeys(envPrefix, newTopologyEnv().spec())
 	if err != nil {
 		t.Fatal(err)
 	}

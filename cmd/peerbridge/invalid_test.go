@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/peerbridge/peerbridge/providers/droplet"
 )
 
 // invalid is a wrong value for a variable (named without PEERBRIDGE_),
@@ -123,11 +125,11 @@ func TestEveryInvalidVariableIsRejected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	perTopology, err := envKeys(envPrefix, &TopologyEnv{})
+	perTopology, err := envKeys(envPrefix, newTopologyEnv().spec())
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := envKeys("DIGITALOCEAN", &TokenEnv{})
+	tokens, err := envKeys(droplet.TokenPrefix, &droplet.TokenEnv{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -140,16 +140,19 @@ variable wins, the plain one is the default for every topology.
 
 `)
 	tw := tabwriter.NewWriter(m.Stdout, 1, 0, 2, ' ', 0)
-	if err := envconfig.Usagef(envPrefix, &envSpec{}, tw, envconfig.DefaultTableFormat); err != nil {
+	if err := envconfig.Usagef(envPrefix, newEnvSpec(), tw, envconfig.DefaultTableFormat); err != nil {
 		return err
 	}
-	fmt.Fprint(tw, "\nThe droplet provider reads DigitalOcean's token from the first of these that is set:\n\n")
-	if err := envconfig.Usagef("DIGITALOCEAN", &TokenEnv{}, tw, tokenTableFormat); err != nil {
-		return err
-	}
-	fmt.Fprint(tw, "\nThe hcloud provider reads the hcloud CLI's variables:\n\n")
-	if err := envconfig.Usagef("HCLOUD", &HcloudEnv{}, tw, tokenTableFormat); err != nil {
-		return err
+	for _, p := range providers {
+		if text := p.vendorHelp(); text != "" {
+			fmt.Fprintf(tw, "\n%s\n", text)
+		}
+		if p.vendor != nil {
+			fmt.Fprintln(tw)
+			if err := envconfig.Usagef(p.vendor.prefix, p.vendor.spec, tw, tokenTableFormat); err != nil {
+				return err
+			}
+		}
 	}
 	return tw.Flush()
 }

@@ -128,7 +128,7 @@ func newCollector(st *state) *collector {
 		rateLimit:      desc("provider_ratelimit_limit", "API requests the provider's token may make per rate-limit window, as the API last reported.", topologyLabels...),
 		rateRemaining:  desc("provider_ratelimit_remaining", "API requests left in the current rate-limit window, as the API last reported.", topologyLabels...),
 		apiRequests:    desc("provider_api_requests_total", "Requests made to the provider's API.", topologyLabels...),
-		wakeups:        desc("provider_wakeups_total", "Changes the provider announced between polls (the Rancher long-poll).", topologyLabels...),
+		wakeups:        desc("provider_wakeups_total", "Changes the provider announced between polls (a long-poll or watch).", topologyLabels...),
 		dnsAnswers:     desc("dns_answers_total", "DNS answers sent, by transport, query type and rcode.", "transport", "qtype", "rcode"),
 		dnsTruncated:   desc("dns_truncated_total", "DNS answers sent with TC set.", "transport"),
 		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),

@@ -68,6 +68,8 @@ type Options struct {
 	// Token is the API token. It is sent as a bearer token and never
 	// logged or put in an error.
 	Token string
+	// TokenFrom names the variable the token came from, for the log.
+	TokenFrom string
 	// APIURL is the API's base URL; empty means DefaultAPIURL.
 	APIURL string
 	// MetadataURL is the droplet metadata service; empty means

@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -113,15 +114,27 @@ type Provider struct {
 	secrets []string // of every credential seen, to scrub from errors
 }
 
-// New returns a provider. It fetches the credentials once, so that a
-// chain that finds none fails at start, and logs where they came from
-// (never the secret key or session token).
-func New(ctx context.Context, opts Options) (*Provider, error) {
+// StartTimeout bounds New's fetching of the credentials (IMDS, STS, the
+// ECS endpoint): a chain that cannot answer fails the start instead of
+// hanging it.
+const StartTimeout = 30 * time.Second
+
+// New is NewContext bounded by StartTimeout.
+func New(opts Options) (*Provider, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	return NewContext(ctx, opts)
+}
+
+// NewContext returns a provider. It fetches the credentials once, so
+// that a chain that finds none fails at start, and logs where they came
+// from (never the secret key or session token).
+func NewContext(ctx context.Context, opts Options) (*Provider, error) {
 	log := platform.Logger(opts.Logger)
 	if opts.Address == "" {
 		opts.Address = Private
 	}
-	if _, err := ParseAddress(string(opts.Address)); err != nil {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
 	if len(opts.Filters) == 0 {

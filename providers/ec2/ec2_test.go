@@ -440,13 +440,13 @@ func TestStartUp(t *testing.T) {
 	t.Run("missing region", func(t *testing.T) {
 		awsEnv(t, api.srv.URL)
 		t.Setenv("AWS_REGION", "")
-		if _, err := New(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "AWS_REGION") {
+		if _, err := NewContext(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "AWS_REGION") {
 			t.Errorf("New without a region: %v, want an error naming AWS_REGION", err)
 		}
 	})
 	t.Run("no credentials", func(t *testing.T) {
 		noCredentials(t, api.srv.URL)
-		_, err := New(context.Background(), Options{})
+		_, err := NewContext(context.Background(), Options{})
 		if err == nil || !strings.Contains(err.Error(), "no AWS credentials: set AWS_ACCESS_KEY_ID") {
 			t.Errorf("New without credentials: %v", err)
 		}
@@ -461,7 +461,7 @@ func TestStartUp(t *testing.T) {
 		t.Setenv("AWS_CONFIG_FILE", dir+"/config")
 		t.Setenv("AWS_SHARED_CREDENTIALS_FILE", dir+"/credentials")
 		logs := &bridgetest.Buffer{}
-		p, err := New(context.Background(), Options{Logger: testLogger(logs)})
+		p, err := NewContext(context.Background(), Options{Logger: testLogger(logs)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -475,7 +475,7 @@ func TestStartUp(t *testing.T) {
 	t.Run("AWS_ENDPOINT_URL", func(t *testing.T) {
 		awsEnv(t, "")
 		t.Setenv("AWS_ENDPOINT_URL", api.srv.URL)
-		p, err := New(context.Background(), Options{})
+		p, err := NewContext(context.Background(), Options{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -537,7 +537,7 @@ func TestGivenConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv("AWS_REGION", "") // from here on, only cfg counts
-	p, err := New(context.Background(), Options{AWS: &cfg})
+	p, err := NewContext(context.Background(), Options{AWS: &cfg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -350,7 +350,7 @@ func newProvider(t testing.TB, f *fakeEC2, opts Options) (*Provider, *bridgetest
 	awsEnv(t, f.srv.URL)
 	logs := &bridgetest.Buffer{}
 	opts.Logger = testLogger(logs)
-	p, err := New(context.Background(), opts)
+	p, err := NewContext(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -55,6 +55,8 @@ type Options struct {
 	// Token is the API token. The SDK sends it as a bearer token; it is
 	// never logged or put in an error.
 	Token string
+	// TokenFrom names the variable the token came from, for the log.
+	TokenFrom string
 	// APIURL is the API's base URL; empty means DefaultAPIURL.
 	APIURL string
 	// LabelSelector (Hetzner's syntax) and Name filter on the server.
@@ -83,7 +85,7 @@ func (o Options) Validate() error {
 		// network" does not exist, and mixing in public v6 would publish
 		// addresses the operator did not ask for.
 		errs = append(errs, bridge.Invalid("HCLOUD_IP_VERSION",
-			"%s with a private network: Hetzner's private networks are IPv4 only; use 4, or leave PEERBRIDGE_HCLOUD_NETWORK empty for public IPv6", o.IPVersion))
+			"%s with a private network: Hetzner's private networks are IPv4 only; use 4, or leave HCLOUD_NETWORK empty for public IPv6", o.IPVersion))
 	}
 	if isID(o.Network) {
 		if id, err := strconv.ParseInt(o.Network, 10, 64); err != nil || id == 0 {

@@ -130,7 +130,7 @@ func (p *Provider) resolve(ctx context.Context) (int64, error) {
 	if len(nets) == 0 {
 		// Not transient: someone must create it or fix the setting. The
 		// next poll looks again.
-		return 0, fmt.Errorf("no private network named %q: set PEERBRIDGE_HCLOUD_NETWORK to an existing network's name or ID", p.opts.Network)
+		return 0, fmt.Errorf("no private network named %q: the hcloud network setting must name an existing network, or give its ID", p.opts.Network)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

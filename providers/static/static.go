@@ -18,13 +18,13 @@ type Provider struct {
 	peers []bridge.Peer
 }
 
-// New parses spec (see Parse) into a provider.
-func New(spec string) (*Provider, error) {
-	peers, err := Parse(spec)
-	if err != nil {
+// New returns a provider of opts.Peers, or fails on what Validate
+// rejects.
+func New(opts Options) (*Provider, error) {
+	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	return &Provider{peers: peers}, nil
+	return &Provider{peers: opts.Peers}, nil
 }
 
 // Peers returns a copy of the configured peers.

@@ -76,7 +76,11 @@ func TestParse(t *testing.T) {
 }
 
 func TestPeersReturnsCopies(t *testing.T) {
-	p, err := New("a=10.0.0.1")
+	opts, err := Configure(Env{StaticPeers: "a=10.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -54,7 +54,7 @@ func New(t testing.TB, servers []schema.Server, networks []schema.Network) *API 
 	return a
 }
 
-// URL is the API's base URL, as PEERBRIDGE_HCLOUD_API_URL takes it.
+// URL is the API's base URL, as the provider's APIURL option takes it.
 func (a *API) URL() string { return a.srv.URL + "/v1" }
 
 // Set changes the fake's servers, networks or fault under its lock.
