@@ -69,45 +69,9 @@ type TopologyEnv struct {
 	DropletHealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"alias of PEERBRIDGE_HEALTH_TIMEOUT, which wins when both are set"`
 }
 
-// pollInterval reads a Go duration, or "auto": as often as the provider's
-// API budget allows (bridge.Budget).
-type pollInterval struct {
-	auto  bool
-	every time.Duration
-}
-
-func (p *pollInterval) Decode(v string) error {
-	if strings.EqualFold(strings.TrimSpace(v), "auto") {
-		*p = pollInterval{auto: true}
-		return nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return fmt.Errorf("%q is neither a duration such as 10s or 1m30s nor auto", v)
-	}
-	*p = pollInterval{every: d}
-	return nil
-}
-
 // autoFallback is the interval of an auto topology until its API has
 // reported its limit: the default interval.
 const autoFallback = 10 * time.Second
-
-// ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
-type ttl time.Duration
-
-func (t *ttl) Decode(v string) error {
-	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
-		*t = ttl(time.Duration(n) * time.Second)
-		return nil
-	}
-	d, err := time.ParseDuration(v)
-	if err != nil {
-		return fmt.Errorf("%q is not whole seconds or a duration, e.g. 30 or 30s", v)
-	}
-	*t = ttl(d)
-	return nil
-}
 
 // config is the validated configuration.
 type config struct {
@@ -371,36 +335,6 @@ func checkAddr(addr string) error {
 	return nil
 }
 
-// logValue is the effective configuration for the start-up log line.
-// Credentials are never part of it: only where the token came from.
-func (c *config) logValue() slog.Value {
-	attrs := []slog.Attr{
-		slog.String("zone", c.dns.Zone),
-		slog.String("dns_addr", c.dnsAddr),
-		slog.String("http_addr", c.httpAddr),
-		slog.Duration("ttl", c.dns.TTL),
-		slog.Duration("negative_ttl", c.dns.NegativeTTL),
-		slog.Any("ns", c.dns.NS),
-		slog.Any("transfer", c.dns.Transfer), // the TSIG key's name, never its secret
-	}
-	if c.ha != nil {
-		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "check_ttl", c.ha.checkTTL, "lock_delay", c.ha.lockDelay, "renew_deadline", c.ha.renewDeadline))
-	}
-	if c.consul != nil {
-		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")
-		attrs = append(attrs, slog.Group("consul",
-			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
-			"owner", c.consul.owner, "tags", c.consul.tags))
-	}
-	for _, t := range c.topologies {
-		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{
-			"service", t.service, "provider", t.provider, "port", t.port,
-			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.intervalText(),
-		}, t.details...)...))
-	}
-	return slog.GroupValue(attrs...)
-}
-
 // checkTransfer parses the zone transfer variables into dns.
 func checkTransfer(r *reader, dns *dnsserver.Config, g GlobalEnv) {
 	var err error
@@ -417,12 +351,5 @@ func checkTransfer(r *reader, dns *dnsserver.Config, g GlobalEnv) {
 		r.add("PEERBRIDGE_DNS_NS", "%v", err)
 	} else if err := dnsserver.CheckNameServers(dns.Zone, dns.NS); err != nil {
 		r.add("PEERBRIDGE_DNS_NS", "%v", err)
-	}
-}
-
-// logWarnings logs what loadConfig found doubtful.
-func (c *config) logWarnings(log *slog.Logger) {
-	for _, w := range c.warnings {
-		log.Warn("configuration: "+w.msg, "variable", w.variable)
 	}
 }

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -157,5 +160,40 @@ func (m *Main) health() error {
 		return fmt.Errorf("health: %s", resp.Status)
 	}
 	fmt.Fprintln(m.Stdout, "ok")
+	return nil
+}
+
+// newHTTPServer serves h with timeouts, so that no client holds a
+// connection or a goroutine for ever, and with net/http's own error lines
+// going through log, in its format.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		// A scrape of /metrics or /status with many peers takes well under
+		// this; a client that stops reading does not keep it.
+		WriteTimeout: 30 * time.Second,
+		IdleTimeout:  60 * time.Second,
+		ErrorLog:     slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
+	}
+}
+
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ln) }()
+	select {
+	case err := <-done:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http shutdown: %w", err)
+	}
+	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
 	return nil
 }

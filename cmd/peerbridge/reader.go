@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -206,4 +207,40 @@ func varName(prefix, key string) string {
 		}
 	}
 	return envPrefix + "_" + key
+}
+
+// pollInterval reads a Go duration, or "auto": as often as the provider's
+// API budget allows (bridge.Budget).
+type pollInterval struct {
+	auto  bool
+	every time.Duration
+}
+
+func (p *pollInterval) Decode(v string) error {
+	if strings.EqualFold(strings.TrimSpace(v), "auto") {
+		*p = pollInterval{auto: true}
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is neither a duration such as 10s or 1m30s nor auto", v)
+	}
+	*p = pollInterval{every: d}
+	return nil
+}
+
+// ttl reads a TTL as whole seconds ("30") or a Go duration ("30s").
+type ttl time.Duration
+
+func (t *ttl) Decode(v string) error {
+	if n, err := strconv.ParseUint(v, 10, 32); err == nil {
+		*t = ttl(time.Duration(n) * time.Second)
+		return nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("%q is not whole seconds or a duration, e.g. 30 or 30s", v)
+	}
+	*t = ttl(d)
+	return nil
 }

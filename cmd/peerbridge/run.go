@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +39,8 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 		}
 	}
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
-	metrics := newMetrics(st, cfg.topologies)
-	newTerm := func(fence consulpub.Fence) (*term, error) { return buildTerm(cfg, log, dns, client, metrics, fence) }
-	first, err := newTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
+	a := &app{cfg: cfg, log: log, dns: dns, client: client, metrics: newMetrics(st, cfg.topologies), st: st}
+	first, err := a.buildTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
 	if err != nil {
 		return err
 	}
@@ -66,13 +64,13 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
 		g.Go(func() error {
-			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log))
+			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, a.metrics.registry, time.Now), log))
 		})
 	}
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
 	} else {
-		g.Go(func() error { return lead(gctx, cfg, log, client, dns, st, newTerm) })
+		g.Go(func() error { return a.lead(gctx) })
 	}
 	log.Info("listening", "dns", ls.Addr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
 	if m.OnListen != nil {
@@ -95,16 +93,29 @@ type term struct {
 	consul *consulpub.Publisher // nil when Consul is off
 }
 
-func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics, fence consulpub.Fence) (*term, error) {
+// app is one run's parts, which every term and the election share.
+type app struct {
+	cfg     *config
+	log     *slog.Logger
+	dns     *dnsserver.Server
+	client  *api.Client // nil when Consul is off
+	metrics *metrics
+	st      *state
+}
+
+// buildTerm builds a term; fence is the leader's session, empty without
+// HA.
+func (a *app) buildTerm(fence consulpub.Fence) (*term, error) {
+	cfg, log := a.cfg, a.log
 	t := &term{}
 	var publishers []bridge.Publisher
 	if fence.Session == "" {
-		publishers = append(publishers, dns)
+		publishers = append(publishers, a.dns)
 	}
 	if cfg.consul != nil {
 		var err error
 		t.consul, err = consulpub.New(consulpub.Options{
-			Client: client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Fence: fence, Logger: log.With("component", "consul"),
+			Client: a.client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Fence: fence, Logger: log.With("component", "consul"),
 		})
 		if err != nil {
 			return nil, err
@@ -118,7 +129,7 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
 			Service: top.spec(), Interval: top.interval, Budget: top.pacer(), Provider: source, Checker: top.checker,
-			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider),
+			Publishers: publishers, Logger: log, Observer: a.metrics.observer(top.name, top.provider),
 		}))
 	}
 	return t, nil
@@ -139,14 +150,14 @@ func (t *term) run(ctx context.Context) error {
 
 // lead serves DNS from what the leader wrote to Consul, on every replica,
 // and takes part in the election: the leader runs a term.
-func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, dns *dnsserver.Server,
-	st *state, newTerm func(consulpub.Fence) (*term, error)) error {
+func (a *app) lead(ctx context.Context) error {
+	cfg, log, client, st := a.cfg, a.log, a.client, a.st
 	services := make([]bridge.Service, len(cfg.topologies))
 	for i, t := range cfg.topologies {
 		services[i] = t.spec()
 	}
 	leader := func(ctx context.Context, fence consulpub.Fence) {
-		t, err := newTerm(fence)
+		t, err := a.buildTerm(fence)
 		if err != nil {
 			log.Error("cannot lead", "error", err)
 			<-ctx.Done()
@@ -161,7 +172,7 @@ func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client
 	g.Go(func() error {
 		consulpub.Follow(gctx, consulpub.FollowOptions{
 			Client: client, Owner: cfg.consul.owner, StampKey: consulpub.StampKey(cfg.ha.key), Services: services,
-			Zone: dns, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
+			Zone: a.dns, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
 		})
 		return nil
 	})
@@ -272,41 +283,6 @@ func (s *state) consul() *consulpub.Publisher {
 	return s.term.Load().consul
 }
 
-// newHTTPServer serves h with timeouts, so that no client holds a
-// connection or a goroutine for ever, and with net/http's own error lines
-// going through log, in its format.
-func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
-	return &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		// A scrape of /metrics or /status with many peers takes well under
-		// this; a client that stops reading does not keep it.
-		WriteTimeout: 30 * time.Second,
-		IdleTimeout:  60 * time.Second,
-		ErrorLog:     slog.NewLogLogger(log.With("component", "http").Handler(), slog.LevelWarn),
-	}
-}
-
-func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
-	select {
-	case err := <-done:
-		return fmt.Errorf("http server: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
-	}
-	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("http server: %w", err)
-	}
-	return nil
-}
-
 func (t topology) spec() bridge.Service {
 	return bridge.Service{
 		Topology:     t.name,
@@ -315,5 +291,42 @@ func (t topology) spec() bridge.Service {
 		Port:         t.port,
 		PortName:     t.portName,
 		NodeBasename: t.nodeBasename,
+	}
+}
+
+// logValue is the effective configuration for the start-up log line.
+// Credentials are never part of it: only where the token came from.
+func (c *config) logValue() slog.Value {
+	attrs := []slog.Attr{
+		slog.String("zone", c.dns.Zone),
+		slog.String("dns_addr", c.dnsAddr),
+		slog.String("http_addr", c.httpAddr),
+		slog.Duration("ttl", c.dns.TTL),
+		slog.Duration("negative_ttl", c.dns.NegativeTTL),
+		slog.Any("ns", c.dns.NS),
+		slog.Any("transfer", c.dns.Transfer), // the TSIG key's name, never its secret
+	}
+	if c.ha != nil {
+		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "check_ttl", c.ha.checkTTL, "lock_delay", c.ha.lockDelay, "renew_deadline", c.ha.renewDeadline))
+	}
+	if c.consul != nil {
+		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")
+		attrs = append(attrs, slog.Group("consul",
+			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
+			"owner", c.consul.owner, "tags", c.consul.tags))
+	}
+	for _, t := range c.topologies {
+		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{
+			"service", t.service, "provider", t.provider, "port", t.port,
+			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.intervalText(),
+		}, t.details...)...))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// logWarnings logs what loadConfig found doubtful.
+func (c *config) logWarnings(log *slog.Logger) {
+	for _, w := range c.warnings {
+		log.Warn("configuration: "+w.msg, "variable", w.variable)
 	}
 }
