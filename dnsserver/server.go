@@ -89,19 +89,9 @@ func New(cfg Config) (*Server, error) {
 		sets:   map[string]bridge.Set{},
 		xfr:    newXfr(cfg.Transfer),
 	}
-	s.serial = nextSerial(0, s.now())
+	s.serial = bridge.NextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil, nil))
 	return s, nil
-}
-
-// nextSerial returns a SOA serial greater than prev: the Unix time when
-// that is greater, so that serials keep growing across restarts, else
-// prev+1.
-func nextSerial(prev uint32, now time.Time) uint32 {
-	if t := uint32(now.Unix()); int32(t-prev) > 0 {
-		return t
-	}
-	return prev + 1
 }
 
 // Zone returns the zone the server is authoritative for.
@@ -120,7 +110,7 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 		return nil
 	}
 	s.sets[set.Service.Topology] = set
-	s.serial = nextSerial(s.serial, s.now())
+	s.serial = bridge.NextSerial(s.serial, s.now())
 	s.rebuild()
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
@@ -153,7 +143,7 @@ func (s *Server) PublishSerial(_ context.Context, serial uint32, sets ...bridge.
 		}
 	}
 	switch {
-	case !s.adopted || int32(serial-s.serial) > 0:
+	case !s.adopted || bridge.CompareSerial(serial, s.serial) > 0:
 		// The caller's serial.
 	case !changed:
 		return nil

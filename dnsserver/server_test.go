@@ -460,23 +460,6 @@ func TestPublishSerial(t *testing.T) {
 	}
 }
 
-func TestNextSerial(t *testing.T) {
-	now := time.Unix(1_800_000_000, 0)
-	for _, tc := range []struct {
-		prev, want uint32
-	}{
-		{0, 1_800_000_000},
-		{1_700_000_000, 1_800_000_000},
-		{1_800_000_000, 1_800_000_001}, // two changes in one second
-		{1_900_000_000, 1_900_000_001}, // clock went back
-		{^uint32(0), 1_800_000_000},    // RFC 1982: 1.8e9 follows 2^32-1
-	} {
-		if got := nextSerial(tc.prev, now); got != tc.want {
-			t.Errorf("nextSerial(%d) = %d, want %d", tc.prev, got, tc.want)
-		}
-	}
-}
-
 // TestSwapRace swaps snapshots while queries run: every answer must be one
 // whole set, never a mix. Run with -race.
 func TestSwapRace(t *testing.T) {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/peerbridge/peerbridge/bridge"
 )
 
 // Zone transfers make peerbridge a hidden primary: BIND, Knot, CoreDNS and
@@ -226,7 +228,7 @@ func missing(a, b []dns.RR) []dns.RR {
 }
 
 // serialAtLeast compares serials as RFC 1982 does: a >= b.
-func serialAtLeast(a, b uint32) bool { return int32(a-b) >= 0 }
+func serialAtLeast(a, b uint32) bool { return bridge.CompareSerial(a, b) >= 0 }
 
 // ixfr answers an IXFR from a secondary at serial have: the single SOA
 // when it is current, the changes since when the history reaches back to

@@ -98,7 +98,7 @@ func Follow(ctx context.Context, opts FollowOptions) {
 			if u.stamp != nil {
 				// Reads are stale (see watch): a lagging server may answer
 				// with an older stamp, which must not win over a newer one.
-				if stamp == nil || stamp.Serial == 0 || int32(u.stamp.Serial-stamp.Serial) > 0 {
+				if stamp == nil || stamp.Serial == 0 || bridge.CompareSerial(u.stamp.Serial, stamp.Serial) > 0 {
 					stamp = u.stamp
 				}
 			} else {

@@ -57,20 +57,10 @@ func (s Stamp) next(topology, digest string, now time.Time) Stamp {
 		out.Sets = map[string]string{}
 	}
 	if out.Sets[topology] != digest || out.Serial == 0 {
-		out.Serial = nextSerial(s.Serial, now)
+		out.Serial = bridge.NextSerial(s.Serial, now)
 	}
 	out.Sets[topology] = digest
 	return out
-}
-
-// nextSerial returns a serial greater than prev in RFC 1982 arithmetic:
-// the Unix time when that is greater, so that serials keep growing when
-// Consul starts empty, else prev+1.
-func nextSerial(prev uint32, now time.Time) uint32 {
-	if t := uint32(now.Unix()); int32(t-prev) > 0 {
-		return t
-	}
-	return prev + 1
 }
 
 // Digest is a digest of what a follower rebuilds from a set's catalog
