@@ -178,8 +178,8 @@ func TestBatchedWrites(t *testing.T) {
 	agent.Stop()
 	agent.Restart()
 	p.Publish(ctx, fleet("fleet", 2700))
-	if err := p.Sync(ctx); !errors.Is(err, ErrFenced) {
-		t.Fatalf("Sync after Consul lost the session = %v, want ErrFenced", err)
+	if err := p.Sync(ctx); !errors.Is(err, errFenced) {
+		t.Fatalf("Sync after Consul lost the session = %v, want errFenced", err)
 	}
 	if n := len(nodes(t, direct, "fleet")); n != 0 {
 		t.Fatalf("%d nodes written without the lock", n)
@@ -243,7 +243,7 @@ func TestFailedTransactionSplit(t *testing.T) {
 		proxy.beforeNextTxn(func(api.TxnOps) {
 			// An edit by hand of one node: its ModifyIndex moves.
 			reg := Desired("pb", nil, s)["pb-moved-p00007"]
-			reg.NodeMeta = map[string]string{MetaOwner: "pb", MetaExternal: "true", MetaProbe: "true", "edited": "by hand"}
+			reg.NodeMeta = map[string]string{metaOwner: "pb", metaExternal: "true", metaProbe: "true", "edited": "by hand"}
 			reg.Service.Port = 4369
 			reg.Checks = nil
 			if _, err := direct.Catalog().Register(reg, nil); err != nil {
@@ -284,8 +284,8 @@ func TestFailedTransactionSplit(t *testing.T) {
 		}
 		proxy.reset()
 		fenced.Publish(ctx, fleet("fenced", 100))
-		if err := fenced.Sync(ctx); !errors.Is(err, ErrFenced) {
-			t.Fatalf("Sync = %v, want ErrFenced", err)
+		if err := fenced.Sync(ctx); !errors.Is(err, errFenced) {
+			t.Fatalf("Sync = %v, want errFenced", err)
 		}
 		if writes, _ := proxy.reset(); writes != 1 {
 			t.Errorf("%d write requests, want 1: a fence failure is not split", writes)
@@ -302,7 +302,7 @@ func TestFailedTransactionSplit(t *testing.T) {
 		proxy.reset()
 		// Straight to the write path (the read would fail first): the
 		// proxy answers 502, as a load balancer does with Consul gone.
-		err := p.apply(ctx, Plan("pb", Desired("pb", nil, fleet("down", 100)), nil), nil)
+		err := p.apply(ctx, plan("pb", Desired("pb", nil, fleet("down", 100)), nil), nil)
 		if err == nil || strings.Contains(err.Error(), "not written") {
 			t.Fatalf("apply = %v, want one transport error", err)
 		}

@@ -49,9 +49,9 @@ type Fence struct {
 	Key, Session string
 }
 
-// ErrFenced is returned for writes refused because the publisher's
+// errFenced is returned for writes refused because the publisher's
 // session no longer holds the leader lock.
-var ErrFenced = errors.New("not written: this replica's session no longer holds the leader lock")
+var errFenced = errors.New("not written: this replica's session no longer holds the leader lock")
 
 // Consul v1.20's limits on one transaction (agent/txn_endpoint.go): at
 // most 128 operations (maxTxnOps there, not 64), in a body of at most
@@ -197,13 +197,13 @@ func (p *Publisher) Sync(ctx context.Context) error {
 // reads the stamp, and updates it in the transaction that completes the
 // set.
 func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
-	q := (&api.QueryOptions{NodeMeta: map[string]string{MetaOwner: p.owner}}).WithContext(ctx)
+	q := (&api.QueryOptions{NodeMeta: map[string]string{metaOwner: p.owner}}).WithContext(ctx)
 	have, _, err := p.health.Service(set.Service.Name, "", false, q)
 	if err != nil {
 		return fmt.Errorf("reading service %s from consul: %w", set.Service.Name, err)
 	}
 	want := Desired(p.owner, p.tags, set)
-	changes := Plan(p.owner, want, have)
+	changes := plan(p.owner, want, have)
 	var stamp *api.KVTxnOp
 	if p.fence.Key != "" {
 		key := StampKey(p.fence.Key)
@@ -211,7 +211,7 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
 		if err != nil {
 			return err
 		}
-		digest := Digest(SetFromEntries(p.owner, set.Service, Entries(want)))
+		digest := setDigest(setFromEntries(p.owner, set.Service, asEntries(want)))
 		if old.Sets[set.Service.Topology] != digest || old.Serial == 0 {
 			value, err := json.Marshal(old.next(set.Service.Topology, digest, time.Now()))
 			if err != nil {
@@ -247,7 +247,7 @@ type write struct {
 // overwritten (see registerOps). With a fence, each transaction starts
 // with the check that the lock is still held. Entries Consul refuses are
 // reported and the rest is written (see send).
-func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) error {
+func (p *Publisher) apply(ctx context.Context, c changeSet, stamp *api.KVTxnOp) error {
 	var writes []write
 	add := func(what string, ops api.TxnOps, done func()) {
 		b, _ := json.Marshal(ops) // plain structs: cannot fail
@@ -359,7 +359,7 @@ func (p *Publisher) send(ctx context.Context, ws []write, failed *[]error) error
 			continue
 		}
 		if opWrite[e.OpIndex] < 0 {
-			return fmt.Errorf("%w (%s)", ErrFenced, e.What)
+			return fmt.Errorf("%w (%s)", errFenced, e.What)
 		}
 		reasons[opWrite[e.OpIndex]] = append(reasons[opWrite[e.OpIndex]], e.What)
 	}

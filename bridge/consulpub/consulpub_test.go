@@ -108,7 +108,7 @@ func TestWithConsul(t *testing.T) {
 		if len(got) != 2 || e == nil {
 			t.Fatalf("catalog holds %v", slices.Collect(maps.Keys(got)))
 		}
-		wantNodeMeta := map[string]string{MetaOwner: "pb", MetaExternal: "true"}
+		wantNodeMeta := map[string]string{metaOwner: "pb", metaExternal: "true"}
 		wantMeta := map[string]string{metaProvider: "static", metaPeerID: "id-web-1", metaPeerName: "web-1",
 			metaPeerAddrs: "10.0.0.1,fd00::1", "region": "nyc3", "droplet_id": "42"}
 		if e.Address != "10.0.0.1" || e.ServiceAddress != "10.0.0.1" || e.ServicePort != 4369 || e.ServiceID != "shape" ||
@@ -142,8 +142,8 @@ func TestWithConsul(t *testing.T) {
 		if got := statuses(); !maps.Equal(got, map[string]string{"pb-checked-up": "passing", "pb-checked-down": "critical"}) {
 			t.Errorf("checks %v", got)
 		}
-		if n := nodes(t, c, "checked")["pb-checked-up"]; n.NodeMeta[MetaProbe] != "true" {
-			t.Errorf("node meta %v lacks %s", n.NodeMeta, MetaProbe)
+		if n := nodes(t, c, "checked")["pb-checked-up"]; n.NodeMeta[metaProbe] != "true" {
+			t.Errorf("node meta %v lacks %s", n.NodeMeta, metaProbe)
 		}
 		// The check goes when the health check is switched off.
 		up.Health, down.Health = bridge.HealthUnknown, bridge.HealthUnknown
@@ -439,8 +439,8 @@ func TestFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	leader.Publish(ctx, set("followed", peer("a", "10.1.0.1"), peer("c", "10.1.0.3")))
-	if err := leader.Sync(ctx); !errors.Is(err, ErrFenced) {
-		t.Errorf("Sync after losing the lock = %v, want ErrFenced", err)
+	if err := leader.Sync(ctx); !errors.Is(err, errFenced) {
+		t.Errorf("Sync after losing the lock = %v, want errFenced", err)
 	}
 	if got := nodes(t, c, "followed"); len(got) != 2 || got["pb-followed-c"] != nil {
 		t.Errorf("catalog %v after a deposed leader's write", slices.Collect(maps.Keys(got)))

@@ -70,10 +70,10 @@ func Follow(ctx context.Context, opts FollowOptions) {
 			// No node-meta filter here: for blocking queries Consul 1.20's
 			// streaming backend turns it into a filter expression without
 			// quoting the key, and a key with a hyphen fails to parse (HTTP
-			// 500). SetFromEntries keeps the owner's entries instead.
+			// 500). setFromEntries keeps the owner's entries instead.
 			entries, meta, err := health.Service(svc.Name, "", false, q)
 			if err == nil {
-				send(update{set: SetFromEntries(opts.Owner, svc, entries)})
+				send(update{set: setFromEntries(opts.Owner, svc, entries)})
 			}
 			return meta, err
 		})
@@ -111,7 +111,7 @@ func Follow(ctx context.Context, opts FollowOptions) {
 		all := make([]bridge.Set, 0, len(opts.Services))
 		for _, svc := range opts.Services {
 			set, ok := sets[svc.Topology]
-			if !ok || Digest(set) != stamp.Sets[svc.Topology] {
+			if !ok || setDigest(set) != stamp.Sets[svc.Topology] {
 				all = nil
 				break
 			}
@@ -171,10 +171,10 @@ func watch(ctx context.Context, what string, log *slog.Logger, query func(*api.Q
 	}
 }
 
-// SetFromEntries rebuilds the set a leader published from its catalog
+// setFromEntries rebuilds the set a leader published from its catalog
 // entries: names, ids, every address, health and attributes. Entries
 // without owner's mark are left out.
-func SetFromEntries(owner string, svc bridge.Service, entries []*api.ServiceEntry) bridge.Set {
+func setFromEntries(owner string, svc bridge.Service, entries []*api.ServiceEntry) bridge.Set {
 	set := bridge.Set{Service: svc}
 	for _, e := range entries {
 		if !owned(e, owner) {
@@ -196,7 +196,7 @@ func SetFromEntries(owner string, svc bridge.Service, entries []*api.ServiceEntr
 			}
 		}
 		for _, c := range e.Checks {
-			if c.CheckID == CheckID(svc.Name) {
+			if c.CheckID == checkIDFor(svc.Name) {
 				p.Health = bridge.HealthPassing
 				if c.Status == api.HealthCritical {
 					p.Health = bridge.HealthCritical

@@ -14,9 +14,9 @@ import (
 // Meta keys peerbridge sets. The owner mark is what makes an entry
 // peerbridge's: nothing without it is ever changed or removed.
 const (
-	MetaOwner    = "peerbridge-owner"
-	MetaExternal = "external-node"  // consul-esm's mark of an external node
-	MetaProbe    = "external-probe" // asks consul-esm to probe the node too
+	metaOwner    = "peerbridge-owner"
+	metaExternal = "external-node"  // consul-esm's mark of an external node
+	metaProbe    = "external-probe" // asks consul-esm to probe the node too
 	metaProvider = "peerbridge-provider"
 	metaPeerID   = "peerbridge-peer-id"
 	// A follower replica rebuilds the leader's set from these.
@@ -39,11 +39,11 @@ func owned(e *api.ServiceEntry, owner string) bool {
 }
 
 func ownedNode(n *api.Node, owner string) bool {
-	return n != nil && n.Meta[MetaOwner] == owner
+	return n != nil && n.Meta[metaOwner] == owner
 }
 
 // CheckID is the id of the check that carries peerbridge's health verdict.
-func CheckID(service string) string { return "peerbridge:" + service }
+func checkIDFor(service string) string { return "peerbridge:" + service }
 
 // Desired returns the catalog registrations for a set, by node name: one
 // external node per peer, critical peers included (their check says so).
@@ -55,11 +55,11 @@ func Desired(owner string, tags []string, set bridge.Set) map[string]*api.Catalo
 		if len(p.Addrs) == 0 {
 			continue
 		}
-		node := NodeName(owner, svc.Name, labels[i])
+		node := nodeName(owner, svc.Name, labels[i])
 		addr := p.Addrs[0].String() // IPv4 first: sets are normalized
-		nodeMeta := map[string]string{MetaOwner: owner, MetaExternal: "true"}
+		nodeMeta := map[string]string{metaOwner: owner, metaExternal: "true"}
 		if p.Health != bridge.HealthUnknown {
-			nodeMeta[MetaProbe] = "true"
+			nodeMeta[metaProbe] = "true"
 		}
 		reg := &api.CatalogRegistration{
 			Node:            node,
@@ -81,7 +81,7 @@ func Desired(owner string, tags []string, set bridge.Set) map[string]*api.Catalo
 				status = api.HealthCritical
 			}
 			reg.Checks = api.HealthChecks{{
-				Node: node, CheckID: CheckID(svc.Name), Name: "peerbridge health check",
+				Node: node, CheckID: checkIDFor(svc.Name), Name: "peerbridge health check",
 				Status: status, Output: "peerbridge: " + status,
 				ServiceID: svc.Name, ServiceName: svc.Name,
 			}}
@@ -91,9 +91,9 @@ func Desired(owner string, tags []string, set bridge.Set) map[string]*api.Catalo
 	return out
 }
 
-// NodeName is a peer's node: owner, service and the peer's label, so that
+// nodeName is a peer's node: owner, service and the peer's label, so that
 // owners and topologies never share a node.
-func NodeName(owner, service, label string) string {
+func nodeName(owner, service, label string) string {
 	return owner + "-" + service + "-" + label
 }
 
@@ -141,8 +141,8 @@ func serviceMeta(svc bridge.Service, p bridge.Peer) map[string]string {
 	return meta
 }
 
-// Changes is what it takes to bring the catalog in line.
-type Changes struct {
+// changeSet is what it takes to bring the catalog in line.
+type changeSet struct {
 	// Create and Update are the registrations to write.
 	Create, Update []*api.CatalogRegistration
 	// Delete lists nodes to deregister.
@@ -158,15 +158,15 @@ type Changes struct {
 
 // Writes is the number of entries to write (registrations, deletions,
 // dropped checks); they travel in far fewer transactions.
-func (c Changes) Writes() int {
+func (c changeSet) Writes() int {
 	return len(c.Create) + len(c.Update) + len(c.Delete) + len(c.DropChecks)
 }
 
-// Plan compares what is wanted with what the catalog holds for one service
+// plan compares what is wanted with what the catalog holds for one service
 // and returns the changes, sorted by node. Entries without owner's mark
 // are left alone, whatever their name.
-func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.ServiceEntry) Changes {
-	c := Changes{Read: map[string]*api.ServiceEntry{}}
+func plan(owner string, want map[string]*api.CatalogRegistration, have []*api.ServiceEntry) changeSet {
+	c := changeSet{Read: map[string]*api.ServiceEntry{}}
 	seen := map[string]bool{}
 	for _, e := range have {
 		if !owned(e, owner) {
@@ -181,8 +181,8 @@ func Plan(owner string, want map[string]*api.CatalogRegistration, have []*api.Se
 		case !same(w, e):
 			c.Update = append(c.Update, w)
 		}
-		if ok && len(w.Checks) == 0 && hasCheck(e, CheckID(w.Service.Service)) {
-			c.DropChecks = append(c.DropChecks, &api.CatalogDeregistration{Node: name, CheckID: CheckID(w.Service.Service)})
+		if ok && len(w.Checks) == 0 && hasCheck(e, checkIDFor(w.Service.Service)) {
+			c.DropChecks = append(c.DropChecks, &api.CatalogDeregistration{Node: name, CheckID: checkIDFor(w.Service.Service)})
 		}
 		c.Read[name] = e
 	}

@@ -16,7 +16,7 @@ import (
 // entries is what the catalog holds after the registrations, with what
 // Consul fills in itself, which must not count as drift.
 func entries(regs map[string]*api.CatalogRegistration) []*api.ServiceEntry {
-	out := Entries(regs)
+	out := asEntries(regs)
 	for _, e := range out {
 		e.Service.Weights = api.AgentWeights{Passing: 1, Warning: 1}
 		e.Service.CreateIndex, e.Service.ModifyIndex = 10, 10
@@ -39,7 +39,7 @@ func TestPlan(t *testing.T) {
 
 	moved := set("web", peer("a", "10.0.0.1"), peer("b", "10.0.0.9"), peer("d", "10.0.0.4"))
 	foreign := &api.ServiceEntry{
-		Node:    &api.Node{Node: "pb-web-x", Address: "192.0.2.1", Meta: map[string]string{MetaOwner: "someone-else"}},
+		Node:    &api.Node{Node: "pb-web-x", Address: "192.0.2.1", Meta: map[string]string{metaOwner: "someone-else"}},
 		Service: &api.AgentService{ID: "web", Service: "web"},
 	}
 	unowned := &api.ServiceEntry{Node: &api.Node{Node: "manual"}, Service: &api.AgentService{ID: "web", Service: "web"}}
@@ -68,7 +68,7 @@ func TestPlan(t *testing.T) {
 			delete: []string{"pb-web-a", "pb-web-b", "pb-web-c"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := Plan("pb", Desired("pb", tc.tags, tc.want), tc.have)
+			c := plan("pb", Desired("pb", tc.tags, tc.want), tc.have)
 			if !slices.Equal(names(c.Create), tc.create) || !slices.Equal(names(c.Update), tc.update) || !slices.Equal(c.Delete, tc.delete) {
 				t.Errorf("create %v update %v delete %v; want %v %v %v",
 					names(c.Create), names(c.Update), c.Delete, tc.create, tc.update, tc.delete)
@@ -102,7 +102,7 @@ func BenchmarkPlan(b *testing.B) {
 	have := entries(Desired("pb", nil, old))
 	b.ReportAllocs()
 	for b.Loop() {
-		if c := Plan("pb", Desired("pb", nil, next), have); c.Writes() != 100 {
+		if c := plan("pb", Desired("pb", nil, next), have); c.Writes() != 100 {
 			b.Fatalf("%d writes, want 100", c.Writes())
 		}
 	}
@@ -157,10 +157,10 @@ func TestSetFromEntriesRoundTrip(t *testing.T) {
 	well.Health = bridge.HealthPassing
 	want := set("web", both, sick, well)
 	foreign := &api.ServiceEntry{
-		Node:    &api.Node{Node: "x", Address: "192.0.2.1", Meta: map[string]string{MetaOwner: "other"}},
+		Node:    &api.Node{Node: "x", Address: "192.0.2.1", Meta: map[string]string{metaOwner: "other"}},
 		Service: &api.AgentService{ID: "web", Service: "web"},
 	}
-	got := SetFromEntries("pb", want.Service, append(entries(Desired("pb", []string{"t"}, want)), foreign))
+	got := setFromEntries("pb", want.Service, append(entries(Desired("pb", []string{"t"}, want)), foreign))
 	if !got.Equal(want) {
 		t.Fatalf("rebuilt %+v\nwant    %+v", got, want)
 	}

@@ -63,9 +63,9 @@ func (s Stamp) next(topology, digest string, now time.Time) Stamp {
 	return out
 }
 
-// Digest is a digest of what a follower rebuilds from a set's catalog
+// setDigest is a digest of what a follower rebuilds from a set's catalog
 // entries: names, ids, addresses, health and attributes of the peers.
-func Digest(set bridge.Set) string {
+func setDigest(set bridge.Set) string {
 	h := sha256.New()
 	for _, p := range set.Peers {
 		fmt.Fprintf(h, "%q %q %d", p.Name, p.ID, p.Health)
@@ -80,10 +80,10 @@ func Digest(set bridge.Set) string {
 	return hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// Entries returns the service entries that the registrations become in the
-// catalog, as far as SetFromEntries reads them: what followers will
+// asEntries returns the service entries that the registrations become in the
+// catalog, as far as setFromEntries reads them: what followers will
 // rebuild from a leader's writes.
-func Entries(regs map[string]*api.CatalogRegistration) []*api.ServiceEntry {
+func asEntries(regs map[string]*api.CatalogRegistration) []*api.ServiceEntry {
 	out := make([]*api.ServiceEntry, 0, len(regs))
 	for _, name := range slices.Sorted(maps.Keys(regs)) {
 		r := regs[name]
