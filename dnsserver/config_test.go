@@ -109,7 +109,7 @@ func TestNamesTooLong(t *testing.T) {
 	if n := strings.Count(logs.String(), "longer than 255 octets"); n != 1 {
 		t.Errorf("logged %d times, want once:\n%s", n, logs)
 	}
-	if n := srv.NamesTooLong(); n != 2 {
+	if n := srv.Stats().NamesTooLong; n != 2 {
 		t.Errorf("NamesTooLong = %d, want 2 (one per build)", n)
 	}
 }

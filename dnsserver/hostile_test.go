@@ -149,7 +149,7 @@ func TestNoLoopWithItself(t *testing.T) {
 	}
 	defer client.Close()
 	rawExchange(t, client, pack(t, new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA)))
-	for _, c := range srv.QueryCounts() {
+	for _, c := range srv.Stats().Queries {
 		if c.Rcode != "NOERROR" {
 			t.Errorf("the server answered a response: %+v", c)
 		}
@@ -267,7 +267,7 @@ func TestSRVOverTCP(t *testing.T) {
 	if n := strings.Count(logs.String(), "too large even for TCP"); n != 1 {
 		t.Errorf("%d log lines about TC over TCP, want 1:\n%s", n, logs.String())
 	}
-	if _, tcp := s.Truncated(); tcp != 2 {
+	if tcp := s.Stats().TruncatedTCP; tcp != 2 {
 		t.Errorf("%d truncated TCP answers counted, want 2", tcp)
 	}
 }

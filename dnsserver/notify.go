@@ -116,8 +116,8 @@ func (s *Server) notify(ctx context.Context, client *dns.Client, target string, 
 	return true
 }
 
-// NotifyCounts returns the NOTIFY messages sent (each attempt), those
+// notifyCounts returns the NOTIFY messages sent (each attempt), those
 // acknowledged, and the changes given up on after every attempt failed.
-func (s *Server) NotifyCounts() (sent, acked, failed uint64) {
+func (s *Server) notifyCounts() (sent, acked, failed uint64) {
 	return s.xfr.notifySent.Load(), s.xfr.notifyAcked.Load(), s.xfr.notifyFailed.Load()
 }

@@ -216,7 +216,7 @@ func testSecondaries(t *testing.T, key *TSIGKey, start func(primary int) []secon
 	// are retried until acknowledged; the rounds below measure the steady
 	// state.
 	waitFor(t, 60*time.Second, "every secondary acknowledges a NOTIFY", func() bool {
-		_, acked, _ := srv.NotifyCounts()
+		acked := srv.Stats().NotifiesAcked
 		return acked >= uint64(len(secs))
 	})
 
@@ -267,11 +267,12 @@ func testSecondaries(t *testing.T, key *TSIGKey, start func(primary int) []secon
 			t.Errorf("%s served the changes %v after Publish: want NOTIFY to bring one within 1s, and none after 10s", name, ls)
 		}
 	}
-	counts := srv.TransferCounts()
+	counts := srv.Stats().Transfers
 	ixfr := slices.ContainsFunc(secs, func(s secondary) bool { return s.name != "coredns" }) // CoreDNS asks for AXFR only
 	if ixfr && !slices.ContainsFunc(counts, func(c TransferCount) bool { return c.Type == "IXFR" && c.Result == "incremental" && c.Count > 0 }) {
 		t.Errorf("no secondary took an incremental IXFR: %v", counts)
 	}
-	sent, acked, failed := srv.NotifyCounts()
+	st := srv.Stats()
+	sent, acked, failed := st.NotifiesSent, st.NotifiesAcked, st.NotifiesFailed
 	t.Logf("transfers %v; NOTIFY sent %d, acknowledged %d, given up %d", counts, sent, acked, failed)
 }

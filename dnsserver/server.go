@@ -53,6 +53,8 @@ type Server struct {
 
 	mu      sync.Mutex // serialises Publish; queries never take it
 	sets    map[string]bridge.Set
+	gens    map[string]uint64 // each set's generation, from lastGen
+	lastGen uint64
 	serial  uint32
 	adopted bool // PublishSerial has set the serial
 
@@ -87,6 +89,7 @@ func New(cfg Config) (*Server, error) {
 		log:    log,
 		now:    time.Now,
 		sets:   map[string]bridge.Set{},
+		gens:   map[string]uint64{},
 		xfr:    newXfr(cfg.Transfer),
 	}
 	s.serial = bridge.NextSerial(0, s.now())
@@ -109,17 +112,25 @@ func (s *Server) Publish(_ context.Context, set bridge.Set) error {
 	if old, ok := s.sets[set.Service.Topology]; ok && old.Equal(set) {
 		return nil
 	}
-	s.sets[set.Service.Topology] = set
+	s.store(set)
 	s.serial = bridge.NextSerial(s.serial, s.now())
 	s.rebuild()
 	s.log.Debug("dns records updated", "topology", set.Service.Topology, "serial", s.serial)
 	return nil
 }
 
+// store keeps set under a new generation, by which rebuild knows the
+// topologies whose records it can take over whole. s.mu must be held.
+func (s *Server) store(set bridge.Set) {
+	s.lastGen++
+	s.sets[set.Service.Topology] = set
+	s.gens[set.Service.Topology] = s.lastGen
+}
+
 // rebuild builds the snapshot of s.sets under s.serial, from the current
 // one where records did not change, and serves it. s.mu must be held.
 func (s *Server) rebuild() {
-	snap := build(s.cfg, s.serial, slices.Collect(maps.Values(s.sets)), s.snap.Load())
+	snap := buildGen(s.cfg, s.serial, slices.Collect(maps.Values(s.sets)), s.gens, s.snap.Load())
 	s.long.note(s.log, snap.tooLong)
 	prev := s.snap.Swap(snap)
 	s.xfr.changed(prev, snap) // IXFR history, NOTIFY
@@ -152,7 +163,7 @@ func (s *Server) PublishSerial(_ context.Context, serial uint32, sets ...bridge.
 		serial = s.serial + 1
 	}
 	for _, set := range sets {
-		s.sets[set.Service.Topology] = set
+		s.store(set)
 	}
 	s.adopted = true
 	s.serial = serial

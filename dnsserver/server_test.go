@@ -566,17 +566,17 @@ func TestStats(t *testing.T) {
 	big.query(t, "udp", "myapp.peers.internal.", dns.TypeA, 0)
 
 	got := map[QueryCount]bool{}
-	for _, c := range s.QueryCounts() {
+	for _, c := range s.Stats().Queries {
 		got[c] = true
 	}
 	for _, want := range []QueryCount{
 		{"udp", "A", "NOERROR", 2}, {"tcp", "SRV", "NXDOMAIN", 1}, {"udp", "other", "REFUSED", 1},
 	} {
 		if !got[want] {
-			t.Errorf("counts %v lack %v", s.QueryCounts(), want)
+			t.Errorf("counts %v lack %v", s.Stats().Queries, want)
 		}
 	}
-	if udp, tcp := big.Truncated(); udp != 1 || tcp != 0 {
+	if udp, tcp := big.Stats().TruncatedUDP, big.Stats().TruncatedTCP; udp != 1 || tcp != 0 {
 		t.Errorf("truncated udp %d tcp %d, want 1 and 0", udp, tcp)
 	}
 	var st stats

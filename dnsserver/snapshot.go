@@ -138,6 +138,13 @@ func partLabel(zone, name string) string {
 // build makes the snapshot for sets, which must be normalized. It takes
 // over from prev, which may be nil, whatever did not change.
 func build(cfg zoneConfig, serial uint32, sets []bridge.Set, prev *Snapshot) *Snapshot {
+	return buildGen(cfg, serial, sets, nil, prev)
+}
+
+// buildGen is build knowing each set's generation (gens, by topology;
+// nil: none known): a topology whose set has the generation its records
+// were built from is taken over whole.
+func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]uint64, prev *Snapshot) *Snapshot {
 	wire := make([]byte, maxNameOctets)
 	n, _ := dns.PackDomainName(cfg.zone, wire, 0, nil, false) // a canonical zone packs
 	s := &Snapshot{
@@ -186,8 +193,9 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set, prev *Snapshot) *Sn
 	byLabel := map[string][]*topology{}
 	for _, set := range sets {
 		t := old[set.Service.Topology]
-		if !t.sameSet(set) {
+		if gen := gens[set.Service.Topology]; t == nil || gen == 0 || t.gen != gen {
 			t = s.buildTopology(cfg, set, t)
+			t.gen = gen
 		}
 		s.topos = append(s.topos, t)
 		s.tooLong = append(s.tooLong, t.tooLong...)
@@ -279,18 +287,13 @@ func (ns nodes) merge(from nodes) {
 // topology is the records of one topology's set: its part of the zone,
 // its reverse names, and per peer what the next build may take over.
 type topology struct {
-	set     bridge.Set
+	set bridge.Set
+	// gen is the generation of set (Server.gens), 0 when unknown.
+	gen     uint64
 	part    part
 	reverse map[string][]dns.RR
 	peers   map[string]*peerRecords // by owner name
 	tooLong []string
-}
-
-// sameSet reports whether t was built from set itself: Publish hands over
-// the sets it keeps, so an unchanged topology's set is the same slice.
-func (t *topology) sameSet(set bridge.Set) bool {
-	return t != nil && t.set.Service == set.Service && len(t.set.Peers) == len(set.Peers) &&
-		(len(set.Peers) == 0 || &t.set.Peers[0] == &set.Peers[0])
 }
 
 // peerRecords is one published peer's records, built from its owner name,

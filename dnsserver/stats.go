@@ -47,6 +47,37 @@ func (s *stats) count(tcp bool, qtype uint16, rcode int, truncated bool) {
 	}
 }
 
+// Stats are the server's counters so far, for metrics.
+type Stats struct {
+	// Queries are the non-zero answer counts.
+	Queries []QueryCount
+	// TruncatedUDP and TruncatedTCP count answers sent with TC set.
+	TruncatedUDP, TruncatedTCP uint64
+	// Transfers are the zone transfer counts, zeros included.
+	Transfers []TransferCount
+	// NotifiesSent counts NOTIFY messages (each attempt), NotifiesAcked
+	// the acknowledged ones, NotifiesFailed the changes given up on after
+	// every attempt failed.
+	NotifiesSent, NotifiesAcked, NotifiesFailed uint64
+	// TCPConnsOpen is the DNS TCP connections open now; TCPConnsEvicted
+	// those closed to make room for a new one at the cap.
+	TCPConnsOpen    int64
+	TCPConnsEvicted uint64
+	// NamesTooLong counts peers left out of the records built so far
+	// because their owner name would exceed 255 octets.
+	NamesTooLong int64
+}
+
+// Stats returns the counters so far. Each is read atomically; together
+// they are no snapshot, which metrics do not need.
+func (s *Server) Stats() Stats {
+	st := Stats{Queries: s.queryCounts(), Transfers: s.transferCounts(), NamesTooLong: s.namesTooLong()}
+	st.TruncatedUDP, st.TruncatedTCP = s.truncatedCounts()
+	st.NotifiesSent, st.NotifiesAcked, st.NotifiesFailed = s.notifyCounts()
+	st.TCPConnsOpen, st.TCPConnsEvicted = s.tcpConns()
+	return st
+}
+
 // QueryCount is the number of answers of one transport, query type and
 // rcode.
 type QueryCount struct {
@@ -54,8 +85,8 @@ type QueryCount struct {
 	Count                  uint64
 }
 
-// QueryCounts returns the non-zero answer counts so far.
-func (s *Server) QueryCounts() []QueryCount {
+// queryCounts returns the non-zero answer counts so far.
+func (s *Server) queryCounts() []QueryCount {
 	var out []QueryCount
 	for t := range transports {
 		for q := range otherType + 1 {
@@ -71,8 +102,8 @@ func (s *Server) QueryCounts() []QueryCount {
 	return out
 }
 
-// Truncated returns how many answers were sent with TC set, by transport.
-func (s *Server) Truncated() (udp, tcp uint64) {
+// truncatedCounts returns how many answers were sent with TC set, by transport.
+func (s *Server) truncatedCounts() (udp, tcp uint64) {
 	return s.stats.truncated[0].Load(), s.stats.truncated[1].Load()
 }
 

@@ -164,8 +164,8 @@ func (c *trackedConn) Close() error {
 	return c.Conn.Close()
 }
 
-// TCPConns returns how many DNS TCP connections are open, and how many
+// tcpConns returns how many DNS TCP connections are open, and how many
 // were closed to make room for a new one at the cap.
-func (s *Server) TCPConns() (open int64, evicted uint64) {
+func (s *Server) tcpConns() (open int64, evicted uint64) {
 	return s.stats.tcpOpen.Load(), s.stats.tcpEvicted.Load()
 }

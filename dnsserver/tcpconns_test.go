@@ -38,7 +38,8 @@ func TestTCPConnCap(t *testing.T) {
 	for _, c := range []net.Conn{newer, third} {
 		rawExchange(t, c, q)
 	}
-	open, evicted := s.TCPConns()
+	st := s.Stats()
+	open, evicted := st.TCPConnsOpen, st.TCPConnsEvicted
 	if open != 2 || evicted != 1 {
 		t.Fatalf("open %d, evicted %d; want 2 and 1", open, evicted)
 	}

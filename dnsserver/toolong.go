@@ -28,7 +28,7 @@ func (l *longNames) note(log *slog.Logger, names []string) {
 	l.logged = now
 }
 
-// NamesTooLong is how many peers were left out of the records built so
+// namesTooLong is how many peers were left out of the records built so
 // far because their owner name would exceed 255 octets, counted at every
 // rebuild of the zone.
-func (s *Server) NamesTooLong() int64 { return s.long.total.Load() }
+func (s *Server) namesTooLong() int64 { return s.long.total.Load() }

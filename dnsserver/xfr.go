@@ -400,8 +400,8 @@ type TransferCount struct {
 	Count        uint64
 }
 
-// TransferCounts returns the transfer counts so far, zeros included.
-func (s *Server) TransferCounts() []TransferCount {
+// transferCounts returns the transfer counts so far, zeros included.
+func (s *Server) transferCounts() []TransferCount {
 	var out []TransferCount
 	for kind, name := range []string{"AXFR", "IXFR"} {
 		for r := range xfrResults {

@@ -74,7 +74,7 @@ func TestTransferRefused(t *testing.T) {
 		t.Errorf("AXFR of a name that is no zone apex: rcode %s, want NOTAUTH", dns.RcodeToString[r.Rcode])
 	}
 	var nonZero []TransferCount
-	for _, c := range s.TransferCounts() {
+	for _, c := range s.Stats().Transfers {
 		if c.Count > 0 {
 			nonZero = append(nonZero, c)
 		}
@@ -238,7 +238,7 @@ func TestIXFR(t *testing.T) {
 			t.Errorf("IXFR from an unknown serial:\n%v\nwant the AXFR:\n%v", rrs, current)
 		}
 	})
-	counts := s.TransferCounts()
+	counts := s.Stats().Transfers
 	for _, want := range []string{"IXFR incremental", "IXFR current", "IXFR full", "AXFR full"} {
 		if !slices.ContainsFunc(counts, func(c TransferCount) bool { return c.Type+" "+c.Result == want }) {
 			t.Errorf("TransferCounts %v: no %s", counts, want)
@@ -434,7 +434,8 @@ func TestNotify(t *testing.T) {
 			check(target.next(t), s.Snapshot().Serial())
 			deadline := time.Now().Add(20 * time.Second)
 			for {
-				sent, acked, failed := s.NotifyCounts()
+				st := s.Stats()
+				sent, acked, failed := st.NotifiesSent, st.NotifiesAcked, st.NotifiesFailed
 				if sent == 3 && acked == 2 && failed == 0 {
 					break
 				}

@@ -218,24 +218,21 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 
-	dns := c.st.dns
-	for _, q := range dns.QueryCounts() {
+	dns := c.st.dns.Stats()
+	for _, q := range dns.Queries {
 		counter(c.dnsAnswers, float64(q.Count), q.Transport, q.Type, q.Rcode)
 	}
-	udp, tcp := dns.Truncated()
-	counter(c.dnsTruncated, float64(udp), "udp")
-	counter(c.dnsTruncated, float64(tcp), "tcp")
-	gauge(c.dnsSerial, float64(dns.Snapshot().Serial()))
-	for _, x := range dns.TransferCounts() {
+	counter(c.dnsTruncated, float64(dns.TruncatedUDP), "udp")
+	counter(c.dnsTruncated, float64(dns.TruncatedTCP), "tcp")
+	gauge(c.dnsSerial, float64(c.st.dns.Snapshot().Serial()))
+	for _, x := range dns.Transfers {
 		counter(c.dnsTransfers, float64(x.Count), x.Type, x.Result)
 	}
-	sent, acked, failed := dns.NotifyCounts()
-	counter(c.dnsNotifySent, float64(sent))
-	counter(c.dnsNotifyAcked, float64(acked))
-	counter(c.dnsNotifyFailed, float64(failed))
-	open, evicted := dns.TCPConns()
-	gauge(c.dnsTCPConns, float64(open))
-	counter(c.dnsTCPEvicted, float64(evicted))
+	counter(c.dnsNotifySent, float64(dns.NotifiesSent))
+	counter(c.dnsNotifyAcked, float64(dns.NotifiesAcked))
+	counter(c.dnsNotifyFailed, float64(dns.NotifiesFailed))
+	gauge(c.dnsTCPConns, float64(dns.TCPConnsOpen))
+	counter(c.dnsTCPEvicted, float64(dns.TCPConnsEvicted))
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()
