@@ -3,6 +3,7 @@ package main
 import (
 	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -51,7 +52,7 @@ func newMetrics(st *state, topologies []topology) *metrics {
 		}, topologyLabels),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "peerbridge_poll_failures_total",
-			Help: "Failed provider polls, by kind: rate_limited, timeout, transient, error.",
+			Help: "Failed provider polls, by kind: " + failureKindsText("", ", ") + ".",
 		}, slices.Concat(topologyLabels, []string{"kind"})),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "peerbridge_poll_duration_seconds", Help: "How long provider polls take.", Buckets: durationBuckets,
@@ -244,4 +245,15 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.consulLastSync, float64(s.LastSync.UnixNano())/float64(time.Second))
 		}
 	}
+}
+
+// failureKindsText lists every bridge.FailureKind, each quoted with q,
+// for the metric's help and the README.
+func failureKindsText(q, sep string) string {
+	kinds := bridge.FailureKinds()
+	out := make([]string, len(kinds))
+	for i, k := range kinds {
+		out[i] = q + string(k) + q
+	}
+	return strings.Join(out, sep)
 }

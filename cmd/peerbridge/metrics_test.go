@@ -402,3 +402,12 @@ func TestMetricNames(t *testing.T) {
 		})
 	}
 }
+
+// TestFailureKindsDocumented: the README's row of the failures metric
+// names every kind the metric has.
+func TestFailureKindsDocumented(t *testing.T) {
+	want := "| `peerbridge_poll_failures_total` | `topology`, `provider`, `kind` | failed polls: " + failureKindsText("`", ", ") + " (each at 0 from the start) |"
+	if !strings.Contains(repoFile(t, "README.md"), want) {
+		t.Errorf("README.md lacks the row\n%s", want)
+	}
+}
