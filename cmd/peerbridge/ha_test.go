@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -21,32 +20,30 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+	"github.com/peerbridge/peerbridge/providers/droplet/droplettest"
 )
 
-// droplets is a minimal DigitalOcean API whose droplets the test changes.
+// droplets is droplettest's fake listing droplets web-<i> (id 100+i),
+// each with one private address. It is an http.Handler, for a test that
+// serves it on a listener of its own.
 type droplets struct {
-	mu    sync.Mutex
-	peers []string // private addresses; droplet i is web-<i>
+	*droplettest.API
+	t testing.TB
+}
+
+func newDroplets(t testing.TB) *droplets {
+	return &droplets{API: droplettest.New(t, nil), t: t}
 }
 
 func (d *droplets) set(addrs ...string) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.peers = addrs
-}
-
-func (d *droplets) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	var list []map[string]any
-	for i, a := range d.peers {
-		list = append(list, map[string]any{
-			"id": 100 + i, "name": fmt.Sprintf("web-%d", i), "status": "active",
-			"networks": map[string]any{"v4": []any{map[string]any{"ip_address": a, "type": "private"}}, "v6": []any{}},
-		})
+	template := droplettest.FixtureDroplets(d.t, "droplets_list_all.json")[0]
+	list := make([]map[string]any, len(addrs))
+	for i, a := range addrs {
+		list[i] = droplettest.Copy(d.t, template)
+		list[i]["id"], list[i]["name"], list[i]["status"] = 100+i, fmt.Sprintf("web-%d", i), "active"
+		droplettest.SetAddrs(list[i], a, "", "")
 	}
-	w.Header().Set("Content-Type", "application/json")
-	json.NewEncoder(w).Encode(map[string]any{"droplets": list, "links": map[string]any{}, "meta": map[string]any{"total": len(list)}})
+	d.Set(func(s *droplettest.State) { s.Droplets = list })
 }
 
 // replica is one peerbridge process.
@@ -252,7 +249,7 @@ func TestHA(t *testing.T) {
 	}
 	agent := bridgetest.StartConsul(t, "")
 	bin := buildPeerbridge(t)
-	fakeAPI := &droplets{}
+	fakeAPI := newDroplets(t)
 	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
 	fake := httptest.NewServer(fakeAPI)
 	defer fake.Close()
@@ -264,7 +261,7 @@ func TestHA(t *testing.T) {
 	// The default HA timings: the 10 s failover is their contract.
 	env := []string{
 		"PEERBRIDGE_SERVICE=web", "PEERBRIDGE_PROVIDER=droplet", "PEERBRIDGE_DROPLET_API_URL=" + fake.URL,
-		"DIGITALOCEAN_TOKEN=dop_v1_hatest", "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_NODE_BASENAME=web",
+		"DIGITALOCEAN_TOKEN=" + fakeDOToken, "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_NODE_BASENAME=web",
 		"PEERBRIDGE_HA=true",
 		"CONSUL_HTTP_ADDR=" + agent.Addr, "PEERBRIDGE_DNS_ADDR=127.0.0.1:0", "PEERBRIDGE_HTTP_ADDR=127.0.0.1:0",
 		"PEERBRIDGE_LOG_LEVEL=debug",

@@ -318,7 +318,7 @@ func waitConsulLeader(t *testing.T, n *netns, addr string, within time.Duration)
 func haEnv(apiURL, consulAddr string) []string {
 	return []string{
 		"PEERBRIDGE_SERVICE=web", "PEERBRIDGE_PROVIDER=droplet", "PEERBRIDGE_DROPLET_API_URL=" + apiURL,
-		"DIGITALOCEAN_TOKEN=dop_v1_hatest", "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_NODE_BASENAME=web",
+		"DIGITALOCEAN_TOKEN=" + fakeDOToken, "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_NODE_BASENAME=web",
 		"PEERBRIDGE_HA=true", "CONSUL_HTTP_ADDR=" + consulAddr,
 		"PEERBRIDGE_DNS_ADDR=127.0.0.1:5300", "PEERBRIDGE_HTTP_ADDR=127.0.0.1:8654", "PEERBRIDGE_LOG_LEVEL=debug",
 	}
@@ -426,7 +426,7 @@ func partitionSetup(t *testing.T) (consul, bin string, h *hub, fakeAPI *droplets
 	consul = bridgetest.ConsulBinary(t)
 	bin = buildPeerbridge(t)
 	h = newHub(t)
-	fakeAPI = &droplets{}
+	fakeAPI = newDroplets(t)
 	fakeAPI.set("10.0.0.1", "10.0.0.2", "10.0.0.3")
 	api := &http.Server{Handler: fakeAPI}
 	go api.Serve(h.listen(t, "10.77.0.254:8080"))

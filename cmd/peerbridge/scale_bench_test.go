@@ -14,7 +14,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+	"github.com/peerbridge/peerbridge/providers/droplet/droplettest"
 )
 
 // BenchmarkScale runs the peerbridge binary as a fleet would see it: a
@@ -75,7 +75,7 @@ const (
 	// scaleSteadyPolls is how many polls of the unchanged set the steady
 	// figures are taken over.
 	scaleSteadyPolls = 5
-	scaleToken       = "dop_v1_scalebenchfaketoken"
+	scaleToken       = droplettest.Token
 )
 
 type scaleResult struct {
@@ -221,38 +221,20 @@ func runScale(b *testing.B, bin string, api *scaleAPI, hz int64) scaleResult {
 	return r
 }
 
-// scaleAPI is GET /v2/droplets as DigitalOcean serves it: bearer auth,
-// tag_name, per_page up to 200, absolute links.pages.next, meta.total,
-// and rate-limit headers. Its droplets never change, so each page is
-// encoded once: the fake's own CPU stays out of the machine's way.
+// scaleAPI is droplettest's fake of GET /v2/droplets with n droplets that
+// never change, so that each page is encoded once, and plenty of the
+// token's budget left, so that nothing slows the fixed interval down.
 type scaleAPI struct {
-	URL      string
-	droplets []json.RawMessage
-
-	mu     sync.Mutex
-	pages  map[string][]byte // by raw query
-	starts int               // first-page requests: one per poll
+	URL string
+	api *droplettest.API
 }
 
 func startScaleAPI(b *testing.B, n int) *scaleAPI {
 	b.Helper()
-	raw, err := os.ReadFile("../../providers/droplet/testdata/droplets_list_all.json")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var listing struct {
-		Droplets []map[string]any `json:"droplets"`
-	}
-	if err := json.Unmarshal(raw, &listing); err != nil {
-		b.Fatal(err)
-	}
-	template := listing.Droplets[0] // active, tagged web, private and public v4, v6
-	a := &scaleAPI{pages: map[string][]byte{}}
+	template := droplettest.FixtureDroplets(b, "droplets_list_all.json")[0] // active, tagged web, private and public v4, v6
+	droplets := make([]map[string]any, n)
 	for i := range n {
-		d := map[string]any{}
-		for k, v := range template {
-			d[k] = v
-		}
+		d := droplettest.Copy(b, template)
 		d["id"], d["name"] = 3_000_000+i, fmt.Sprintf("web-%d", i)
 		d["networks"] = map[string]any{
 			"v4": []any{
@@ -261,97 +243,23 @@ func startScaleAPI(b *testing.B, n int) *scaleAPI {
 			},
 			"v6": []any{map[string]any{"ip_address": fmt.Sprintf("2001:db8::%x", i+1), "netmask": 64, "gateway": "2001:db8::1", "type": "public"}},
 		}
-		enc, err := json.Marshal(d)
-		if err != nil {
-			b.Fatal(err)
-		}
-		a.droplets = append(a.droplets, enc)
+		droplets[i] = d
 	}
-	srv := httptest.NewServer(http.HandlerFunc(a.serve))
-	b.Cleanup(srv.Close)
-	a.URL = srv.URL
-	return a
+	api := droplettest.New(b, droplets)
+	api.Set(func(s *droplettest.State) { s.Remaining, s.Spend = 4000, false })
+	return &scaleAPI{URL: strings.TrimSuffix(api.URL(), "/"), api: api}
 }
 
 // scaleIP is droplet i's private address: 10.0.0.1 to 10.0.39.250 for
 // 10,000 droplets.
 func scaleIP(i int) string { return fmt.Sprintf("10.0.%d.%d", i/250, i%250+1) }
 
-func (a *scaleAPI) serve(w http.ResponseWriter, r *http.Request) {
-	h := w.Header()
-	h.Set("Content-Type", "application/json; charset=utf-8")
-	// Plenty left, so that nothing slows the fixed interval down.
-	h.Set("RateLimit-Limit", "5000")
-	h.Set("RateLimit-Remaining", "4000")
-	h.Set("RateLimit-Reset", strconv.FormatInt(time.Now().Add(time.Hour).Unix(), 10))
-	switch {
-	case r.Method != http.MethodGet || r.URL.Path != "/v2/droplets":
-		w.WriteHeader(http.StatusNotFound)
-		io.WriteString(w, `{"id":"not_found","message":"The resource you requested could not be found."}`)
-		return
-	case r.Header.Get("Authorization") != "Bearer "+scaleToken:
-		w.WriteHeader(http.StatusUnauthorized)
-		io.WriteString(w, `{"id":"unauthorized","message":"Unable to authenticate you."}`)
-		return
-	}
-	q := r.URL.Query()
-	page := max(1, atoiOr(q.Get("page"), 1))
-	a.mu.Lock()
-	if page == 1 {
-		a.starts++
-	}
-	body, ok := a.pages[r.URL.RawQuery]
-	if !ok {
-		body = a.page(q, page)
-		a.pages[r.URL.RawQuery] = body
-	}
-	a.mu.Unlock()
-	w.Write(body)
-}
-
-func (a *scaleAPI) page(q url.Values, page int) []byte {
-	matched := a.droplets
-	if tag := q.Get("tag_name"); tag != "" && tag != "web" {
-		matched = nil // every droplet here is tagged web (and env:prod)
-	}
-	perPage := min(max(1, atoiOr(q.Get("per_page"), 20)), 200)
-	last := max(1, (len(matched)+perPage-1)/perPage)
-	from, to := min((page-1)*perPage, len(matched)), min(page*perPage, len(matched))
-	link := func(p int) string {
-		v := url.Values{}
-		for k := range q {
-			v.Set(k, q.Get(k))
-		}
-		v.Set("page", strconv.Itoa(p))
-		return "https://api.digitalocean.com/v2/droplets?" + v.Encode()
-	}
-	pages := map[string]string{}
-	if page > 1 {
-		pages["first"], pages["prev"] = link(1), link(page-1)
-	}
-	if page < last {
-		pages["next"], pages["last"] = link(page+1), link(last)
-	}
-	out, _ := json.Marshal(map[string]any{
-		"droplets": matched[from:to],
-		"links":    map[string]any{"pages": pages},
-		"meta":     map[string]any{"total": len(matched)},
-	})
-	return out
-}
-
-func atoiOr(s string, def int) int {
-	if n, err := strconv.Atoi(s); err == nil {
-		return n
-	}
-	return def
-}
-
 // polls is the number of polls begun so far: requests for the first page.
 func (a *scaleAPI) polls() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.starts
+	return a.api.Count(func(q url.Values) bool {
+		n, err := strconv.Atoi(q.Get("page"))
+		return err != nil || n <= 1
+	})
 }
 
 // waitPolls waits until the n-th poll has begun, and returns n.

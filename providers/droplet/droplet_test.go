@@ -16,13 +16,14 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+	"github.com/peerbridge/peerbridge/providers/droplet/droplettest"
 )
 
-func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *bridgetest.Buffer) {
+func newProvider(t testing.TB, api *droplettest.API, opts Options) (*Provider, *bridgetest.Buffer) {
 	t.Helper()
 	logs := &bridgetest.Buffer{}
-	opts.Token = testToken
-	opts.APIURL = api.url()
+	opts.Token = droplettest.Token
+	opts.APIURL = api.URL()
 	if opts.Network == "" {
 		opts.Network = Private
 	}
@@ -40,7 +41,7 @@ func newProvider(t testing.TB, api *fakeAPI, opts Options) (*Provider, *bridgete
 }
 
 func TestFixtureListing(t *testing.T) {
-	api := newFakeAPI(t, fixtureDroplets(t, "droplets_list_all.json"))
+	api := droplettest.New(t, droplettest.FixtureDroplets(t, "droplets_list_all.json"))
 	p, _ := newProvider(t, api, Options{})
 	peers, err := p.Peers(context.Background())
 	if err != nil {
@@ -63,7 +64,7 @@ func TestFixtureListing(t *testing.T) {
 	if web.ID != "3164444" || !maps.Equal(web.Attrs, wantAttrs) || web.Health != bridge.HealthUnknown {
 		t.Errorf("peer = %+v, want id 3164444 and attrs %v", web, wantAttrs)
 	}
-	if q := api.requestLog(); len(q) != 1 || q[0].Get("per_page") != "200" || q[0].Get("page") != "1" {
+	if q := api.Requests(); len(q) != 1 || q[0].Get("per_page") != "200" || q[0].Get("page") != "1" {
 		t.Errorf("requests %v, want one with page=1&per_page=200", q)
 	}
 	if limit, remaining := p.RateLimit(); limit != 5000 || remaining != 4999 {
@@ -72,8 +73,8 @@ func TestFixtureListing(t *testing.T) {
 }
 
 func TestFilters(t *testing.T) {
-	all := fixtureDroplets(t, "droplets_list_all.json")
-	stopped := makeDroplets(t, 2)
+	all := droplettest.FixtureDroplets(t, "droplets_list_all.json")
+	stopped := droplettest.MakeDroplets(t, 2)
 	stopped[0]["status"], stopped[1]["status"] = "off", "new"
 	for _, tc := range []struct {
 		name  string
@@ -96,7 +97,7 @@ func TestFilters(t *testing.T) {
 			[]string{"example.com=10.128.192.124,2604:a880:0:1010::18a:a001"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, append(slices.Clone(all), stopped...))
+			api := droplettest.New(t, append(slices.Clone(all), stopped...))
 			p, _ := newProvider(t, api, tc.opts)
 			peers, err := p.Peers(context.Background())
 			if err != nil {
@@ -105,7 +106,7 @@ func TestFilters(t *testing.T) {
 			if got := bridgetest.Summary(peers); !slices.Equal(got, tc.want) {
 				t.Errorf("peers %v, want %v", got, tc.want)
 			}
-			q := api.requestLog()[0]
+			q := api.Requests()[0]
 			if tc.query != "" {
 				k, v, _ := strings.Cut(tc.query, "=")
 				if q.Get(k) != v {
@@ -145,9 +146,9 @@ func TestNewRejects(t *testing.T) {
 }
 
 func TestMissingAddressSkippedLoggedOnce(t *testing.T) {
-	droplets := makeDroplets(t, 3)
-	setAddrs(droplets[1], "", "198.18.0.9", "") // public only
-	api := newFakeAPI(t, droplets)
+	droplets := droplettest.MakeDroplets(t, 3)
+	droplettest.SetAddrs(droplets[1], "", "198.18.0.9", "") // public only
+	api := droplettest.New(t, droplets)
 	p, logs := newProvider(t, api, Options{})
 	for range 3 {
 		peers, err := p.Peers(context.Background())
@@ -169,8 +170,8 @@ func TestMissingAddressSkippedLoggedOnce(t *testing.T) {
 func TestPaging(t *testing.T) {
 	for _, last := range []string{"absent", "empty", "pages"} {
 		t.Run("last page links "+last, func(t *testing.T) {
-			api := newFakeAPI(t, makeDroplets(t, 450))
-			api.lastLinks = last
+			api := droplettest.New(t, droplettest.MakeDroplets(t, 450))
+			api.Set(func(s *droplettest.State) { s.LastLinks = last })
 			p, _ := newProvider(t, api, Options{Tag: "web"})
 			peers, err := p.Peers(context.Background())
 			if err != nil {
@@ -179,7 +180,7 @@ func TestPaging(t *testing.T) {
 			if len(peers) != 450 {
 				t.Fatalf("%d peers, want 450", len(peers))
 			}
-			reqs := api.requestLog()
+			reqs := api.Requests()
 			if len(reqs) != 3 {
 				t.Fatalf("%d requests, want 3 (pages of 200)", len(reqs))
 			}
@@ -194,11 +195,11 @@ func TestPaging(t *testing.T) {
 		mux := http.NewServeMux()
 		mux.HandleFunc("/v2/droplets", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
-			fmt.Fprint(w, fixture(t, "derived_droplets_per_page_2_page_"+r.URL.Query().Get("page")+".json"))
+			fmt.Fprint(w, droplettest.Fixture(t, "derived_droplets_per_page_2_page_"+r.URL.Query().Get("page")+".json"))
 		})
 		srv := httptest.NewServer(mux)
 		defer srv.Close()
-		p, err := New(Options{Token: testToken, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
+		p, err := New(Options{Token: droplettest.Token, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,7 +215,7 @@ func TestPaging(t *testing.T) {
 		})
 		srv := httptest.NewServer(mux)
 		defer srv.Close()
-		p, _ := New(Options{Token: testToken, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
+		p, _ := New(Options{Token: droplettest.Token, APIURL: srv.URL, IPVersion: IPVersion{V4: true}})
 		if _, err := p.Peers(context.Background()); err == nil || !errors.Is(err, bridge.ErrTransient) {
 			t.Fatalf("err = %v, want a transient paging error", err)
 		}
@@ -248,7 +249,7 @@ func TestFailures(t *testing.T) {
 			}
 		}},
 		{"429 honours retry-after", func(int) (int, string, http.Header) {
-			return 429, fixture(t, "error_429_too_many_requests.json"), http.Header{"Retry-After": {"29"}, "Ratelimit-Remaining": {"0"}}
+			return 429, droplettest.Fixture(t, "error_429_too_many_requests.json"), http.Header{"Retry-After": {"29"}, "Ratelimit-Remaining": {"0"}}
 		}, "", func(t *testing.T, err error) {
 			transient(t, err)
 			var ra bridge.RetryAfterError
@@ -258,7 +259,7 @@ func TestFailures(t *testing.T) {
 		}},
 		{"429 without retry-after waits for the reset", func(int) (int, string, http.Header) {
 			reset := fmt.Sprint(time.Now().Add(90 * time.Second).Unix())
-			return 429, fixture(t, "error_429_too_many_requests.json"), http.Header{"Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {reset}}
+			return 429, droplettest.Fixture(t, "error_429_too_many_requests.json"), http.Header{"Ratelimit-Remaining": {"0"}, "Ratelimit-Reset": {reset}}
 		}, "", func(t *testing.T, err error) {
 			var ra bridge.RetryAfterError
 			if !errors.As(err, &ra) || ra.RetryAfter() < 80*time.Second || ra.RetryAfter() > 90*time.Second {
@@ -280,12 +281,14 @@ func TestFailures(t *testing.T) {
 				t.Errorf("err = %v, want a credentials error with the token redacted", err)
 			}
 		}},
-		{"500", func(int) (int, string, http.Header) { return 500, fixture(t, "error_500_server_error.json"), nil }, "", transient},
+		{"500", func(int) (int, string, http.Header) {
+			return 500, droplettest.Fixture(t, "error_500_server_error.json"), nil
+		}, "", transient},
 		{"malformed JSON", func(int) (int, string, http.Header) { return 200, `{"droplets": [{"id": 1,`, nil }, "", transient},
 		{"wrong JSON shape", func(int) (int, string, http.Header) { return 200, `{"droplets": {"id": "x"}}`, nil }, "", transient},
 		{"failing second page", func(page int) (int, string, http.Header) {
 			if page == 2 {
-				return 500, fixture(t, "error_500_server_error.json"), nil
+				return 500, droplettest.Fixture(t, "error_500_server_error.json"), nil
 			}
 			return 0, "", nil
 		}, "", func(t *testing.T, err error) {
@@ -297,14 +300,14 @@ func TestFailures(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			api := newFakeAPI(t, makeDroplets(t, 250))
+			api := droplettest.New(t, droplettest.MakeDroplets(t, 250))
 			logs := &bridgetest.Buffer{}
 			log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-			token := testToken
+			token := droplettest.Token
 			if tc.token != "" {
 				token = tc.token
 			}
-			p, err := New(Options{Token: token, APIURL: api.url(), IPVersion: IPVersion{V4: true}, Logger: log})
+			p, err := New(Options{Token: token, APIURL: api.URL(), IPVersion: IPVersion{V4: true}, Logger: log})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -318,7 +321,7 @@ func TestFailures(t *testing.T) {
 			if tc.token == "" {
 				loop.Poll(context.Background())
 			}
-			api.set(func(f *fakeAPI) { f.fail = tc.fail })
+			api.Set(func(s *droplettest.State) { s.Fault = tc.fail })
 			_, err = p.Peers(context.Background())
 			if err == nil {
 				t.Fatal("no error")
@@ -343,7 +346,7 @@ func TestFailures(t *testing.T) {
 			}
 		}))
 		defer slow.Close()
-		p, _ := New(Options{Token: testToken, APIURL: slow.URL, IPVersion: IPVersion{V4: true},
+		p, _ := New(Options{Token: droplettest.Token, APIURL: slow.URL, IPVersion: IPVersion{V4: true},
 			HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}})
 		_, err := p.Peers(context.Background())
 		if err == nil || !errors.Is(err, bridge.ErrTransient) {
@@ -354,7 +357,7 @@ func TestFailures(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		addr := ln.Addr().String()
 		ln.Close()
-		p, _ := New(Options{Token: testToken, APIURL: "http://" + addr, IPVersion: IPVersion{V4: true}})
+		p, _ := New(Options{Token: droplettest.Token, APIURL: "http://" + addr, IPVersion: IPVersion{V4: true}})
 		if _, err := p.Peers(context.Background()); err == nil || !errors.Is(err, bridge.ErrTransient) {
 			t.Fatalf("err = %v, want a transient error", err)
 		}
@@ -362,16 +365,16 @@ func TestFailures(t *testing.T) {
 }
 
 func TestExcludeSelf(t *testing.T) {
-	droplets := makeDroplets(t, 3)
+	droplets := droplettest.MakeDroplets(t, 3)
 	meta := http.NewServeMux()
 	meta.HandleFunc("/metadata/v1.json", func(w http.ResponseWriter, r *http.Request) {
 		// DigitalOcean's own sample, of droplet 7473395, made ours.
-		fmt.Fprint(w, strings.Replace(fixture(t, "metadata_v1.json"), "7473395", "1001", 1))
+		fmt.Fprint(w, strings.Replace(droplettest.Fixture(t, "metadata_v1.json"), "7473395", "1001", 1))
 	})
 	metaSrv := httptest.NewServer(meta)
 	defer metaSrv.Close()
 
-	p, logs := newProvider(t, newFakeAPI(t, droplets), Options{ExcludeSelf: true, MetadataURL: metaSrv.URL + "/metadata/v1/"})
+	p, logs := newProvider(t, droplettest.New(t, droplets), Options{ExcludeSelf: true, MetadataURL: metaSrv.URL + "/metadata/v1/"})
 	peers, err := p.Peers(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -387,7 +390,7 @@ func TestExcludeSelf(t *testing.T) {
 		ln, _ := net.Listen("tcp", "127.0.0.1:0")
 		dead := "http://" + ln.Addr().String() + "/metadata/v1/"
 		ln.Close()
-		p, logs := newProvider(t, newFakeAPI(t, droplets), Options{ExcludeSelf: true, MetadataURL: dead})
+		p, logs := newProvider(t, droplettest.New(t, droplets), Options{ExcludeSelf: true, MetadataURL: dead})
 		for range 2 {
 			if peers, err := p.Peers(context.Background()); err != nil || len(peers) != 3 {
 				t.Fatalf("%d peers, %v; want all 3", len(peers), err)

@@ -12,12 +12,13 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/dnsserver/dnstest"
+	"github.com/peerbridge/peerbridge/providers/droplet/droplettest"
 )
 
 // TestEndToEnd runs the fake API through a provider, the reconcile loop and
 // the DNS server, and reads the answers over a real socket.
 func TestEndToEnd(t *testing.T) {
-	api := newFakeAPI(t, makeDroplets(t, 5))
+	api := droplettest.New(t, droplettest.MakeDroplets(t, 5))
 	p, _ := newProvider(t, api, Options{Tag: "web"})
 	srv, addr := dnstest.Serve(t)
 
@@ -49,8 +50,8 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The API fails: DNS keeps answering with the last good set.
-	api.set(func(f *fakeAPI) {
-		f.fail = func(int) (int, string, http.Header) { return 503, `{"id":"service_unavailable","message":"down"}`, nil }
+	api.Set(func(f *droplettest.State) {
+		f.Fault = func(int) (int, string, http.Header) { return 503, `{"id":"service_unavailable","message":"down"}`, nil }
 	})
 	loop.Poll(context.Background())
 	if got := answer(); len(got) != 5 {
@@ -58,9 +59,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// The API recovers with a droplet fewer: DNS follows.
-	api.set(func(f *fakeAPI) {
-		f.fail = nil
-		f.droplets = f.droplets[1:]
+	api.Set(func(f *droplettest.State) {
+		f.Fault = nil
+		f.Droplets = f.Droplets[1:]
 	})
 	loop.Poll(context.Background())
 	if got := answer(); !slices.Equal(got, []string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"}) {
@@ -71,7 +72,7 @@ func TestEndToEnd(t *testing.T) {
 // BenchmarkPoll lists 10,000 droplets over 50 pages from a local fake API.
 // requests/op must be 50: one request per page.
 func BenchmarkPoll(b *testing.B) {
-	api := newFakeAPI(b, makeDroplets(b, 10_000))
+	api := droplettest.New(b, droplettest.MakeDroplets(b, 10_000))
 	p, _ := newProvider(b, api, Options{Tag: "web"})
 	b.ReportAllocs()
 	for b.Loop() {
@@ -94,7 +95,7 @@ func BenchmarkPoll(b *testing.B) {
 func BenchmarkRequestsPerPoll(b *testing.B) {
 	for _, n := range []int{3, 20, 100, 1000} {
 		b.Run(fmt.Sprintf("droplets=%d", n), func(b *testing.B) {
-			p, _ := newProvider(b, newFakeAPI(b, makeDroplets(b, n)), Options{Tag: "web"})
+			p, _ := newProvider(b, droplettest.New(b, droplettest.MakeDroplets(b, n)), Options{Tag: "web"})
 			for b.Loop() {
 				if _, err := p.Peers(context.Background()); err != nil {
 					b.Fatal(err)
