@@ -59,7 +59,7 @@ func TestLimiterRate(t *testing.T) {
 	}
 
 	v6 := &net.UDPAddr{IP: net.ParseIP("2001:db8:0:ab00::1")}
-	v6same := &net.UDPAddr{IP: net.ParseIP("2001:db8:0:abff::2")}   // same /56
+	v6same := &net.UDPAddr{IP: net.ParseIP("2001:db8:0:abff::2")}  // same /56
 	v6other := &net.UDPAddr{IP: net.ParseIP("2001:db8:0:ac00::1")} // next /56
 	count(v6, 10, t0)
 	if ans, _, _ := count(v6same, 3, t0); ans != 0 {

@@ -103,7 +103,7 @@ type collector struct {
 
 	buildInfo, lastSuccess, published, peers, held, interval, skipped,
 	rateLimit, rateRemaining, apiRequests, wakeups,
-	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
+	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted, dnsRateLimited,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
@@ -134,6 +134,7 @@ func newCollector(st *state) *collector {
 		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),
 		dnsTCPConns:    desc("dns_tcp_connections", "DNS TCP connections open."),
 		dnsTCPEvicted:  desc("dns_tcp_evicted_total", "DNS TCP connections closed to make room at PEERBRIDGE_DNS_MAX_TCP_CONNS."),
+		dnsRateLimited: desc("dns_rate_limited_total", "UDP answers over PEERBRIDGE_DNS_RATE_LIMIT, by action: slip (sent truncated and empty), drop.", "action"),
 		consulWrites:   desc("consul_writes_total", "Consul catalog writes, by kind: create, update, delete.", "kind"),
 		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed."),
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
@@ -236,6 +237,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	open, evicted := dns.TCPConns()
 	gauge(c.dnsTCPConns, float64(open))
 	counter(c.dnsTCPEvicted, float64(evicted))
+	slipped, dropped := dns.RateLimited()
+	counter(c.dnsRateLimited, float64(slipped), "slip")
+	counter(c.dnsRateLimited, float64(dropped), "drop")
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()
