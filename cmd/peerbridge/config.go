@@ -45,6 +45,7 @@ type GlobalEnv struct {
 	DNSRateLimit     int           `split_words:"true" desc:"UDP answers per second to one client network (/24 IPv4, /56 IPv6), as BIND's and Knot's RRL; 0: no limit; TCP is never limited"`
 	DNSRateLimitSlip int           `split_words:"true" default:"2" desc:"every this many answers over the rate limit, one goes out truncated (so a real client retries over TCP), the others are dropped; 0 drops all, 1 truncates all"`
 	HTTPAddr         string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
+	WebConfigFile    string        `split_words:"true" desc:"a Prometheus exporter-toolkit web configuration (TLS, client certificates, basic_auth_users with bcrypt hashes) for every HTTP endpoint; /healthz and /readyz answer without a password"`
 	Consul           *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner            string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
 	ConsulTags       []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
@@ -174,9 +175,11 @@ func (t *ttl) Decode(v string) error {
 
 // config is the validated configuration.
 type config struct {
-	dns        dnsserver.Config
-	dnsAddr    string
-	httpAddr   string
+	dns      dnsserver.Config
+	dnsAddr  string
+	httpAddr string
+	// web is PEERBRIDGE_WEB_CONFIG_FILE; nil without one.
+	web        *webConfig
 	logLevel   slog.Level
 	logFormat  string
 	topologies []topology
@@ -279,6 +282,11 @@ func loadConfig() (*config, error) {
 	checkTransfer(r, &cfg.dns, g)
 	if g.HTTPAddr != "" {
 		r.check("PEERBRIDGE_HTTP_ADDR", checkAddr(g.HTTPAddr))
+	}
+	if g.WebConfigFile != "" {
+		var err error
+		cfg.web, err = loadWebConfig(g.WebConfigFile)
+		r.check("PEERBRIDGE_WEB_CONFIG_FILE", err)
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)

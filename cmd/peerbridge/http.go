@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -133,8 +134,9 @@ func timePtr(t time.Time) *time.Time {
 }
 
 // health asks a running peerbridge's /healthz, for a container's
-// HEALTHCHECK: it reads only PEERBRIDGE_HTTP_ADDR, and a wildcard host
-// means loopback.
+// HEALTHCHECK: it reads only PEERBRIDGE_HTTP_ADDR (a wildcard host means
+// loopback) and PEERBRIDGE_WEB_CONFIG_FILE (HTTPS when it sets TLS; the
+// probe needs no password).
 func (m *Main) health() error {
 	addr := os.Getenv("PEERBRIDGE_HTTP_ADDR")
 	if addr == "" {
@@ -148,7 +150,18 @@ func (m *Main) health() error {
 		host = "127.0.0.1"
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	scheme := "http"
+	if path := os.Getenv("PEERBRIDGE_WEB_CONFIG_FILE"); path != "" {
+		if w, err := loadWebConfig(path); err == nil && w.tlsEnabled() {
+			// The probe asks its own process over loopback, by address: the
+			// certificate names the service, not 127.0.0.1, and nothing
+			// secret is sent or received ("ok"), so there is nothing for a
+			// verification to protect.
+			scheme = "https"
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec
+		}
+	}
+	resp, err := client.Get(scheme + "://" + net.JoinHostPort(host, port) + "/healthz")
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}

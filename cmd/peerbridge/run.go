@@ -66,7 +66,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
 		g.Go(func() error {
-			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log))
+			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, metrics.registry, time.Now), log), cfg.web)
 		})
 	}
 	if cfg.ha == nil {
@@ -288,9 +288,15 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
+// serveHTTP serves srv on ln until ctx is done, through web's TLS and
+// passwords when PEERBRIDGE_WEB_CONFIG_FILE is set (web is nil otherwise).
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, web *webConfig) error {
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	if web != nil {
+		go func() { done <- web.serve(srv, ln) }()
+	} else {
+		go func() { done <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-done:
 		return fmt.Errorf("http server: %w", err)
