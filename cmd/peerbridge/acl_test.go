@@ -1,7 +1,10 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
+	"net/http"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -185,4 +188,74 @@ func TestConsulACLPermissionDenied(t *testing.T) {
 		return ""
 	})
 	t.Logf("published %s after the policy was fixed", time.Since(start).Round(time.Millisecond))
+}
+
+// TestConsulTLS publishes to a Consul that serves its API over HTTPS and
+// verifies client certificates (verify_incoming), with the CONSUL_*
+// variables consul/api reads; with a CA that did not sign Consul's
+// certificate, the error says so and DNS keeps serving.
+func TestConsulTLS(t *testing.T) {
+	p := newTestPKI(t)
+	httpsPort := freePort(t)
+	agent := bridgetest.StartConsul(t, fmt.Sprintf(`ports { https = %d }
+tls { defaults { ca_file = %q, cert_file = %q, key_file = %q, verify_incoming = true } }`, httpsPort, p.caFile, p.certFile, p.keyFile))
+	plain, err := api.NewClient(&api.Config{Address: agent.Addr}) // the test's own view, over the plain port
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := map[string]string{
+		"CONSUL_HTTP_ADDR":        fmt.Sprintf("https://127.0.0.1:%d", httpsPort),
+		"CONSUL_CLIENT_CERT":      p.clientCert,
+		"CONSUL_CLIENT_KEY":       p.clientKey,
+		"CONSUL_TLS_SERVER_NAME":  "localhost",
+		"PEERBRIDGE_STATIC_PEERS": "a=127.0.0.1,b=127.0.0.2",
+		"PEERBRIDGE_OWNER":        "pb",
+		"PEERBRIDGE_DNS_ADDR":     "127.0.0.1:0",
+		"PEERBRIDGE_HTTP_ADDR":    "127.0.0.1:0",
+	}
+
+	// Consul really wants a client certificate on its HTTPS port.
+	noCert := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: p.pool, ServerName: "localhost"}}}
+	if resp, err := noCert.Get(base["CONSUL_HTTP_ADDR"] + "/v1/catalog/services"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("Consul answered HTTPS without a client certificate: %s", resp.Status)
+	}
+
+	t.Run("mutual TLS", func(t *testing.T) {
+		env := maps.Clone(base)
+		env["CONSUL_CACERT"], env["PEERBRIDGE_SERVICE"] = p.caFile, "web"
+		setEnv(t, env)
+		startMain(t)
+		eventually(t, "registered over mutual TLS", func() string {
+			entries, _, err := plain.Catalog().Service("web", "", nil)
+			if err != nil || len(entries) != 2 {
+				return fmt.Sprintf("%d entries, %v", len(entries), err)
+			}
+			return ""
+		})
+	})
+
+	t.Run("a CA that did not sign Consul's certificate", func(t *testing.T) {
+		other := newTestPKI(t)
+		env := maps.Clone(base)
+		env["CONSUL_CACERT"], env["PEERBRIDGE_SERVICE"] = other.caFile, "db"
+		setEnv(t, env)
+		run := startMain(t)
+		eventually(t, "a failed sync counted", func() string {
+			v, _ := sampleValue(get(t, "http://"+run.http+"/metrics"), `peerbridge_consul_sync_failures_total{kind="error"}`)
+			if v < 1 {
+				return fmt.Sprintf("failures %v", v)
+			}
+			return ""
+		})
+		if logs := run.logs.String(); !strings.Contains(logs, "certificate signed by unknown authority") {
+			t.Errorf("the log does not say the certificate is not trusted:\n%s", logs)
+		}
+		if got := answerA(t, run.dns, "db.peers.internal."); !slices.Equal(got, []string{"127.0.0.1", "127.0.0.2"}) {
+			t.Errorf("DNS while Consul is not trusted: %v", got)
+		}
+		if entries, _, _ := plain.Catalog().Service("db", "", nil); len(entries) != 0 {
+			t.Errorf("%d entries written through an untrusted connection", len(entries))
+		}
+	})
 }
