@@ -3,8 +3,8 @@ package main
 import (
 	"crypto/tls"
 	"fmt"
-	"net/http"
 	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
