@@ -210,10 +210,17 @@ func (c *benchChild) cpu(b *testing.B) time.Duration {
 // benchServer is the child's side: serve n peers on loopback, print the
 // address, answer "cpu" with the process's CPU microseconds, exit at EOF.
 //
+// "rrl:N" serves N peers with the response rate limit on;
 // "plain:N" serves the baseline handler with N peers instead; .ci/bench
 // runs it that way, next to Consul and CoreDNS. "TxN" serves T topologies
 // of N peers each.
 func benchServer(peers string) int {
+	var rl RateLimit
+	if rest, ok := strings.CutPrefix(peers, "rrl:"); ok {
+		// A limit no benchmark client reaches: every query pays for the
+		// limiter and is answered.
+		peers, rl = rest, RateLimit{PerSecond: MaxRateLimit, Slip: 2}
+	}
 	plainPeers := 3
 	if rest, ok := strings.CutPrefix(peers, "plain:"); ok {
 		peers = strconv.Itoa(plainHandler)
@@ -229,7 +236,7 @@ func benchServer(peers string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second})
+	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 5 * time.Second, RateLimit: rl})
 	if err == nil && n != plainHandler {
 		err = srv.Publish(context.Background(), bridge.Set{Service: myapp, Peers: manyPeers(n)}.Normalize())
 	}

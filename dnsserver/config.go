@@ -37,6 +37,7 @@ func (c Config) Validate() error {
 	if err := CheckMaxTCPConns(c.MaxTCPConns); err != nil {
 		errs = append(errs, &bridge.SettingError{Setting: "DNS_MAX_TCP_CONNS", Err: err})
 	}
+	errs = append(errs, c.RateLimit.Validate())
 	return errors.Join(errs...)
 }
 

@@ -41,6 +41,8 @@ type Config struct {
 	NS []NameServer
 	// Transfer configures zone transfers and NOTIFY (xfr.go).
 	Transfer Transfer
+	// RateLimit limits the UDP answers to each client network (rrl.go).
+	RateLimit RateLimit
 }
 
 // Server answers queries for the zone and is a bridge.Publisher.
@@ -60,6 +62,7 @@ type Server struct {
 
 	stats stats
 	xfr   *xfr
+	rrl   *limiter // nil: no rate limit
 	// tcpTruncLogged is the snapshot for which an answer truncated over
 	// TCP was last logged.
 	tcpTruncLogged atomic.Pointer[Snapshot]
@@ -91,6 +94,7 @@ func New(cfg Config) (*Server, error) {
 		sets:   map[string]bridge.Set{},
 		gens:   map[string]uint64{},
 		xfr:    newXfr(cfg.Transfer),
+		rrl:    newLimiter(cfg.RateLimit),
 	}
 	s.serial = bridge.NextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil, nil))

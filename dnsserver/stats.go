@@ -66,6 +66,9 @@ type Stats struct {
 	// NamesTooLong counts peers left out of the records built so far
 	// because their owner name would exceed 255 octets.
 	NamesTooLong int64
+	// RateLimitSlipped and RateLimitDropped count the UDP answers over
+	// the rate limit sent truncated and empty, and dropped (rrl.go).
+	RateLimitSlipped, RateLimitDropped uint64
 }
 
 // Stats returns the counters so far. Each is read atomically; together
@@ -75,6 +78,7 @@ func (s *Server) Stats() Stats {
 	st.TruncatedUDP, st.TruncatedTCP = s.truncatedCounts()
 	st.NotifiesSent, st.NotifiesAcked, st.NotifiesFailed = s.notifyCounts()
 	st.TCPConnsOpen, st.TCPConnsEvicted = s.tcpConns()
+	st.RateLimitSlipped, st.RateLimitDropped = s.rateLimited()
 	return st
 }
 

@@ -50,14 +50,25 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 		}
 		snap := s.snap.Load()
 		replies := 0
+		var now int64
+		if s.rrl != nil {
+			now = s.rrl.now() // one clock read a batch
+		}
 		for _, msg := range in[:n] {
 			req := msg.Buffers[0][:msg.N]
 			buf := out[replies].Buffers[0][:maxUDPSize]
-			m, qtype := snap.fastAnswer(req, buf)
-			if m > 0 {
-				s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
-			} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
-				m = copy(buf, reply)
+			m := 0
+			switch s.limit(req, msg.Addr, now) {
+			case rrlDrop:
+			case rrlSlip:
+				m = slipReply(req, buf)
+			default:
+				var qtype uint16
+				if m, qtype = snap.fastAnswer(req, buf); m > 0 {
+					s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
+				} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
+					m = copy(buf, reply)
+				}
 			}
 			if m > 0 {
 				out[replies].Buffers[0] = buf[:m]
@@ -75,6 +86,16 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			sent += k
 		}
 	}
+}
+
+// limit is the rate limit's verdict on answering req from addr: always
+// answer when the limit is off, and for datagrams that are no query
+// (responses and garbage get no answer, so they spend no token).
+func (s *Server) limit(req []byte, addr net.Addr, now int64) rrlAction {
+	if s.rrl == nil || len(req) < headerLen || req[2]&0x80 != 0 {
+		return rrlAnswer
+	}
+	return s.rrl.take(addr, now)
 }
 
 // slowUDP answers what the fast path does not: it applies the same

@@ -86,6 +86,7 @@ type Publisher struct {
 	syncMu sync.Mutex // one sync at a time
 
 	creates, updates, deletes, failures atomic.Int64
+	denied                              atomic.Int64 // failures for want of an ACL permission
 	lastSync                            atomic.Int64 // unix nanoseconds
 }
 
@@ -151,7 +152,11 @@ func (p *Publisher) Run(ctx context.Context) error {
 		}
 		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
 			wait := backoff.Failed()
-			p.log.Warn("consul sync failed, retrying", "error", err, "retry_in", wait)
+			level := slog.LevelWarn
+			if errors.Is(err, ErrPermission) {
+				level = slog.LevelError // an operator must act
+			}
+			p.log.Log(ctx, level, "consul sync failed, retrying", "error", err, "retry_in", wait)
 			retry.Reset(wait)
 			continue
 		}
@@ -183,6 +188,10 @@ func (p *Publisher) Sync(ctx context.Context) error {
 		p.mu.Unlock()
 		if err != nil {
 			p.failures.Add(1)
+			if permissionDenied(err) {
+				p.denied.Add(1)
+				err = fmt.Errorf("%w (grant it to the token: deploy/consul/policy.hcl): %w", ErrPermission, err)
+			}
 			errs = append(errs, fmt.Errorf("topology %s: %w", t, err))
 		}
 	}
@@ -383,6 +392,23 @@ func (p *Publisher) send(ctx context.Context, ws []write, failed *[]error) error
 	return nil
 }
 
+// ErrPermission marks a sync that Consul refused because the token lacks
+// a permission: nothing changes until an operator grants it (which the
+// next retry picks up, no restart needed).
+var ErrPermission = errors.New("the Consul token lacks a permission")
+
+// permissionDenied reports whether Consul refused err's request for the
+// token's ACL policy: a 403, or a transaction whose operations failed with
+// Consul's "Permission denied" (which names the missing permission, and
+// the token's accessor id, never its secret).
+func permissionDenied(err error) bool {
+	var status api.StatusError
+	if errors.As(err, &status) && status.Code == http.StatusForbidden {
+		return true
+	}
+	return strings.Contains(err.Error(), "Permission denied")
+}
+
 // txnRefused is a transaction Consul refused for what it holds: rolled
 // back with the failed operations named (409), or turned away whole (400,
 // 413).
@@ -471,12 +497,15 @@ func checkIndex(checks api.HealthChecks, id string) uint64 {
 // Stats are the publisher's counters, for metrics.
 type Stats struct {
 	Creates, Updates, Deletes, Failures int64
-	LastSync                            time.Time
+	// Denied counts the failures (among Failures) for want of an ACL
+	// permission.
+	Denied   int64
+	LastSync time.Time
 }
 
 // Stats returns the counters so far.
 func (p *Publisher) Stats() Stats {
-	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load()}
+	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load(), Denied: p.denied.Load()}
 	if ns := p.lastSync.Load(); ns != 0 {
 		s.LastSync = time.Unix(0, ns)
 	}

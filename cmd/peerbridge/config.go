@@ -25,23 +25,26 @@ const envPrefix = "PEERBRIDGE"
 // GlobalEnv is what the whole process reads once. The spec types are
 // exported because envconfig reaches embedded structs by reflection.
 type GlobalEnv struct {
-	Topologies     []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
-	DNSDomain      string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
-	DNSAddr        string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
-	DNSTtl         ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
-	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
-	DNSMaxTCPConns int           `split_words:"true" default:"512" desc:"most DNS TCP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
-	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
-	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
-	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
-	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
-	HA             bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
-	HAKeyPrefix    string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
-	HACheckTTL     time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
-	HALockDelay    time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
-	HADeadline     time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
-	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
-	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
+	Topologies       []string      `split_words:"true" desc:"several topologies, e.g. web,worker; each reads PEERBRIDGE_<NAME>_<VARIABLE>, the plain variable being the default"`
+	DNSDomain        string        `split_words:"true" default:"peers.internal." desc:"the zone served"`
+	DNSAddr          string        `split_words:"true" default:":8653" desc:"DNS listen address, UDP and TCP"`
+	DNSTtl           ttl           `split_words:"true" default:"5s" desc:"TTL of every record: seconds or a Go duration"`
+	DNSNegativeTTL   ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
+	DNSMaxTCPConns   int           `split_words:"true" default:"512" desc:"most DNS TCP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
+	DNSRateLimit     int           `split_words:"true" desc:"UDP answers per second to one client network (/24 IPv4, /56 IPv6), as BIND's and Knot's RRL; 0: no limit; TCP is never limited"`
+	DNSRateLimitSlip int           `split_words:"true" default:"2" desc:"every this many answers over the rate limit, one goes out truncated (so a real client retries over TCP), the others are dropped; 0 drops all, 1 truncates all"`
+	HTTPAddr         string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
+	WebConfigFile    string        `split_words:"true" desc:"a Prometheus exporter-toolkit web configuration (TLS, client certificates, basic_auth_users with bcrypt hashes) for every HTTP endpoint; /healthz and /readyz answer without a password"`
+	Consul           *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
+	Owner            string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
+	ConsulTags       []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
+	HA               bool          `split_words:"true" desc:"several replicas with one owner elect a leader through Consul; followers serve DNS from the catalog"`
+	HAKeyPrefix      string        `split_words:"true" default:"peerbridge/leader" desc:"Consul KV prefix of the leader lock; the key is <prefix>/<owner>"`
+	HACheckTTL       time.Duration `split_words:"true" default:"3s" desc:"TTL of each replica's check on its Consul agent, bound to its session: a dead leader's session ends this long after its last renewal (1s to 1h)"`
+	HALockDelay      time.Duration `split_words:"true" default:"3s" desc:"how long nobody may take the lock after a leader's session ended (1s to 60s); failover takes about CHECK_TTL + LOCK_DELAY"`
+	HADeadline       time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
+	LogLevel         string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
+	LogFormat        string        `split_words:"true" default:"text" desc:"text or json"`
 
 	// Zone transfers, parsed and checked by dnsserver (checkTransfer).
 	DNSTransferAllow string `split_words:"true" desc:"IPs and CIDRs allowed to transfer the zone (AXFR, IXFR over TCP); empty: transfers are REFUSED"`
@@ -75,9 +78,11 @@ const autoFallback = 10 * time.Second
 
 // config is the validated configuration.
 type config struct {
-	dns        dnsserver.Config
-	dnsAddr    string
-	httpAddr   string
+	dns      dnsserver.Config
+	dnsAddr  string
+	httpAddr string
+	// web is PEERBRIDGE_WEB_CONFIG_FILE; nil without one.
+	web        *webConfig
 	logLevel   slog.Level
 	logFormat  string
 	topologies []topology
@@ -167,6 +172,7 @@ func loadConfig() (*config, error) {
 		dns: dnsserver.Config{
 			Zone: g.DNSDomain, TTL: time.Duration(g.DNSTtl), NegativeTTL: time.Duration(g.DNSNegativeTTL),
 			MaxTCPConns: g.DNSMaxTCPConns,
+			RateLimit:   dnsserver.RateLimit{PerSecond: g.DNSRateLimit, Slip: g.DNSRateLimitSlip},
 		},
 		dnsAddr:   g.DNSAddr,
 		httpAddr:  g.HTTPAddr,
@@ -179,6 +185,11 @@ func loadConfig() (*config, error) {
 	checkTransfer(r, &cfg.dns, g)
 	if g.HTTPAddr != "" {
 		r.check("PEERBRIDGE_HTTP_ADDR", checkAddr(g.HTTPAddr))
+	}
+	if g.WebConfigFile != "" {
+		var err error
+		cfg.web, err = loadWebConfig(g.WebConfigFile)
+		r.check("PEERBRIDGE_WEB_CONFIG_FILE", err)
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)

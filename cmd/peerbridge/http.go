@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -136,8 +137,9 @@ func timePtr(t time.Time) *time.Time {
 }
 
 // health asks a running peerbridge's /healthz, for a container's
-// HEALTHCHECK: it reads only PEERBRIDGE_HTTP_ADDR, and a wildcard host
-// means loopback.
+// HEALTHCHECK: it reads only PEERBRIDGE_HTTP_ADDR (a wildcard host means
+// loopback) and PEERBRIDGE_WEB_CONFIG_FILE (HTTPS when it sets TLS; the
+// probe needs no password).
 func (m *Main) health() error {
 	addr := os.Getenv("PEERBRIDGE_HTTP_ADDR")
 	if addr == "" {
@@ -151,7 +153,18 @@ func (m *Main) health() error {
 		host = "127.0.0.1"
 	}
 	client := &http.Client{Timeout: 3 * time.Second}
-	resp, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	scheme := "http"
+	if path := os.Getenv("PEERBRIDGE_WEB_CONFIG_FILE"); path != "" {
+		if w, err := loadWebConfig(path); err == nil && w.tlsEnabled() {
+			// The probe asks its own process over loopback, by address: the
+			// certificate names the service, not 127.0.0.1, and nothing
+			// secret is sent or received ("ok"), so there is nothing for a
+			// verification to protect.
+			scheme = "https"
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec
+		}
+	}
+	resp, err := client.Get(scheme + "://" + net.JoinHostPort(host, port) + "/healthz")
 	if err != nil {
 		return fmt.Errorf("health: %w", err)
 	}
@@ -179,9 +192,15 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
-func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
+// serveHTTP serves srv on ln until ctx is done, through web's TLS and
+// passwords when PEERBRIDGE_WEB_CONFIG_FILE is set (web is nil otherwise).
+func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, web *webConfig) error {
 	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ln) }()
+	if web != nil {
+		go func() { done <- web.serve(srv, ln) }()
+	} else {
+		go func() { done <- srv.Serve(ln) }()
+	}
 	select {
 	case err := <-done:
 		return fmt.Errorf("http server: %w", err)

@@ -104,7 +104,7 @@ type collector struct {
 
 	buildInfo, lastSuccess, published, peers, held, interval, skipped,
 	rateLimit, rateRemaining, apiRequests, wakeups,
-	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
+	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted, dnsRateLimited,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 }
@@ -135,8 +135,9 @@ func newCollector(st *state) *collector {
 		dnsSerial:      desc("dns_zone_serial", "SOA serial of the zone served."),
 		dnsTCPConns:    desc("dns_tcp_connections", "DNS TCP connections open."),
 		dnsTCPEvicted:  desc("dns_tcp_evicted_total", "DNS TCP connections closed to make room at PEERBRIDGE_DNS_MAX_TCP_CONNS."),
+		dnsRateLimited: desc("dns_rate_limited_total", "UDP answers over PEERBRIDGE_DNS_RATE_LIMIT, by action: slip (sent truncated and empty), drop.", "action"),
 		consulWrites:   desc("consul_writes_total", "Consul catalog writes, by kind: create, update, delete.", "kind"),
-		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed."),
+		consulFailures: desc("consul_sync_failures_total", "Consul syncs that failed, by kind: permission (the token lacks an ACL permission), error (anything else).", "kind"),
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
 		haLeader:       desc("ha_leader", "1 while this replica leads (or runs alone), 0 while it follows."),
 		haChanges:      desc("ha_role_changes_total", "Times this replica became leader or follower."),
@@ -234,13 +235,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dnsNotifyFailed, float64(dns.NotifiesFailed))
 	gauge(c.dnsTCPConns, float64(dns.TCPConnsOpen))
 	counter(c.dnsTCPEvicted, float64(dns.TCPConnsEvicted))
+	counter(c.dnsRateLimited, float64(dns.RateLimitSlipped), "slip")
+	counter(c.dnsRateLimited, float64(dns.RateLimitDropped), "drop")
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()
 		counter(c.consulWrites, float64(s.Creates), "create")
 		counter(c.consulWrites, float64(s.Updates), "update")
 		counter(c.consulWrites, float64(s.Deletes), "delete")
-		counter(c.consulFailures, float64(s.Failures))
+		counter(c.consulFailures, float64(s.Denied), "permission")
+		counter(c.consulFailures, float64(s.Failures-s.Denied), "error")
 		if !s.LastSync.IsZero() {
 			gauge(c.consulLastSync, float64(s.LastSync.UnixNano())/float64(time.Second))
 		}

@@ -64,7 +64,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
 		g.Go(func() error {
-			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, a.metrics.registry, time.Now), log))
+			return serveHTTP(gctx, httpLn, newHTTPServer(newHTTPHandler(st, a.metrics.registry, time.Now), log), a.cfg.web)
 		})
 	}
 	if cfg.ha == nil {
@@ -310,9 +310,16 @@ func (c *config) logValue() slog.Value {
 		attrs = append(attrs, slog.Group("ha", "key", c.ha.key, "check_ttl", c.ha.checkTTL, "lock_delay", c.ha.lockDelay, "renew_deadline", c.ha.renewDeadline))
 	}
 	if c.consul != nil {
-		_, token := os.LookupEnv("CONSUL_HTTP_TOKEN")
+		// Where the token comes from, as consul/api picks it; never the token.
+		tokenFrom := ""
+		for _, v := range []string{"CONSUL_HTTP_TOKEN", "CONSUL_HTTP_TOKEN_FILE"} {
+			if os.Getenv(v) != "" {
+				tokenFrom = v
+				break
+			}
+		}
 		attrs = append(attrs, slog.Group("consul",
-			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", token,
+			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", tokenFrom != "", "token_from", tokenFrom,
 			"owner", c.consul.owner, "tags", c.consul.tags))
 	}
 	for _, t := range c.topologies {
