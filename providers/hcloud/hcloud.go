@@ -131,6 +131,9 @@ func New(opts Options) (*Provider, error) {
 	log := platform.Logger(opts.Logger)
 	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
 	_, api := p.Meter.Client(opts.HTTPClient)
+	// Redirects stay on the API's host, and no answer is read without
+	// bound.
+	api = platform.Guard(api, platform.MaxBody(perPage))
 	p.client = hcloud.NewClient(
 		hcloud.WithEndpoint(opts.APIURL),
 		hcloud.WithToken(opts.Token),

@@ -71,6 +71,14 @@ func (r Rules) Classify(resp *http.Response, err error) error {
 	}
 }
 
+// Inconsistent marks err as a listing whose pages disagree (the same id
+// twice, a total that changed between pages): it wraps
+// bridge.ErrInconsistentListing, on which the loop lists again once, and
+// is transient, as a listing taken while the cluster changed is.
+func Inconsistent(err error) error {
+	return Transient(fmt.Errorf("%w: %w", bridge.ErrInconsistentListing, err))
+}
+
 // Transient marks err as expected to go away by itself.
 func Transient(err error) error {
 	if err == nil || errors.Is(err, bridge.ErrTransient) {
