@@ -34,6 +34,9 @@ type fakeAPI struct {
 	// fail, when it returns a status, answers a request with it instead.
 	fail      func(page int) (status int, body string, header http.Header)
 	remaining int
+	// hook, when set, answers every request instead, outside the lock
+	// (an answer that never ends).
+	hook http.HandlerFunc
 }
 
 func newFakeAPI(t testing.TB, droplets []map[string]any) *fakeAPI {
@@ -59,6 +62,11 @@ func (f *fakeAPI) requestLog() []url.Values {
 
 func (f *fakeAPI) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
+	if hook := f.hook; hook != nil {
+		f.mu.Unlock()
+		hook(w, r)
+		return
+	}
 	defer f.mu.Unlock()
 	q := r.URL.Query()
 	f.requests = append(f.requests, q)
