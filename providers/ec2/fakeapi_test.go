@@ -306,14 +306,14 @@ func toXML(in instance) xmlInstance {
 }
 
 type describeResponse struct {
-	XMLName      xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
-	RequestID    string           `xml:"requestId"`
+	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
+	RequestID string   `xml:"requestId"`
 	// Reservations is always there, as EC2 sends <reservationSet/> for
 	// no instances: an answer without it is no listing.
 	Reservations struct {
 		Items []xmlReservation `xml:"item"`
 	} `xml:"reservationSet"`
-	NextToken    string           `xml:"nextToken,omitempty"`
+	NextToken string `xml:"nextToken,omitempty"`
 }
 
 type xmlReservation struct {
