@@ -30,6 +30,9 @@ const (
 	perPage = 200
 	// maxPages stops a listing whose next links never end.
 	maxPages = 10_000
+	// maxDroplet is generous for one droplet of a listing: a few KiB of
+	// JSON, its size's list of regions and its tags included.
+	maxDroplet = 64 << 10
 )
 
 // Network is the kind of IPv4 address published. DigitalOcean's IPv6
@@ -152,7 +155,7 @@ func New(opts Options) (*Provider, error) {
 	// transport adds the token beneath http.Client, so net/http's removal
 	// of Authorization on a redirect to another host never applies.
 	base = platform.Guard(base, maxMetadata)
-	api = platform.Guard(api, platform.MaxBody(perPage))
+	api = platform.Guard(api, platform.MaxBody(perPage, maxDroplet))
 	apiURL, err := url.Parse(opts.APIURL)
 	if err != nil {
 		return nil, fmt.Errorf("api url: %w", err)

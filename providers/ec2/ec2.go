@@ -379,9 +379,15 @@ func (p *Provider) Requests() int64 { return p.requests.Load() }
 // address of the configured kind (counted on every poll).
 func (p *Provider) Skipped() int64 { return p.skips.Total() }
 
+// maxInstance is generous for one instance of DescribeInstances' XML:
+// EC2's example is 6 KiB, and 50 tags of the longest keys and values
+// add 21 KiB. Tighter than the JSON APIs' allowance because a page has
+// 1,000 of them and the SDK's XML decoder reads a few MB a second.
+const maxInstance = 32 << 10
+
 // maxBody caps one DescribeInstances answer: a page of pageSize
 // instances, generously.
-var maxBody = platform.MaxBody(pageSize)
+var maxBody = platform.MaxBody(pageSize, maxInstance)
 
 // guard makes the SDK's client follow redirects within the endpoint's
 // origin only and cap every answer's body (platform.Guard). The SDK's

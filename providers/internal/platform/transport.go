@@ -65,12 +65,12 @@ func Guard(base *http.Client, maxBody int64) *http.Client {
 	return &c
 }
 
-// MaxBody is a generous cap on one answer of a listing of perPage items:
-// 64 KiB an item (an item is a few KiB of JSON or XML; tags and labels
-// are bounded far below that) and 1 MiB besides. It bounds what an API,
-// or anything posing as one, can make the bridge hold in memory.
-func MaxBody(perPage int) int64 {
-	return int64(perPage)*64<<10 + 1<<20
+// MaxBody is a generous cap on one answer of a listing of perPage items
+// of at most perItem bytes each, and 1 MiB besides (the envelope, an
+// error's body). It bounds what an API, or anything posing as one, can
+// make the bridge read and hold in memory.
+func MaxBody(perPage int, perItem int64) int64 {
+	return int64(perPage)*perItem + 1<<20
 }
 
 // TooLargeError is the error of reading past a body's cap.
