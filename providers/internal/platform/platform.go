@@ -119,6 +119,10 @@ func UntilReset(h http.Header, now time.Time) time.Duration {
 	if err != nil {
 		return 0
 	}
+	// Compared in seconds first: time.Unix overflows near the int64 limit.
+	if reset > now.Unix() && reset-now.Unix() > int64(bridge.MaxRetryAfter/time.Second) {
+		return bridge.MaxRetryAfter
+	}
 	return until(now, time.Unix(reset, 0))
 }
 
