@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -205,5 +207,24 @@ func TestRetryAfterCapped(t *testing.T) {
 	<-done
 	if n := requests.Load(); n < 1 || n > 5 {
 		t.Errorf("%d requests in 2 s against a 429 with a retry-after in the year 9999, want a handful", n)
+	}
+}
+
+// TestMetadataRedirectElsewhereRefused: the metadata service's answer
+// decides which droplet is left out; a redirect to another host is no
+// answer, and that host sees no request.
+func TestMetadataRedirectElsewhereRefused(t *testing.T) {
+	elsewhere := platformtest.NewElsewhere(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, strings.Replace(fixture(t, "metadata_v1.json"), "7473395", "1001", 1))
+	}))
+	meta := httptest.NewServer(http.HandlerFunc(elsewhere.Redirect))
+	defer meta.Close()
+	p, _ := newProvider(t, newFakeAPI(t, makeDroplets(t, 3)), Options{ExcludeSelf: true, MetadataURL: meta.URL + "/metadata/v1/"})
+	peers, err := p.Peers(context.Background())
+	if err != nil || len(peers) != 3 {
+		t.Errorf("%d peers, %v; want all 3: the other host's answer excluded one", len(peers), err)
+	}
+	if n := len(elsewhere.Requests()); n > 0 {
+		t.Errorf("the other host got %d requests, want none", n)
 	}
 }
