@@ -94,12 +94,12 @@ func TestEndlessBody(t *testing.T) {
 // TestMalformedListings: a page without its droplets list, and pages that
 // repeat each other, are no news, never an empty or doubled set.
 func TestMalformedListings(t *testing.T) {
-	droplets := makeDroplets(t, 400)
+	droplets := makeDroplets(t, 250)
 	page1 := func() string {
 		b, err := json.Marshal(map[string]any{
 			"droplets": droplets[:200],
 			"links":    map[string]any{"pages": map[string]any{"next": "https://api.digitalocean.com/v2/droplets?page=2&per_page=200"}},
-			"meta":     map[string]any{"total": 400},
+			"meta":     map[string]any{"total": 250},
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -116,20 +116,20 @@ func TestMalformedListings(t *testing.T) {
 		{"empty body", func(int) (int, string, http.Header) { return 200, ``, nil }, false},
 		{"a later page without droplets", func(page int) (int, string, http.Header) {
 			if page == 2 {
-				return 200, `{"links":{},"meta":{"total":400}}`, nil
+				return 200, `{"links":{},"meta":{"total":250}}`, nil
 			}
 			return 0, "", nil
 		}, false},
 		{"page 2 repeats page 1", func(page int) (int, string, http.Header) {
 			if page == 2 {
-				b, _ := json.Marshal(map[string]any{"droplets": droplets[:200], "meta": map[string]any{"total": 400}})
+				b, _ := json.Marshal(map[string]any{"droplets": droplets[:200], "meta": map[string]any{"total": 250}})
 				return 200, string(b), nil
 			}
 			return 200, page1, nil
 		}, true},
 		{"the total changes between pages", func(page int) (int, string, http.Header) {
 			if page == 2 {
-				b, _ := json.Marshal(map[string]any{"droplets": droplets[200:], "meta": map[string]any{"total": 399}})
+				b, _ := json.Marshal(map[string]any{"droplets": droplets[200:], "meta": map[string]any{"total": 249}})
 				return 200, string(b), nil
 			}
 			return 0, "", nil
@@ -140,7 +140,7 @@ func TestMalformedListings(t *testing.T) {
 			p, _ := newProvider(t, api, Options{})
 			loop, rec, _ := bridgetest.NewLoop("droplet", p)
 			loop.Poll(context.Background())
-			if rec.Peers() != 400 {
+			if rec.Peers() != 250 {
 				t.Fatalf("first poll published %d peers", rec.Peers())
 			}
 			api.set(func(f *fakeAPI) { f.fail = tc.fail })
@@ -151,8 +151,8 @@ func TestMalformedListings(t *testing.T) {
 			// Twice: two bad answers in a row must not empty the set.
 			loop.Poll(context.Background())
 			loop.Poll(context.Background())
-			if st := loop.Status(); rec.Peers() != 400 || len(st.Peers) != 400 || st.Failures != 2 {
-				t.Errorf("after two malformed answers %d peers published, %d failures; want the 400 kept", rec.Peers(), st.Failures)
+			if st := loop.Status(); rec.Peers() != 250 || len(st.Peers) != 250 || st.Failures != 2 {
+				t.Errorf("after two malformed answers %d peers published, %d failures; want the 250 kept", rec.Peers(), st.Failures)
 			}
 		})
 	}
