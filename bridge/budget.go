@@ -87,8 +87,14 @@ func (b *Budget) Next(now time.Time, m Metered) time.Duration {
 		// the loop's backoff on 429s slow down further.
 		allowed = b.share * float64(limit) / 2
 	}
-	d := time.Duration(float64(b.perPoll) * float64(time.Hour) / allowed)
-	return min(max(d, b.min), b.max)
+	// Clamped as a float before the conversion: a tiny share (1e-12)
+	// makes a wait past 292 years, whose conversion to a Duration is
+	// undefined (it came out negative, and the loop polled every second).
+	d := float64(b.perPoll) * float64(time.Hour) / allowed
+	if !(d < float64(b.max)) { // NaN and +Inf included
+		return b.max
+	}
+	return max(time.Duration(d), b.min)
 }
 
 // Failed records the requests of a poll that failed: they count against

@@ -53,3 +53,9 @@ type RetryAfterError interface {
 	error
 	RetryAfter() time.Duration
 }
+
+// MaxRetryAfter caps the wait a server may ask for: a Retry-After in the
+// year 9999, or of ten years in seconds, is a broken or hostile server,
+// and obeying it would stop discovery for good. After an hour the loop
+// asks again, and a wake then polls.
+const MaxRetryAfter = time.Hour

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -211,7 +212,10 @@ func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duratio
 	next = backoff(l.interval, l.failures)
 	var ra RetryAfterError
 	if errors.As(err, &ra) {
-		retryAfter = ra.RetryAfter()
+		// Capped whatever the provider read: a server's wait past
+		// MaxRetryAfter would stop discovery, and the timer arithmetic
+		// below must never see a duration near overflow.
+		retryAfter = min(max(ra.RetryAfter(), 0), MaxRetryAfter)
 		next = max(next, retryAfter)
 	}
 	level := slog.LevelError
@@ -355,21 +359,36 @@ func (s Status) Ready(now time.Time) error {
 }
 
 // backoff returns the wait after n consecutive failures: one interval, then
-// doubling, never more than maxBackoffIntervals.
+// doubling, never more than maxBackoffIntervals. It saturates instead of
+// overflowing, whatever the interval.
 func backoff(interval time.Duration, n int) time.Duration {
+	ceiling := time.Duration(math.MaxInt64)
+	if interval < ceiling/maxBackoffIntervals {
+		ceiling = maxBackoffIntervals * interval
+	}
 	d := interval
-	for i := 1; i < n && d < maxBackoffIntervals*interval; i++ {
+	for i := 1; i < n && d < ceiling; i++ {
+		if d > ceiling/2 {
+			d = ceiling
+			break
+		}
 		d *= 2
 	}
-	return min(d, maxBackoffIntervals*interval)
+	return min(d, ceiling)
 }
 
-// jitter lengthens d by up to 10%.
+// jitter lengthens d by up to 10%. It saturates instead of overflowing: a
+// wait that wrapped around to a negative one would fire the timer at once,
+// and the loop would spin.
 func jitter(d time.Duration) time.Duration {
 	if d <= 0 {
 		return 0
 	}
-	return d + rand.N(d/10+1)
+	extra := rand.N(d/10 + 1)
+	if d > math.MaxInt64-extra {
+		return math.MaxInt64
+	}
+	return d + extra
 }
 
 // diffCounts counts peers added, removed and changed between two

@@ -30,6 +30,9 @@ const (
 	perPage = 200
 	// maxPages stops a listing whose next links never end.
 	maxPages = 10_000
+	// maxDroplet is generous for one droplet of a listing: a few KiB of
+	// JSON, its size's list of regions and its tags included.
+	maxDroplet = 64 << 10
 )
 
 // Network is the kind of IPv4 address published. DigitalOcean's IPv6
@@ -150,7 +153,16 @@ func New(opts Options) (*Provider, error) {
 	log := platform.Logger(opts.Logger)
 	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
 	base, api := p.Meter.Client(opts.HTTPClient)
-	api.Transport = &bearer{token: opts.Token, next: api.Transport}
+	// Redirects stay on the API's host and bodies are capped: the bearer
+	// transport adds the token beneath http.Client, so net/http's removal
+	// of Authorization on a redirect to another host never applies.
+	base = platform.Guard(base, maxMetadata)
+	api = platform.Guard(api, platform.MaxBody(perPage, maxDroplet))
+	apiURL, err := url.Parse(opts.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("api url: %w", err)
+	}
+	api.Transport = &bearer{token: opts.Token, host: apiURL.Host, next: api.Transport}
 	client, err := godo.New(api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
 	if err != nil {
 		return nil, fmt.Errorf("api client: %w", err)
@@ -278,13 +290,22 @@ func sizeSlug(s *godo.Size) string {
 func (p *Provider) Skipped() int64 { return p.skips.Total() }
 
 // bearer adds the token to API requests, so that it lives in one place and
-// never in a URL.
+// never in a URL, and to requests for the configured API host only: the
+// client's redirect policy keeps requests there, and this is the second
+// lock on the same door.
 type bearer struct {
 	token string
+	host  string
 	next  http.RoundTripper
 }
 
 func (b *bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	if !strings.EqualFold(r.URL.Host, b.host) {
+		if r.Body != nil {
+			r.Body.Close() // a RoundTripper closes the body, errors included
+		}
+		return nil, fmt.Errorf("%w: a request for %s, not the API host %s", platform.ErrRedirect, r.URL.Host, b.host)
+	}
 	r = r.Clone(r.Context())
 	r.Header.Set("Authorization", "Bearer "+b.token)
 	return b.next.RoundTrip(r)

@@ -15,13 +15,38 @@ import (
 
 // listAll follows links.pages.next from page 1 until a page has none. A
 // last page may have no links, empty links or empty pages.
+//
+// A page without its droplets key (200 {}, or another API's JSON) is
+// malformed, never zero droplets: taken as news, two of them emptied a
+// topology. A droplet on two pages, or a meta.total that changes between
+// pages, is a listing whose pages disagree (bridge.ErrInconsistentListing):
+// pages that repeat each other turned 200 droplets into 400 peers.
 func (p *Provider) listAll(ctx context.Context) ([]godo.Droplet, error) {
 	var all []godo.Droplet
+	seen := map[int]int{} // droplet id: the page it was on
+	total := -1
 	opt := &godo.ListOptions{Page: 1, PerPage: perPage}
 	for range maxPages {
 		droplets, resp, err := p.list(ctx, opt)
 		if err != nil {
 			return nil, fmt.Errorf("listing droplets page %d: %w", opt.Page, p.classify(err))
+		}
+		if droplets == nil {
+			// godo leaves the slice nil when the key is missing or null;
+			// an empty listing is "droplets": [].
+			return nil, platform.Transient(fmt.Errorf("listing droplets page %d: malformed answer: no droplets list", opt.Page))
+		}
+		for _, d := range droplets {
+			if page, dup := seen[d.ID]; dup {
+				return nil, platform.Inconsistent(fmt.Errorf("listing droplets page %d: droplet %d was on page %d already", opt.Page, d.ID, page))
+			}
+			seen[d.ID] = opt.Page
+		}
+		if resp != nil && resp.Meta != nil {
+			if total >= 0 && resp.Meta.Total != total {
+				return nil, platform.Inconsistent(fmt.Errorf("listing droplets page %d: the API counts %d droplets, %d on an earlier page", opt.Page, resp.Meta.Total, total))
+			}
+			total = resp.Meta.Total
 		}
 		all = append(all, droplets...)
 		next, err := nextPage(resp, opt.Page)

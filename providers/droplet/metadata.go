@@ -33,7 +33,7 @@ type selfLookup struct {
 
 func newSelfLookup(base string, client *http.Client, log *slog.Logger) *selfLookup {
 	// .../metadata/v1/ -> .../metadata/v1.json, as DigitalOcean serves it.
-	return &selfLookup{url: strings.TrimRight(base, "/") + ".json", client: &http.Client{Transport: transport(client)}, log: log}
+	return &selfLookup{url: strings.TrimRight(base, "/") + ".json", client: &http.Client{Transport: transport(client), CheckRedirect: client.CheckRedirect}, log: log}
 }
 
 // id returns the own droplet's id, or 0 when the metadata service does

@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
@@ -176,7 +177,7 @@ func NewContext(ctx context.Context, opts Options) (*Provider, error) {
 		o.RetryMaxAttempts = 0
 		// Request logging would write signed headers to stderr.
 		o.ClientLogMode = 0
-		o.HTTPClient = &counting{next: ownBody{next: o.HTTPClient}, n: &p.requests}
+		o.HTTPClient = &counting{next: ownBody{next: guard(o.HTTPClient)}, n: &p.requests}
 	})
 	p.client = client
 	attrs := []any{"region", cfg.Region, "credentials_source", creds.Source, "filters", FormatFilters(p.filters),
@@ -240,13 +241,18 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 }
 
 // listAll follows NextToken from the first page until there is none. An
-// instance listed twice (the listing moved between pages) counts once.
+// instance listed twice (the listing moved between pages, or pages that
+// repeat each other; a reservation's instances may span pages, so only
+// instances count) is a listing whose pages disagree
+// (bridge.ErrInconsistentListing), never two peers. An answer without a
+// reservationSet (another API's XML) is malformed, never zero instances:
+// the SDK gives an empty set as an empty slice, a missing one as nil.
 func (p *Provider) listAll(ctx context.Context) ([]types.Instance, error) {
 	pager := ec2.NewDescribeInstancesPaginator(p.client, &ec2.DescribeInstancesInput{
 		Filters: p.filters, MaxResults: aws.Int32(pageSize),
 	})
 	var all []types.Instance
-	seen := map[string]bool{}
+	seen := map[string]int{} // instance id: the page it was on
 	tokens := map[string]bool{}
 	for page := 1; pager.HasMorePages(); page++ {
 		if page > maxPages {
@@ -256,12 +262,20 @@ func (p *Provider) listAll(ctx context.Context) ([]types.Instance, error) {
 		if err != nil {
 			return nil, fmt.Errorf("describing instances page %d: %w", page, classify(err))
 		}
+		if out.Reservations == nil {
+			return nil, platform.Transient(fmt.Errorf("describing instances page %d: malformed answer: no reservationSet", page))
+		}
 		for _, r := range out.Reservations {
 			for _, in := range r.Instances {
-				if id := aws.ToString(in.InstanceId); id != "" && !seen[id] {
-					seen[id] = true
-					all = append(all, in)
+				id := aws.ToString(in.InstanceId)
+				if id == "" {
+					continue // no instance to name or publish
 				}
+				if first, dup := seen[id]; dup {
+					return nil, platform.Inconsistent(fmt.Errorf("describing instances page %d: instance %s was on page %d already", page, id, first))
+				}
+				seen[id] = page
+				all = append(all, in)
 			}
 		}
 		if t := aws.ToString(out.NextToken); t != "" {
@@ -377,6 +391,47 @@ func (p *Provider) Requests() int64 { return p.requests.Load() }
 // Skipped returns the number of instances skipped so far for want of an
 // address of the configured kind (counted on every poll).
 func (p *Provider) Skipped() int64 { return p.skips.Total() }
+
+// maxInstance is generous for one instance of DescribeInstances' XML:
+// EC2's example is 6 KiB, and 50 tags of the longest keys and values
+// add 21 KiB. Tighter than the JSON APIs' allowance because a page has
+// 1,000 of them and the SDK's XML decoder reads a few MB a second.
+const maxInstance = 32 << 10
+
+// maxBody caps one DescribeInstances answer: a page of pageSize
+// instances, generously.
+var maxBody = platform.MaxBody(pageSize, maxInstance)
+
+// guard makes the SDK's client follow redirects within the endpoint's
+// origin only and cap every answer's body (platform.Guard). The SDK's
+// own client follows a 307 to any host, stripping only Authorization
+// and X-Amz-Security-Token: the other host's answer would be published.
+// Its client is rebuilt from the same transport (proxy, CA bundle,
+// timeouts) and timeout; a client of another kind, which this package
+// cannot look into, keeps its redirect policy and has its bodies capped.
+func guard(d aws.HTTPClient) aws.HTTPClient {
+	switch c := d.(type) {
+	case *awshttp.BuildableClient:
+		return platform.Guard(&http.Client{Transport: c.GetTransport(), Timeout: c.GetTimeout()}, maxBody)
+	case *http.Client:
+		return platform.Guard(c, maxBody)
+	case nil:
+		return platform.Guard(&http.Client{Transport: awshttp.NewBuildableClient().GetTransport()}, maxBody)
+	}
+	return limitDoer{next: d}
+}
+
+// limitDoer caps the bodies of a client guard cannot rebuild.
+type limitDoer struct{ next aws.HTTPClient }
+
+func (l limitDoer) Do(r *http.Request) (*http.Response, error) {
+	return platform.LimitBodies(doerTransport{l.next}, maxBody).RoundTrip(r)
+}
+
+// doerTransport is a client seen as a transport.
+type doerTransport struct{ next aws.HTTPClient }
+
+func (d doerTransport) RoundTrip(r *http.Request) (*http.Response, error) { return d.next.Do(r) }
 
 // doer is an HTTP client as the SDK calls it.
 type doer interface {

@@ -61,6 +61,9 @@ type fakeEC2 struct {
 	fail func(n, page int) (status int, body string)
 	// empty answers the next so many requests with no reservations.
 	empty int
+	// hook, when set, answers every request instead, outside the lock
+	// (a redirect, an answer that never ends).
+	hook http.HandlerFunc
 }
 
 func newFakeEC2(t testing.TB, instances []instance) *fakeEC2 {
@@ -89,6 +92,11 @@ var sigV4 = regexp.MustCompile(`^AWS4-HMAC-SHA256 Credential=` + testKeyID + `/\
 
 func (f *fakeEC2) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
+	if hook := f.hook; hook != nil {
+		f.mu.Unlock()
+		hook(w, r)
+		return
+	}
 	defer f.mu.Unlock()
 	if r.Method != http.MethodPost || !strings.HasPrefix(r.Header.Get("Content-Type"), "application/x-www-form-urlencoded") {
 		f.fault(w, http.StatusBadRequest, "InvalidAction", "The action or operation requested is not valid: not a form POST.")
@@ -153,7 +161,7 @@ func (f *fakeEC2) serve(w http.ResponseWriter, r *http.Request) {
 	resp := describeResponse{RequestID: fmt.Sprintf("req-%d", len(f.requests))}
 	end := min(offset+size, len(matched))
 	if offset < end {
-		resp.Reservations = reservations(matched[offset:end])
+		resp.Reservations.Items = reservations(matched[offset:end])
 	}
 	if end < len(matched) {
 		resp.NextToken = "page-token-" + strconv.Itoa(end)
@@ -298,10 +306,14 @@ func toXML(in instance) xmlInstance {
 }
 
 type describeResponse struct {
-	XMLName      xml.Name         `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
-	RequestID    string           `xml:"requestId"`
-	Reservations []xmlReservation `xml:"reservationSet>item"`
-	NextToken    string           `xml:"nextToken,omitempty"`
+	XMLName   xml.Name `xml:"http://ec2.amazonaws.com/doc/2016-11-15/ DescribeInstancesResponse"`
+	RequestID string   `xml:"requestId"`
+	// Reservations is always there, as EC2 sends <reservationSet/> for
+	// no instances: an answer without it is no listing.
+	Reservations struct {
+		Items []xmlReservation `xml:"item"`
+	} `xml:"reservationSet"`
+	NextToken string `xml:"nextToken,omitempty"`
 }
 
 type xmlReservation struct {

@@ -38,6 +38,10 @@ const perPage = 50
 // maxPages stops a listing whose next_page never ends.
 const maxPages = 10_000
 
+// maxServer is generous for one server of a listing: a few KiB of JSON,
+// its labels included.
+const maxServer = 64 << 10
+
 // rules: Hetzner refills its budget one request a second, and its
 // RateLimit-Reset is when the whole hour's budget is back; waiting for it
 // after a 429 would stall a topology for up to an hour.
@@ -133,6 +137,9 @@ func New(opts Options) (*Provider, error) {
 	log := platform.Logger(opts.Logger)
 	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
 	_, api := p.Meter.Client(opts.HTTPClient)
+	// Redirects stay on the API's host, and no answer is read without
+	// bound.
+	api = platform.Guard(api, platform.MaxBody(perPage, maxServer))
 	p.client = hcloud.NewClient(
 		hcloud.WithEndpoint(opts.APIURL),
 		hcloud.WithToken(opts.Token),

@@ -2,8 +2,10 @@ package hcloud
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 
@@ -51,9 +53,11 @@ func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
 
 // listAll follows meta.pagination.next_page from page 1 until there is
 // none. Servers created or deleted between two pages shift the pages
-// under the listing (one is then missed or seen twice); a listing whose
-// pages disagree on total_entries, or whose count disagrees with it, is
-// therefore no peer set either.
+// under the listing (one is then missed or seen twice); a listing with a
+// server twice, or whose pages disagree on total_entries, or whose count
+// disagrees with it, is therefore no peer set either, but a listing whose
+// pages disagree (bridge.ErrInconsistentListing). A page without its
+// servers key (another API's JSON, {}) is malformed, never zero servers.
 func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 	opts := hcloud.ServerListOpts{
 		ListOpts: hcloud.ListOpts{Page: 1, PerPage: perPage, LabelSelector: p.opts.LabelSelector},
@@ -61,18 +65,22 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 		Status:   []hcloud.ServerStatus{hcloud.ServerStatusRunning},
 	}
 	var all []*hcloud.Server
-	seen := map[int64]bool{}
+	seen := map[int64]int{} // server id: the page it was on
 	total := -1
 	for range maxPages {
 		servers, resp, err := p.client.Server.List(ctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("listing servers page %d: %w", opts.Page, classify(resp, err))
 		}
+		if err := hasKey(resp, "servers"); err != nil {
+			return nil, fmt.Errorf("listing servers page %d: %w", opts.Page, err)
+		}
 		for _, s := range servers {
-			if !seen[s.ID] {
-				seen[s.ID] = true
-				all = append(all, s)
+			if page, dup := seen[s.ID]; dup {
+				return nil, platform.Inconsistent(fmt.Errorf("listing servers page %d: server %d was on page %d already", opts.Page, s.ID, page))
 			}
+			seen[s.ID] = opts.Page
+			all = append(all, s)
 		}
 		pg := resp.Meta.Pagination
 		if pg == nil {
@@ -101,8 +109,29 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 	return nil, fmt.Errorf("listing servers: more than %d pages", maxPages)
 }
 
+// hasKey checks that a 2xx answer's body is a JSON object with key, and
+// that it is not null. The SDK decodes any JSON object into an empty
+// listing; its answer's Body is a copy left for callers to read.
+func hasKey(resp *hcloud.Response, key string) error {
+	if resp == nil || resp.Response == nil || resp.Body == nil {
+		return platform.Transient(errors.New("malformed answer: no body"))
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return platform.Transient(fmt.Errorf("reading the answer: %w", err))
+	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(body, &obj); err != nil {
+		return platform.Transient(fmt.Errorf("malformed answer: %w", err))
+	}
+	if v, ok := obj[key]; !ok || string(v) == "null" {
+		return platform.Transient(fmt.Errorf("malformed answer: no %s list in %s", key, platform.Quote(body)))
+	}
+	return nil
+}
+
 func changed(have, pages, total int) error {
-	return platform.Transient(fmt.Errorf("listing servers: %d servers over %d pages, the API counts %d: the listing changed while paging",
+	return platform.Inconsistent(fmt.Errorf("listing servers: %d servers over %d pages, the API counts %d: the listing changed while paging",
 		have, pages, total))
 }
 

@@ -30,6 +30,8 @@ type fakeMetadata struct {
 	changed  chan struct{} // closed when version changes
 	fail     func(path string) (status int, body string)
 	requests []*http.Request
+	// hook, when set, answers every request instead (a redirect).
+	hook http.HandlerFunc
 }
 
 func newFakeMetadata(t testing.TB) *fakeMetadata {
@@ -88,8 +90,12 @@ func (f *fakeMetadata) log() []*http.Request {
 func (f *fakeMetadata) serve(w http.ResponseWriter, r *http.Request) {
 	f.mu.Lock()
 	f.requests = append(f.requests, r.Clone(r.Context()))
-	fail := f.fail
+	fail, hook := f.fail, f.hook
 	f.mu.Unlock()
+	if hook != nil {
+		hook(w, r)
+		return
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8") // as the real server does
 	if fail != nil {
 		if status, body := fail(r.URL.Path); status != 0 {

@@ -5,6 +5,7 @@
 package rancher
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -50,7 +51,7 @@ type Options struct {
 	AnyHealth bool
 	// Wait is the long-poll's maxWait; 0 means 60s. At most MaxWait.
 	Wait time.Duration
-	// HTTPClient is used for every request; nil means http.DefaultClient
+	// HTTPClient is used for every request; nil means one as http.DefaultClient
 	// with per-request deadlines.
 	HTTPClient *http.Client
 	Logger     *slog.Logger
@@ -132,8 +133,11 @@ func New(opts Options) (*Provider, error) {
 		log:    platform.Logger(opts.Logger),
 	}
 	if p.client == nil {
-		p.client = http.DefaultClient
+		p.client = &http.Client{}
 	}
+	// GetJSON caps each answer already; the guard keeps requests on the
+	// metadata service's host.
+	p.client = platform.Guard(p.client, maxBody)
 	p.skips = platform.NewSkips(p.log)
 	names, _ := ParseServices(strings.Join(opts.Services, ",")) // checked by Validate
 	for _, n := range names {
@@ -176,6 +180,12 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 	var byName map[string]container // for versions that list container names
 	var peers []bridge.Peer
 	for _, svc := range services {
+		if svc.Containers == nil {
+			// A service without containers lists "containers": []; an
+			// answer without the key ({}) is malformed, never no peers.
+			return nil, platform.Transient(fmt.Errorf("service %s/%s: malformed answer: no containers list", svc.StackName, svc.Name))
+		}
+		seen := map[string]bool{}
 		for _, raw := range svc.Containers {
 			var c container
 			if len(raw) > 0 && raw[0] == '"' {
@@ -194,6 +204,13 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 				}
 			} else if err := json.Unmarshal(raw, &c); err != nil {
 				return nil, platform.Transient(fmt.Errorf("service %s: container: %w", svc.Name, err))
+			}
+			// The same container twice is no second peer.
+			if key := cmp.Or(c.UUID, c.Name); key != "" {
+				if seen[key] {
+					return nil, platform.Inconsistent(fmt.Errorf("service %s: container %s listed twice", svc.Name, key))
+				}
+				seen[key] = true
 			}
 			if peer, ok := p.peer(c); ok {
 				peers = append(peers, peer)

@@ -44,6 +44,7 @@ type API struct {
 	requests []*url.URL
 	fault    Fault
 	used     int
+	handler  http.Handler
 }
 
 // New starts a fake serving servers and networks.
@@ -77,8 +78,25 @@ func Error(code, message string) string {
 	return string(b)
 }
 
+// SetHandler makes h answer every request instead of the fake, outside
+// its lock (an answer that never ends, a redirect); nil restores the
+// fake.
+func (a *API) SetHandler(h http.Handler) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.handler = h
+}
+
+// Handler is the fake's own handler, to serve it behind another host.
+func (a *API) Handler() http.Handler { return http.HandlerFunc(a.serve) }
+
 func (a *API) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Lock()
+	if h := a.handler; h != nil {
+		a.mu.Unlock()
+		h.ServeHTTP(w, r)
+		return
+	}
 	defer a.mu.Unlock()
 	a.requests = append(a.requests, r.URL)
 	// Hetzner's budget refills one request a second; the reset is when

@@ -71,6 +71,14 @@ func (r Rules) Classify(resp *http.Response, err error) error {
 	}
 }
 
+// Inconsistent marks err as a listing whose pages disagree (the same id
+// twice, a total that changed between pages): it wraps
+// bridge.ErrInconsistentListing, on which the loop lists again once, and
+// is transient, as a listing taken while the cluster changed is.
+func Inconsistent(err error) error {
+	return Transient(fmt.Errorf("%w: %w", bridge.ErrInconsistentListing, err))
+}
+
 // Transient marks err as expected to go away by itself.
 func Transient(err error) error {
 	if err == nil || errors.Is(err, bridge.ErrTransient) {
@@ -80,23 +88,29 @@ func Transient(err error) error {
 }
 
 // RetryAfter reads a Retry-After header, in seconds or as an HTTP date
-// (RFC 9110 10.2.3); zero when absent, unreadable or past.
+// (RFC 9110 10.2.3); zero when absent, unreadable or past, and at most
+// bridge.MaxRetryAfter.
 func RetryAfter(h http.Header, now time.Time) time.Duration {
 	v := strings.TrimSpace(h.Get("Retry-After"))
 	if v == "" {
 		return 0
 	}
 	if s, err := strconv.ParseInt(v, 10, 64); err == nil {
+		// Compared in seconds: multiplying first would overflow.
+		if s > int64(bridge.MaxRetryAfter/time.Second) {
+			return bridge.MaxRetryAfter
+		}
 		return time.Duration(max(s, 0)) * time.Second
 	}
 	if t, err := http.ParseTime(v); err == nil && t.After(now) {
-		return t.Sub(now)
+		return until(now, t)
 	}
 	return 0
 }
 
 // UntilReset is how long until RateLimit-Reset (a Unix time) when
-// RateLimit-Remaining says nothing is left; zero otherwise.
+// RateLimit-Remaining says nothing is left; zero otherwise, and at most
+// bridge.MaxRetryAfter.
 func UntilReset(h http.Header, now time.Time) time.Duration {
 	if strings.TrimSpace(h.Get("RateLimit-Remaining")) != "0" {
 		return 0
@@ -105,7 +119,24 @@ func UntilReset(h http.Header, now time.Time) time.Duration {
 	if err != nil {
 		return 0
 	}
-	return max(time.Unix(reset, 0).Sub(now), 0)
+	// Compared in seconds first: time.Unix overflows near the int64 limit.
+	if reset > now.Unix() && reset-now.Unix() > int64(bridge.MaxRetryAfter/time.Second) {
+		return bridge.MaxRetryAfter
+	}
+	return until(now, time.Unix(reset, 0))
+}
+
+// until is how long from now to t, within 0 and bridge.MaxRetryAfter.
+// Time.Sub saturates rather than overflows, so a date in the year 9999 is
+// capped here, not turned negative.
+func until(now, t time.Time) time.Duration {
+	if !t.After(now) {
+		return 0
+	}
+	if t.After(now.Add(bridge.MaxRetryAfter)) {
+		return bridge.MaxRetryAfter
+	}
+	return t.Sub(now)
 }
 
 // RateLimited is a 429, with the wait the server asked for (zero: the

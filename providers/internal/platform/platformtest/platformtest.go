@@ -1,0 +1,107 @@
+// Package platformtest holds the hostile upstreams the providers' tests
+// share: another host that records every request that reaches it, a
+// redirect to it, and an answer whose body never ends. Each provider's
+// test puts its own fake API behind them, so that the answers are the
+// platform's own.
+package platformtest
+
+import (
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Elsewhere is a second host: it records the headers of every request and
+// answers with its handler (another fake of the same API, so that an
+// answer from it would be taken for a listing). It is reached as
+// localhost, not 127.0.0.1, so that it is another host by name as well as
+// by port, as a redirect to a stranger is.
+type Elsewhere struct {
+	srv *httptest.Server
+
+	mu      sync.Mutex
+	headers []http.Header
+}
+
+// NewElsewhere starts a recording host in front of h.
+func NewElsewhere(t testing.TB, h http.Handler) *Elsewhere {
+	e := &Elsewhere{}
+	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.mu.Lock()
+		e.headers = append(e.headers, r.Header.Clone())
+		e.mu.Unlock()
+		h.ServeHTTP(w, r)
+	}))
+	t.Cleanup(e.srv.Close)
+	return e
+}
+
+// URL is the host's base URL, by the name localhost.
+func (e *Elsewhere) URL() string {
+	u, _ := url.Parse(e.srv.URL)
+	_, port, _ := net.SplitHostPort(u.Host)
+	return "http://localhost:" + port
+}
+
+// Requests returns the headers of every request that reached the host.
+func (e *Elsewhere) Requests() []http.Header {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]http.Header(nil), e.headers...)
+}
+
+// Leaks returns, of the requests that reached the host, every header that
+// carries a credential: Authorization, AWS's X-Amz-Security-Token, or any
+// value holding one of secrets.
+func (e *Elsewhere) Leaks(secrets ...string) []string {
+	var out []string
+	for _, h := range e.Requests() {
+		for k, vs := range h {
+			for _, v := range vs {
+				leak := strings.EqualFold(k, "Authorization") || strings.EqualFold(k, "X-Amz-Security-Token")
+				for _, s := range secrets {
+					leak = leak || (s != "" && strings.Contains(v, s))
+				}
+				if leak {
+					out = append(out, k+": "+v)
+				}
+			}
+		}
+	}
+	return out
+}
+
+// Redirect answers a request with a 307 to the same path and query on e.
+func (e *Elsewhere) Redirect(w http.ResponseWriter, r *http.Request) {
+	http.Redirect(w, r, e.URL()+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+}
+
+// Endless returns a handler that answers 200 with contentType, prefix,
+// and then item over and over until the client goes away: an API that
+// streams without end. It stops after limit bytes all the same, far more
+// than any cap, so that a client without one fails the test instead of
+// the machine. It reports the bytes it wrote through sent, if set, when
+// it ends.
+func Endless(contentType, prefix, item string, limit int64, sent func(int64)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", contentType)
+		w.WriteHeader(http.StatusOK)
+		var n int64
+		defer func() {
+			if sent != nil {
+				sent(n)
+			}
+		}()
+		chunk := []byte(strings.Repeat(item, max(1, (64<<10)/max(1, len(item)))))
+		m, err := w.Write([]byte(prefix))
+		n += int64(m)
+		for err == nil && n < limit && r.Context().Err() == nil {
+			m, err = w.Write(chunk)
+			n += int64(m)
+		}
+	}
+}
