@@ -78,3 +78,40 @@ func Classify(err error, codes Codes) error {
 	}
 	return err
 }
+
+// EC2Codes are EC2's error codes, as its API reference lists them, for
+// DescribeInstances (the ec2 provider's listing, and the ecs provider's
+// look-up of its container instances' addresses).
+var EC2Codes = Codes{
+	Throttle: map[string]bool{
+		"RequestLimitExceeded": true, "Throttling": true, "ThrottlingException": true,
+		"RequestThrottled": true, "TooManyRequestsException": true,
+	},
+	Credentials: map[string]bool{
+		"AuthFailure": true, "UnauthorizedOperation": true, "InvalidClientTokenId": true,
+		"SignatureDoesNotMatch": true, "ExpiredToken": true, "InvalidAccessKeyId": true,
+		"OptInRequired": true,
+	},
+	Server: map[string]bool{
+		"InternalError": true, "InternalFailure": true, "Unavailable": true, "ServiceUnavailable": true,
+	},
+	Permissions: "ec2:DescribeInstances",
+}
+
+// ECSCodes are ECS's error codes. ECS speaks awsJson1_1 and sends
+// throttling and access errors as HTTP 400: the code decides.
+var ECSCodes = Codes{
+	Throttle: map[string]bool{
+		"ThrottlingException": true, "Throttling": true, "RequestLimitExceeded": true,
+		"TooManyRequestsException": true, "RequestThrottled": true,
+	},
+	Credentials: map[string]bool{
+		"AccessDeniedException": true, "UnrecognizedClientException": true, "InvalidSignatureException": true,
+		"IncompleteSignature": true, "MissingAuthenticationToken": true, "ExpiredTokenException": true,
+		"InvalidClientTokenId": true, "NotAuthorized": true,
+	},
+	Server: map[string]bool{
+		"ServerException": true, "InternalFailure": true, "ServiceUnavailable": true, "ServiceUnavailableException": true,
+	},
+	Permissions: "ecs:ListTasks, ecs:DescribeTasks and ecs:DescribeContainerInstances",
+}
