@@ -394,4 +394,3 @@ func attrs(t types.Task) map[string]string {
 	}
 	return out
 }
-
