@@ -30,8 +30,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ecs/schemas"
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 	"github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/aws/smithy-go/transport/http/protocol/awsjson"
 
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 	"github.com/peerbridge/peerbridge/providers/ec2/ec2test"
@@ -544,4 +544,3 @@ func ErrorBody(code, message string) string {
 func Fault400(code, message string) func(string, int) (int, string) {
 	return func(string, int) (int, string) { return http.StatusBadRequest, ErrorBody(code, message) }
 }
-
