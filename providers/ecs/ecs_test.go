@@ -109,7 +109,7 @@ func mixed() []ecstest.Task {
 		{ID: "f4", Service: "web", Family: "web", Revision: 3, IPv4: "10.1.0.4", LastStatus: "PENDING"},
 		{ID: "f5", Service: "web", Family: "web", Revision: 3, IPv4: "10.1.0.5", LastStatus: "STOPPED"},
 		{ID: "f6", Service: "web", Family: "web", Revision: 3, IPv4: "10.1.0.6", LastStatus: "RUNNING", DesiredStatus: "STOPPED"}, // draining
-		{ID: "f7", Service: "web", Family: "web", Revision: 3, IPv4: "10.1.0.7"},                                               // IPv4 only
+		{ID: "f7", Service: "web", Family: "web", Revision: 3, IPv4: "10.1.0.7"},                                                  // IPv4 only
 		{ID: "w1", Service: "worker", Family: "worker", IPv4: "10.1.1.1"},
 		{ID: "m1", Family: "web", Revision: 4, IPv4: "10.1.2.1"},
 	}
@@ -371,7 +371,9 @@ func TestErrors(t *testing.T) {
 		{"a failure in DescribeTasks", func(w world) { w.ecs.Missing = []string{"b0000000000000000000000000000001"} }, bridge.FailureTransient, "MISSING"},
 		{"a failure in DescribeContainerInstances", func(w world) { w.ecs.Missing = []string{"ci1"} }, bridge.FailureTransient, "MISSING"},
 		{"EC2 throttled", func(w world) {
-			w.ec2.Fail = func(int, int) (int, string) { return 503, ec2test.ErrorXML("RequestLimitExceeded", "Request limit exceeded.") }
+			w.ec2.Fail = func(int, int) (int, string) {
+				return 503, ec2test.ErrorXML("RequestLimitExceeded", "Request limit exceeded.")
+			}
 		}, bridge.FailureRateLimited, ""},
 		{"EC2 unauthorized", func(w world) {
 			w.ec2.Fail = func(int, int) (int, string) {
@@ -428,7 +430,9 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		name string
 		set  func(w world)
 	}{
-		{"throttling", func(w world) { w.ecs.Set(func(s *ecstest.Server) { s.Fail = ecstest.Fault400("ThrottlingException", "Rate exceeded") }) }},
+		{"throttling", func(w world) {
+			w.ecs.Set(func(s *ecstest.Server) { s.Fail = ecstest.Fault400("ThrottlingException", "Rate exceeded") })
+		}},
 		{"access denied", func(w world) {
 			w.ecs.Set(func(s *ecstest.Server) { s.Fail = ecstest.Fault400("AccessDeniedException", "not authorized") })
 		}},
@@ -451,7 +455,9 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		{"a task listed twice", func(w world) { w.ecs.Set(func(s *ecstest.Server) { s.Twice = true }) }},
 		{"EC2 throttled for a new host", func(w world) {
 			w.ec2.Set(func(f *ec2test.Server) {
-				f.Fail = func(int, int) (int, string) { return 503, ec2test.ErrorXML("RequestLimitExceeded", "Request limit exceeded.") }
+				f.Fail = func(int, int) (int, string) {
+					return 503, ec2test.ErrorXML("RequestLimitExceeded", "Request limit exceeded.")
+				}
 			})
 			tasks, cis, _ := bridged(7, 5) // two more hosts to look up
 			w.ecs.Set(func(s *ecstest.Server) { s.Tasks, s.ContainerInstances = tasks, cis })
@@ -477,7 +483,9 @@ func TestFaultsKeepTheSet(t *testing.T) {
 			}
 			// Recovered, with two more tasks: the next poll has them.
 			tasks7, cis7, _ := bridged(7, 5)
-			w.ecs.Set(func(s *ecstest.Server) { s.Fail, s.Missing, s.Twice, s.Tasks, s.ContainerInstances = nil, nil, false, tasks7, cis7 })
+			w.ecs.Set(func(s *ecstest.Server) {
+				s.Fail, s.Missing, s.Twice, s.Tasks, s.ContainerInstances = nil, nil, false, tasks7, cis7
+			})
 			w.ec2.Set(func(f *ec2test.Server) { f.Fail = nil })
 			loop.Poll(context.Background())
 			if rec.Peers() != 7 {
