@@ -21,6 +21,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 	"github.com/miekg/dns"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+	"github.com/peerbridge/peerbridge/providers/ecs"
 	"gopkg.in/yaml.v3"
 )
 
@@ -79,7 +80,8 @@ func TestDeployEnvNames(t *testing.T) {
 	for _, spec := range []struct {
 		prefix string
 		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
+	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}},
+		{envPrefix, &ecs.Env{}}} { // ecs: until the registry embeds every provider's Env in TopologyEnv
 		keys, err := envKeys(spec.prefix, spec.spec)
 		if err != nil {
 			t.Fatal(err)
@@ -156,7 +158,8 @@ func envReference(t *testing.T) string {
 	for _, spec := range []struct {
 		prefix string
 		spec   any
-	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}}} {
+	}{{envPrefix, &GlobalEnv{}}, {envPrefix, &TopologyEnv{}}, {"DIGITALOCEAN", &TokenEnv{}}, {"HCLOUD", &HcloudEnv{}},
+		{envPrefix, &ecs.Env{}}} { // ecs: until the registry embeds every provider's Env in TopologyEnv
 		if err := envconfig.Usagef(spec.prefix, spec.spec, &b, row); err != nil {
 			t.Fatal(err)
 		}
@@ -357,6 +360,8 @@ func TestDeployRules(t *testing.T) {
 			errs = checkCorefileBlock(text)
 		case strings.HasSuffix(f, ".env"), strings.HasSuffix(f, ".md"):
 			continue // read by TestDeployEnvNames
+		case strings.HasPrefix(f, "deploy/ecs/") && strings.HasSuffix(f, ".json"):
+			errs = checkECSFile(f, text, uid, gid)
 		case f == "deploy/aws/iam-policy.json", f == "deploy/grafana/peerbridge.json":
 			continue // held to the README's policy (ec2_test.go) and to the metrics (metrics_test.go)
 		default:
