@@ -93,7 +93,9 @@ func (p *Provider) listTasks(ctx context.Context) ([]string, error) {
 		MaxResults: aws.Int32(pageSize),
 	}
 	if p.opts.Service != "" {
-		in.ServiceName = aws.String(p.opts.Service)
+		// ListTasks filters by the service's name; of an ARN
+		// (service/cluster/name or service/name), the last part.
+		in.ServiceName = aws.String(p.opts.Service[strings.LastIndexByte(p.opts.Service, '/')+1:])
 	} else {
 		in.Family = aws.String(p.opts.Family)
 	}
