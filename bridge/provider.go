@@ -22,6 +22,13 @@ type ProviderInfo struct {
 	// Attrs are the attribute keys its peers carry (Peer.Attrs), for
 	// docs; a key ending in '*' stands for a family (label_*).
 	Attrs []string
+	// ContainerPort providers read PEERBRIDGE_PORT as the port inside the
+	// peers' containers, and publish each peer at the port the platform
+	// maps it to (Peer.Port: an ECS bridge task's host port), rather than
+	// at PEERBRIDGE_PORT itself. Their Options have a ContainerPort
+	// uint16 field, which the command sets; their topology's
+	// Service.Port stays 0, so that Service.PortFor takes the peer's.
+	ContainerPort bool
 }
 
 // VariableError is a problem with a variable outside the PEERBRIDGE_

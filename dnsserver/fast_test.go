@@ -171,13 +171,16 @@ func TestFastPathAllocatesNothing(t *testing.T) {
 // FuzzFastAnswer: the byte-level parser never panics, and whatever it
 // answers, the full path answers the same (sameReply).
 func FuzzFastAnswer(f *testing.F) {
-	srv := orderedServer(f, fixtureSet(), bridge.Set{Service: bridge.Service{Topology: "big", Name: "big", Provider: "static", Port: 1}, Peers: manyPeers(200)})
+	srv := orderedServer(f, fixtureSet(), bridge.Set{Service: bridge.Service{Topology: "big", Name: "big", Provider: "static", Port: 1}, Peers: manyPeers(200)},
+		taskSet(0)) // peers with ports of their own
+
 	for _, q := range []struct {
 		name  string
 		qtype uint16
 		edns  bool
 	}{{"myapp.peers.internal.", dns.TypeA, false}, {"myapp.peers.internal.", dns.TypeSRV, true}, {"NODE2.myapp.peers.internal.", dns.TypeTXT, true},
-		{"Big.Peers.Internal.", dns.TypeSRV, true}, {"big.peers.internal.", dns.TypeA, false}} {
+		{"Big.Peers.Internal.", dns.TypeSRV, true}, {"big.peers.internal.", dns.TypeA, false},
+		{"tasks.peers.internal.", dns.TypeSRV, true}, {"_epmd._tcp.tasks.peers.internal.", dns.TypeSRV, false}} {
 		req := new(dns.Msg).SetQuestion(q.name, q.qtype)
 		if q.edns {
 			req.SetEdns0(4096, true)

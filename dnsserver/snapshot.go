@@ -297,12 +297,13 @@ type topology struct {
 }
 
 // peerRecords is one published peer's records, built from its owner name,
-// ID and addresses (and the topology's service and the zone's TTL, which
+// ID, addresses and port (and the topology's service and the zone's TTL, which
 // a topology's records are rebuilt for).
 type peerRecords struct {
 	host  string
 	id    string
 	addrs []netip.Addr
+	port  uint16 // in its SRV records: the service's PortFor it
 	node  *node
 	// a and aaaa are its addresses under the service name; srv is its SRV
 	// record there.
@@ -319,8 +320,10 @@ type peerPTR struct {
 	rrs  []dns.RR // one record, clipped
 }
 
-func (pr *peerRecords) sameAs(p bridge.Peer) bool {
-	return pr != nil && pr.id == p.ID && slices.Equal(pr.addrs, p.Addrs)
+// sameAs reports whether pr are p's records; svc is the service of both
+// (a changed service rebuilds every peer's), and decides p's port.
+func (pr *peerRecords) sameAs(svc bridge.Service, p bridge.Peer) bool {
+	return pr != nil && pr.id == p.ID && pr.port == svc.PortFor(p) && slices.Equal(pr.addrs, p.Addrs)
 }
 
 // buildTopology makes the records of set, taking over from prev (nil for
@@ -367,7 +370,7 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		if prev != nil {
 			pr = prev.peers[host]
 		}
-		if !pr.sameAs(p) {
+		if !pr.sameAs(set.Service, p) {
 			pr = newPeerRecords(cfg, set.Service, host, svcName, p)
 			fresh = append(fresh, pr)
 		}
@@ -424,7 +427,9 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 
 // newPeerRecords builds the records of peer p, whose owner name is host.
 func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p bridge.Peer) *peerRecords {
-	pr := &peerRecords{host: host, id: p.ID, addrs: p.Addrs, node: &node{}}
+	// The SRV port is the peer's own (an ECS task's host port) unless the
+	// topology's port is configured: PortFor decides for every publisher.
+	pr := &peerRecords{host: host, id: p.ID, addrs: p.Addrs, port: svc.PortFor(p), node: &node{}}
 	pn := pr.node
 	for _, addr := range p.Addrs {
 		if addr.Is4() {
@@ -447,7 +452,7 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 	}
 	pr.srv = &dns.SRV{
 		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
-		Priority: 0, Weight: 1, Port: svc.Port, Target: host,
+		Priority: 0, Weight: 1, Port: pr.port, Target: host,
 	}
 	if svc.PortName != "" {
 		named := *pr.srv

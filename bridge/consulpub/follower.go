@@ -182,6 +182,12 @@ func setFromEntries(owner string, svc bridge.Service, entries []*api.ServiceEntr
 		}
 		meta := e.Service.Meta
 		p := bridge.Peer{Name: meta[metaPeerName], ID: meta[metaPeerID]}
+		if svc.Port == 0 && e.Service.Port > 0 && e.Service.Port <= 65535 {
+			// Without a topology port, the service's port is the peer's
+			// own (Desired wrote PortFor), which the follower's SRV
+			// records must carry too. With one, PortFor ignores it.
+			p.Port = uint16(e.Service.Port)
+		}
 		if p.Name == "" {
 			p.Name = e.Node.Node
 		}

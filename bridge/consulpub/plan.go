@@ -69,7 +69,9 @@ func Desired(owner string, tags []string, set bridge.Set) map[string]*api.Catalo
 			Service: &api.AgentService{
 				ID:      svc.Name,
 				Service: svc.Name,
-				Port:    int(svc.Port),
+				// The peer's own port (an ECS task's host port) unless
+				// the topology's is configured, as in SRV records.
+				Port:    int(svc.PortFor(p)),
 				Address: addr,
 				Tags:    slices.Clone(tags),
 				Meta:    serviceMeta(svc, p),

@@ -165,3 +165,37 @@ func TestSetFromEntriesRoundTrip(t *testing.T) {
 		t.Fatalf("rebuilt %+v\nwant    %+v", got, want)
 	}
 }
+
+// TestPeerPorts: a peer's own port is its service's port in the catalog
+// unless the topology's port is configured; a follower reads it back, and
+// a port that moves is an update.
+func TestPeerPorts(t *testing.T) {
+	a, b, c := peer("a", "10.0.0.1"), peer("b", "10.0.0.1"), peer("c", "10.0.0.3")
+	a.Port, b.Port = 32768, 32769
+	own := set("tasks", a, b, c)
+	own.Service.Port = 0
+	regs := Desired("pb", nil, own)
+	for node, want := range map[string]int{"pb-tasks-a": 32768, "pb-tasks-b": 32769, "pb-tasks-c": 0} {
+		if got := regs[node].Service.Port; got != want {
+			t.Errorf("%s: port %d, want %d", node, got, want)
+		}
+	}
+	if got := setFromEntries("pb", own.Service, entries(regs)); !got.Equal(own) {
+		t.Errorf("rebuilt %+v\nwant    %+v", got, own)
+	}
+
+	configured := set("tasks", a, b, c) // Port 4369: it wins
+	for node, reg := range Desired("pb", nil, configured) {
+		if reg.Service.Port != 4369 {
+			t.Errorf("%s: port %d, want the configured 4369", node, reg.Service.Port)
+		}
+	}
+
+	moved := own
+	moved.Peers = slices.Clone(own.Peers)
+	moved.Peers[1].Port = 40000
+	c2 := plan("pb", Desired("pb", nil, moved), entries(regs))
+	if !slices.Equal(names(c2.Update), []string{"pb-tasks-b"}) || len(c2.Create)+len(c2.Delete) != 0 {
+		t.Errorf("a moved port: create %v update %v delete %v; want b updated", names(c2.Create), names(c2.Update), c2.Delete)
+	}
+}

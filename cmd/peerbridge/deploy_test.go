@@ -383,6 +383,8 @@ func TestDeployRules(t *testing.T) {
 			errs = checkCorefileBlock(text)
 		case strings.HasSuffix(f, ".env"), strings.HasSuffix(f, ".md"):
 			continue // read by TestDeployEnvNames
+		case strings.HasPrefix(f, "deploy/ecs/") && strings.HasSuffix(f, ".json"):
+			errs = checkECSFile(f, text, uid, gid)
 		case f == "deploy/aws/iam-policy.json", f == "deploy/grafana/peerbridge.json":
 			continue // held to the README's policy (ec2_test.go) and to the metrics (metrics_test.go)
 		default:

@@ -10,6 +10,7 @@ import (
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/ec2"
+	"github.com/peerbridge/peerbridge/providers/ecs"
 	"github.com/peerbridge/peerbridge/providers/hcloud"
 	"github.com/peerbridge/peerbridge/providers/rancher"
 	"github.com/peerbridge/peerbridge/providers/static"
@@ -28,6 +29,7 @@ var providers = []provider{
 	entry(hcloud.Info, hcloud.Configure, hcloud.New).
 		withVendorEnv(hcloud.CLIPrefix, &hcloud.CLIEnv{}, "the hcloud CLI's variables"),
 	entry(ec2.Info, ec2.Configure, ec2.New),
+	entry(ecs.Info, ecs.Configure, ecs.New),
 }
 
 // provider is one entry of the registry.
@@ -35,8 +37,9 @@ type provider struct {
 	bridge.ProviderInfo
 	// env is the package's Env type; every topology reads one of each.
 	env reflect.Type
-	// configure maps a value of type env to the provider's source.
-	configure func(env any) source
+	// configure maps a value of type env, and the topology's port, to
+	// the provider's source.
+	configure func(env any, port uint16) source
 	// vendor, if set, documents the vendor variables with their
 	// descriptions, for help and the README.
 	vendor *vendorEnv
@@ -69,11 +72,17 @@ func entry[E any, O logged, P bridge.Provider](info bridge.ProviderInfo, configu
 	if f, ok := reflect.TypeFor[O]().FieldByName("Logger"); !ok || f.Type != reflect.TypeFor[*slog.Logger]() {
 		panic("provider " + info.Name + ": its Options have no Logger *slog.Logger field")
 	}
+	if f, ok := reflect.TypeFor[O]().FieldByName("ContainerPort"); info.ContainerPort && (!ok || f.Type != reflect.TypeFor[uint16]()) {
+		panic("provider " + info.Name + ": its Options have no ContainerPort uint16 field")
+	}
 	return provider{
 		ProviderInfo: info,
 		env:          reflect.TypeFor[E](),
-		configure: func(env any) source {
+		configure: func(env any, port uint16) source {
 			opts, err := configure(env.(E))
+			if info.ContainerPort {
+				reflect.ValueOf(&opts).Elem().FieldByName("ContainerPort").SetUint(uint64(port))
+			}
 			return source{
 				err:     err,
 				details: opts.LogAttrs(),
@@ -233,7 +242,7 @@ func newSource(env topologyEnv) source {
 	if !ok {
 		return source{err: bridge.Invalid("PROVIDER", "%q is not a provider: use %s", name, providerNames("or", nil))}
 	}
-	src := p.configure(env.providerEnv(p))
+	src := p.configure(env.providerEnv(p), env.common().Port)
 	// A provider's messages may name its other settings by suffix (leave
 	// HCLOUD_NETWORK empty), as its SettingErrors do: the reader names
 	// the variables that were set instead.

@@ -284,11 +284,17 @@ func (s *state) consul() *consulpub.Publisher {
 }
 
 func (t topology) spec() bridge.Service {
+	port := t.port
+	if p, ok := lookupProvider(t.provider); ok && p.ContainerPort {
+		// The provider took PEERBRIDGE_PORT as the containers' port and
+		// gives each peer the port it is mapped to.
+		port = 0
+	}
 	return bridge.Service{
 		Topology:     t.name,
 		Name:         t.service,
 		Provider:     t.provider,
-		Port:         t.port,
+		Port:         port,
 		PortName:     t.portName,
 		NodeBasename: t.nodeBasename,
 	}

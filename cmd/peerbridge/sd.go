@@ -58,8 +58,9 @@ func serveSD(st *state) http.HandlerFunc {
 // name and id). A topology
 // without a first discovery has no set and so no groups.
 //
-// A peer is one target, <address>:<port> (just the address when the
-// topology has no port), on its first address: IPv4 before IPv6, as the
+// A peer is one target, <address>:<port> with the port PortFor gives
+// (just the address when neither topology nor peer has a port), on its
+// first address: IPv4 before IPv6, as the
 // Consul node address. Scraping each address would scrape the same node
 // twice; __meta_peerbridge_addresses lists them all for relabelling.
 func sdTargetGroups(sets map[string]bridge.Set, topologies []string) []targetGroup {
@@ -86,7 +87,7 @@ func sdTargetGroups(sets map[string]bridge.Set, topologies []string) []targetGro
 				id = p.Name
 			}
 			g := targetGroup{
-				Targets: []string{sdTarget(p.Addrs[0], set.Service.Port)},
+				Targets: []string{sdTarget(p.Addrs[0], set.Service.PortFor(p))},
 				Labels: map[string]string{
 					sdTopology:   set.Service.Topology,
 					sdService:    set.Service.Name,

@@ -18,7 +18,7 @@ import (
 // It logs how long a new instance takes to reach DNS.
 func TestEndToEnd(t *testing.T) {
 	api := newFakeEC2(t, makeInstances(5))
-	api.pageSize = 2 // three pages a poll
+	api.PageSize = 2 // three pages a poll
 	filters, err := ParseFilters("tag:app=web")
 	if err != nil {
 		t.Fatal(err)
@@ -65,14 +65,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// A new instance: DNS has it within a few intervals.
-	api.set(func(f *fakeEC2) { f.instances = makeInstances(6) })
+	api.Set(func(f *fakeEC2) { f.Instances = makeInstances(6) })
 	took := waitFor([]string{"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"})
 	t.Logf("a new instance was in DNS %s after it appeared in the API (poll interval %s, 3 pages a poll)",
 		took.Round(time.Millisecond), interval)
 
 	// Throttled: DNS keeps the last set.
-	api.set(func(f *fakeEC2) {
-		f.fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
+	api.Set(func(f *fakeEC2) {
+		f.Fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
 	})
 	before := polls.Failures(bridge.FailureRateLimited)
 	deadline := time.Now().Add(30 * time.Second)
@@ -87,9 +87,9 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Recovered with an instance stopped: DNS follows.
-	api.set(func(f *fakeEC2) {
-		f.fail = nil
-		f.instances[0].State = "stopped"
+	api.Set(func(f *fakeEC2) {
+		f.Fail = nil
+		f.Instances[0].State = "stopped"
 	})
 	waitFor([]string{"10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5", "10.0.0.6"})
 }

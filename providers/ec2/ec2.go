@@ -11,14 +11,11 @@
 package ec2
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"slices"
 	"strings"
@@ -27,12 +24,11 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
 	"github.com/aws/aws-sdk-go-v2/service/ec2/types"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/providers/internal/awsapi"
 	"github.com/peerbridge/peerbridge/providers/internal/platform"
 )
 
@@ -81,7 +77,7 @@ type Options struct {
 }
 
 // ErrNoRegion is LoadConfig's error when the chain names no region.
-var ErrNoRegion = errors.New("no AWS region: set AWS_REGION (or region in the profile AWS_PROFILE names)")
+var ErrNoRegion = awsapi.ErrNoRegion
 
 // LoadConfig reads the SDK's default chain: region, credentials and
 // endpoint from AWS_REGION, AWS_ACCESS_KEY_ID, AWS_PROFILE and the shared
@@ -89,16 +85,7 @@ var ErrNoRegion = errors.New("no AWS region: set AWS_REGION (or region in the pr
 // AWS_ENDPOINT_URL_EC2 and AWS_ENDPOINT_URL. It reads local files only;
 // credentials are fetched when first needed. A missing region is an
 // error naming AWS_REGION.
-func LoadConfig(ctx context.Context) (aws.Config, error) {
-	cfg, err := config.LoadDefaultConfig(ctx)
-	if err != nil {
-		return aws.Config{}, fmt.Errorf("loading the AWS configuration: %w", err)
-	}
-	if cfg.Region == "" {
-		return aws.Config{}, ErrNoRegion
-	}
-	return cfg, nil
-}
+func LoadConfig(ctx context.Context) (aws.Config, error) { return awsapi.LoadConfig(ctx) }
 
 // Provider lists a topology's instances.
 type Provider struct {
@@ -177,7 +164,7 @@ func NewContext(ctx context.Context, opts Options) (*Provider, error) {
 		o.RetryMaxAttempts = 0
 		// Request logging would write signed headers to stderr.
 		o.ClientLogMode = 0
-		o.HTTPClient = &counting{next: ownBody{next: guard(o.HTTPClient)}, n: &p.requests}
+		o.HTTPClient = awsapi.HTTPClient(o.HTTPClient, &p.requests, maxBody)
 	})
 	p.client = client
 	attrs := []any{"region", cfg.Region, "credentials_source", creds.Source, "filters", FormatFilters(p.filters),
@@ -401,83 +388,3 @@ const maxInstance = 32 << 10
 // maxBody caps one DescribeInstances answer: a page of pageSize
 // instances, generously.
 var maxBody = platform.MaxBody(pageSize, maxInstance)
-
-// guard makes the SDK's client follow redirects within the endpoint's
-// origin only and cap every answer's body (platform.Guard). The SDK's
-// own client follows a 307 to any host, stripping only Authorization
-// and X-Amz-Security-Token: the other host's answer would be published.
-// Its client is rebuilt from the same transport (proxy, CA bundle,
-// timeouts) and timeout; a client of another kind, which this package
-// cannot look into, keeps its redirect policy and has its bodies capped.
-func guard(d aws.HTTPClient) aws.HTTPClient {
-	switch c := d.(type) {
-	case *awshttp.BuildableClient:
-		return platform.Guard(&http.Client{Transport: c.GetTransport(), Timeout: c.GetTimeout()}, maxBody)
-	case *http.Client:
-		return platform.Guard(c, maxBody)
-	case nil:
-		return platform.Guard(&http.Client{Transport: awshttp.NewBuildableClient().GetTransport()}, maxBody)
-	}
-	return limitDoer{next: d}
-}
-
-// limitDoer caps the bodies of a client guard cannot rebuild.
-type limitDoer struct{ next aws.HTTPClient }
-
-func (l limitDoer) Do(r *http.Request) (*http.Response, error) {
-	return platform.LimitBodies(doerTransport{l.next}, maxBody).RoundTrip(r)
-}
-
-// doerTransport is a client seen as a transport.
-type doerTransport struct{ next aws.HTTPClient }
-
-func (d doerTransport) RoundTrip(r *http.Request) (*http.Response, error) { return d.next.Do(r) }
-
-// doer is an HTTP client as the SDK calls it.
-type doer interface {
-	Do(*http.Request) (*http.Response, error)
-}
-
-// counting counts the API requests the client sends: the EC2 client's
-// only, not the credential chain's.
-type counting struct {
-	next doer
-	n    *atomic.Int64
-}
-
-func (c *counting) Do(r *http.Request) (*http.Response, error) {
-	c.n.Add(1)
-	return c.next.Do(r)
-}
-
-// ownBody hands the transport a request body that nobody else closes.
-//
-// smithy-go wraps the form it signed in a reader that answers io.EOF to
-// WriteTo once closed, and closes it as soon as Do returns. But Do
-// returns when the answer's headers arrive, and net/http's writeLoop may
-// still be in the request: after the Content-Length bytes it copies the
-// body once more to check that nothing is left over, io.Copy takes the
-// WriteTo path, and net/http passes that io.EOF on as a write error.
-// The writeLoop then closes the connection under the caller, who is still
-// reading the answer: "deserialization failed ... use of closed network
-// connection", a lost poll. Any fast server can win that race (EC2's
-// answer after a slow writeLoop goroutine as much as a loopback fake).
-// A DescribeInstances form is a few hundred bytes, so reading it into
-// memory first is cheap; an in-memory body also lets net/http send
-// headers and body in one write, and GetBody lets it replay a request
-// that a reused connection dropped before any byte went out.
-type ownBody struct{ next doer }
-
-func (o ownBody) Do(r *http.Request) (*http.Response, error) {
-	if r.Body == nil || r.Body == http.NoBody {
-		return o.next.Do(r)
-	}
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return nil, fmt.Errorf("reading the request body: %w", err)
-	}
-	r = r.Clone(r.Context())
-	r.Body = io.NopCloser(bytes.NewReader(body))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
-	return o.next.Do(r)
-}

@@ -5,15 +5,12 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
-
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
@@ -131,7 +128,7 @@ func TestPeers(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeEC2(t, account())
-			api.pageSize = 2
+			api.PageSize = 2
 			filters, err := ParseFilters(tc.filters)
 			if err != nil {
 				t.Fatal(err)
@@ -149,7 +146,7 @@ func TestPeers(t *testing.T) {
 			}
 			// Every page was asked for with the filters, running added, and
 			// 1,000 a page; the fake's pages hold two instances.
-			reqs := api.requestLog()
+			reqs := api.RequestLog()
 			if int64(len(reqs)) != p.Requests() {
 				t.Errorf("provider counted %d requests, the API saw %d", p.Requests(), len(reqs))
 			}
@@ -251,7 +248,7 @@ func TestRequestsPerPoll(t *testing.T) {
 		}
 	}
 	api := newFakeEC2(t, makeInstances(3))
-	api.fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
+	api.Fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
 	p, _ := newProvider(t, api, Options{})
 	if _, err := p.Peers(context.Background()); err == nil || p.Requests() != 1 {
 		t.Errorf("throttled poll: %d requests (want 1, no SDK retry), error %v", p.Requests(), err)
@@ -280,7 +277,7 @@ func TestErrors(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeEC2(t, makeInstances(3))
-			api.fail = func(int, int) (int, string) { return tc.status, tc.body }
+			api.Fail = func(int, int) (int, string) { return tc.status, tc.body }
 			p, _ := newProvider(t, api, Options{})
 			_, err := p.Peers(context.Background())
 			if err == nil {
@@ -297,7 +294,7 @@ func TestErrors(t *testing.T) {
 	t.Run("no answer", func(t *testing.T) {
 		api := newFakeEC2(t, nil)
 		p, _ := newProvider(t, api, Options{})
-		api.srv.Close()
+		api.Close()
 		if _, err := p.Peers(context.Background()); !errors.Is(err, bridge.ErrTransient) {
 			t.Errorf("closed endpoint: %v, want transient", err)
 		}
@@ -313,16 +310,16 @@ func TestErrors(t *testing.T) {
 	})
 	t.Run("repeating token", func(t *testing.T) {
 		api := newFakeEC2(t, makeInstances(10))
-		api.pageSize = 5
+		api.PageSize = 5
 		p, _ := newProvider(t, api, Options{})
-		api.fail = func(n, _ int) (int, string) {
+		api.Fail = func(n, _ int) (int, string) {
 			if n < 3 {
 				return 0, ""
 			}
 			// The third request (page 3) repeats page 2's token.
 			return 200, `<DescribeInstancesResponse xmlns="` + ec2Namespace + `"><requestId>x</requestId><reservationSet/><nextToken>page-token-5</nextToken></DescribeInstancesResponse>`
 		}
-		api.instances = makeInstances(20)
+		api.Instances = makeInstances(20)
 		if _, err := p.Peers(context.Background()); !errors.Is(err, bridge.ErrTransient) || !strings.Contains(err.Error(), "repeats") {
 			t.Errorf("repeating token: %v", err)
 		}
@@ -337,25 +334,25 @@ func TestFaultsKeepTheSet(t *testing.T) {
 		set  func(f *fakeEC2)
 	}{
 		{"throttling", func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
+			f.Fail = func(int, int) (int, string) { return 503, errorXML("RequestLimitExceeded", "Request limit exceeded.") }
 		}},
 		{"500", func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) { return 500, errorXML("InternalError", "An internal error has occurred.") }
+			f.Fail = func(int, int) (int, string) { return 500, errorXML("InternalError", "An internal error has occurred.") }
 		}},
 		{"malformed XML", func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) { return 200, "<DescribeInstancesResponse><reservationSet><item>" }
+			f.Fail = func(int, int) (int, string) { return 200, "<DescribeInstancesResponse><reservationSet><item>" }
 		}},
 		{"a later page fails", func(f *fakeEC2) {
-			f.fail = func(_, page int) (int, string) {
+			f.Fail = func(_, page int) (int, string) {
 				if page == 3 {
 					return 503, errorXML("Unavailable", "The server is overloaded.")
 				}
 				return 0, ""
 			}
 		}},
-		{"an empty answer once", func(f *fakeEC2) { f.empty = 1 }},
+		{"an empty answer once", func(f *fakeEC2) { f.Empty = 1 }},
 		{"rejected credentials", func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) {
+			f.Fail = func(int, int) (int, string) {
 				return 401, errorXML("AuthFailure", "AWS was not able to validate the provided access credentials")
 			}
 		}},
@@ -363,7 +360,7 @@ func TestFaultsKeepTheSet(t *testing.T) {
 	for _, fault := range faults {
 		t.Run(fault.name, func(t *testing.T) {
 			api := newFakeEC2(t, makeInstances(7))
-			api.pageSize = 3 // three pages
+			api.PageSize = 3 // three pages
 			p, _ := newProvider(t, api, Options{})
 			loop, rec, _ := bridgetest.NewLoop("ec2", p)
 			loop.Poll(context.Background())
@@ -371,14 +368,14 @@ func TestFaultsKeepTheSet(t *testing.T) {
 				t.Fatalf("first poll published %d peers with %d requests, want 7 with 3", rec.Peers(), p.Requests())
 			}
 
-			api.set(fault.set)
+			api.Set(fault.set)
 			loop.Poll(context.Background())
 			if rec.Peers() != 7 {
 				t.Fatalf("after the fault %d peers published, want the 7 kept", rec.Peers())
 			}
 
 			// Recovered, with two more instances: the next poll has them.
-			api.set(func(f *fakeEC2) { f.fail = nil; f.instances = makeInstances(9) })
+			api.Set(func(f *fakeEC2) { f.Fail = nil; f.Instances = makeInstances(9) })
 			loop.Poll(context.Background())
 			if rec.Peers() != 9 {
 				t.Fatalf("after recovery %d peers published, want 9", rec.Peers())
@@ -404,13 +401,13 @@ func TestSecretsNeverLeak(t *testing.T) {
 	loop.Poll(context.Background())
 	var errs []string
 	for _, status := range []int{400, 401, 500, 503} {
-		api.set(func(f *fakeEC2) {
-			f.fail = func(int, int) (int, string) {
-				h := f.headers[len(f.headers)-1]
+		api.Set(func(f *fakeEC2) {
+			f.Fail = func(int, int) (int, string) {
+				h := f.Headers[len(f.Headers)-1]
 				return status, errorXML("AuthFailure", "token "+h.Get("X-Amz-Security-Token")+" secret "+testSecret)
 			}
 		})
-		if h := api.headers[len(api.headers)-1]; h.Get("X-Amz-Security-Token") != testSessionToken {
+		if h := api.Headers[len(api.Headers)-1]; h.Get("X-Amz-Security-Token") != testSessionToken {
 			t.Fatalf("the SDK did not send the session token: %v", h)
 		}
 		_, err := p.Peers(context.Background())
@@ -438,21 +435,21 @@ func TestSecretsNeverLeak(t *testing.T) {
 func TestStartUp(t *testing.T) {
 	api := newFakeEC2(t, nil)
 	t.Run("missing region", func(t *testing.T) {
-		awsEnv(t, api.srv.URL)
+		awsEnv(t, api.URL())
 		t.Setenv("AWS_REGION", "")
 		if _, err := NewContext(context.Background(), Options{}); err == nil || !strings.Contains(err.Error(), "AWS_REGION") {
 			t.Errorf("New without a region: %v, want an error naming AWS_REGION", err)
 		}
 	})
 	t.Run("no credentials", func(t *testing.T) {
-		noCredentials(t, api.srv.URL)
+		noCredentials(t, api.URL())
 		_, err := NewContext(context.Background(), Options{})
 		if err == nil || !strings.Contains(err.Error(), "no AWS credentials: set AWS_ACCESS_KEY_ID") {
 			t.Errorf("New without credentials: %v", err)
 		}
 	})
 	t.Run("profile from a shared file", func(t *testing.T) {
-		noCredentials(t, api.srv.URL)
+		noCredentials(t, api.URL())
 		t.Setenv("AWS_REGION", "")
 		t.Setenv("AWS_PROFILE", "peers")
 		dir := t.TempDir()
@@ -474,7 +471,7 @@ func TestStartUp(t *testing.T) {
 	})
 	t.Run("AWS_ENDPOINT_URL", func(t *testing.T) {
 		awsEnv(t, "")
-		t.Setenv("AWS_ENDPOINT_URL", api.srv.URL)
+		t.Setenv("AWS_ENDPOINT_URL", api.URL())
 		p, err := NewContext(context.Background(), Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -508,7 +505,7 @@ func TestSampleAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	api := newFakeEC2(t, nil)
-	api.fail = func(int, int) (int, string) { return 200, string(body) }
+	api.Fail = func(int, int) (int, string) { return 200, string(body) }
 	for _, tc := range []struct {
 		address Address
 		want    string
@@ -531,7 +528,7 @@ func TestSampleAnswer(t *testing.T) {
 // provider built from a given config works without the environment.
 func TestGivenConfig(t *testing.T) {
 	api := newFakeEC2(t, makeInstances(2))
-	awsEnv(t, api.srv.URL)
+	awsEnv(t, api.URL())
 	cfg, err := LoadConfig(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -543,56 +540,5 @@ func TestGivenConfig(t *testing.T) {
 	}
 	if peers, err := p.Peers(context.Background()); err != nil || len(peers) != 2 {
 		t.Errorf("%d peers, %v", len(peers), err)
-	}
-}
-
-// The body smithy-go builds answers io.EOF to WriteTo once closed, and
-// smithy-go closes it when Do returns, which can be before net/http's
-// writeLoop has made its last copy of it; ownBody must give the
-// transport a body that survives that close.
-func TestOwnBodySurvivesSDKClose(t *testing.T) {
-	const form = "Action=DescribeInstances&MaxResults=1000&Version=2016-11-15"
-	req := smithyhttp.NewStackRequest().(*smithyhttp.Request)
-	req.Method = http.MethodPost
-	req.ContentLength = int64(len(form))
-	req, err := req.SetStream(strings.NewReader(form))
-	if err != nil {
-		t.Fatal(err)
-	}
-	built := req.Build(context.Background())
-
-	var sent *http.Request
-	c := ownBody{next: smithyhttp.ClientDoFunc(func(r *http.Request) (*http.Response, error) {
-		sent = r
-		return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
-	})}
-	if _, err := c.Do(built); err != nil {
-		t.Fatal(err)
-	}
-	built.Body.Close() // as smithy-go's ClientHandler does once Do returns
-	// What net/http's transferWriter does: the Content-Length bytes, then
-	// one more copy to find anything left over.
-	got, err := io.ReadAll(io.LimitReader(sent.Body, sent.ContentLength))
-	if err != nil || string(got) != form {
-		t.Fatalf("body %q, %v; want %q", got, err, form)
-	}
-	if n, err := io.Copy(io.Discard, sent.Body); n != 0 || err != nil {
-		t.Errorf("copy after the SDK closed its body: %d bytes, %v; want 0, nil", n, err)
-	}
-	if sent.GetBody == nil {
-		t.Fatal("no GetBody: net/http cannot replay the request")
-	}
-	again, err := sent.GetBody()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := io.ReadAll(again); string(b) != form {
-		t.Errorf("GetBody %q, want %q", b, form)
-	}
-
-	// The hazard itself, so that this test keeps testing something: the
-	// SDK's own body fails that last copy once closed.
-	if _, err := io.Copy(io.Discard, built.Body); err == nil {
-		t.Log("smithy-go's closed request body no longer fails io.Copy; ownBody may be unneeded")
 	}
 }

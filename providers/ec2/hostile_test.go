@@ -12,6 +12,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
+	"github.com/peerbridge/peerbridge/providers/ec2/ec2test"
 	"github.com/peerbridge/peerbridge/providers/internal/platform"
 	"github.com/peerbridge/peerbridge/providers/internal/platform/platformtest"
 )
@@ -37,7 +38,7 @@ func TestRedirectElsewhereRefused(t *testing.T) {
 	if rec.Peers() != 3 {
 		t.Fatalf("first poll published %d peers, want 3", rec.Peers())
 	}
-	api.set(func(f *fakeEC2) { f.hook = elsewhere.Redirect })
+	api.Set(func(f *fakeEC2) { f.Hook = elsewhere.Redirect })
 
 	peers, err := p.Peers(context.Background())
 	if !errors.Is(err, platform.ErrRedirect) {
@@ -74,8 +75,8 @@ func TestEndlessBody(t *testing.T) {
 	// MB a second (slower under the race detector), text at disk speed.
 	head := xml.Header + `<DescribeInstancesResponse xmlns="` + ec2Namespace + `"><requestId>`
 	sent := make(chan int64, 1)
-	api.set(func(f *fakeEC2) {
-		f.hook = platformtest.Endless("text/xml;charset=UTF-8", head, "req-", 512<<20, func(n int64) { sent <- n })
+	api.Set(func(f *fakeEC2) {
+		f.Hook = platformtest.Endless("text/xml;charset=UTF-8", head, "req-", 512<<20, func(n int64) { sent <- n })
 	})
 	done := make(chan struct{})
 	go func() { defer close(done); loop.Poll(context.Background()) }()
@@ -117,27 +118,19 @@ func TestMalformedListings(t *testing.T) {
 			if page != 2 {
 				return 0, ""
 			}
-			var again describeResponse
-			again.RequestID = "req-again"
-			again.Reservations.Items = reservations(instances[:3])
-			again.NextToken = "page-token-6"
-			b, err := xml.Marshal(again)
-			if err != nil {
-				t.Error(err)
-			}
-			return 200, xml.Header + string(b)
+			return 200, ec2test.PageXML("req-again", instances[:3], "page-token-6")
 		}, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeEC2(t, instances)
-			api.pageSize = 3
+			api.PageSize = 3
 			p, _ := newProvider(t, api, Options{})
 			loop, rec, _ := bridgetest.NewLoop("ec2", p)
 			loop.Poll(context.Background())
 			if rec.Peers() != 7 {
 				t.Fatalf("first poll published %d peers", rec.Peers())
 			}
-			api.set(func(f *fakeEC2) { f.fail = tc.fail })
+			api.Set(func(f *fakeEC2) { f.Fail = tc.fail })
 			_, err := p.Peers(context.Background())
 			if err == nil || errors.Is(err, bridge.ErrInconsistentListing) != tc.inconsistent || !errors.Is(err, bridge.ErrTransient) {
 				t.Errorf("Peers = %v, want a transient error (inconsistent listing: %v)", err, tc.inconsistent)
