@@ -174,9 +174,6 @@ func (t *sameHost) RoundTrip(r *http.Request) (*http.Response, error) {
 	return t.next.RoundTrip(r)
 }
 
-// errTooLarge ends an answer longer than maxBody.
-var errTooLarge = fmt.Errorf("answer larger than %d bytes", maxBody)
-
 // capped limits every answer's body to maxBody: reading further fails
 // with errTooLarge, so a runaway answer is a malformed one.
 type capped struct{ next http.RoundTripper }
@@ -199,7 +196,7 @@ func (b *capBody) Read(p []byte) (int, error) {
 		// One byte more tells a body of exactly maxBody from a longer one.
 		var one [1]byte
 		if n, _ := b.rc.Read(one[:]); n > 0 {
-			return 0, platform.Transient(errTooLarge)
+			return 0, platform.Transient(fmt.Errorf("answer larger than %d bytes", maxBody))
 		}
 		return 0, io.EOF
 	}

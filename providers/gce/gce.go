@@ -69,13 +69,15 @@ const (
 	// typical one is a few KiB and an extreme one far more; the cap is
 	// for an answer that never ends, not for a large project.
 	maxInstanceBytes = 256 << 10
-	// maxBody bounds one answer: a full page of large instances.
-	maxBody = pageSize * maxInstanceBytes
 	// startTimeout bounds finding the credentials at start (the metadata
 	// server's project, a token endpoint): a source that cannot answer
 	// fails the start instead of hanging it.
 	startTimeout = 30 * time.Second
 )
+
+// maxBody bounds one answer: a full page of large instances (125 MiB).
+// A variable for tests.
+var maxBody int64 = pageSize * maxInstanceBytes
 
 // Address is the kind of address published for an instance.
 type Address string
@@ -128,10 +130,16 @@ type Options struct {
 
 // Validate reports every option that cannot work, as bridge.SettingErrors
 // named by variable suffix.
-func (o Options) Validate() error {
+func (o Options) Validate() error { return o.validate(true) }
+
+// validate checks the options; without needProject a missing project is
+// no error (Configure found no credentials to take it from, and says so).
+func (o Options) validate(needProject bool) error {
 	var errs []error
 	if o.Project == "" {
-		errs = append(errs, bridge.Invalid("GCE_PROJECT", "no project: set it, or use credentials that name one (a service-account key, or the metadata server on GCE)"))
+		if needProject {
+			errs = append(errs, bridge.Invalid("GCE_PROJECT", "no project: set it, or use credentials that name one (a service-account key, or the metadata server on GCE)"))
+		}
 	} else if !validProject(o.Project) {
 		errs = append(errs, bridge.Invalid("GCE_PROJECT", "%q is no project ID (6 to 30 lowercase letters, digits and hyphens)", o.Project))
 	}
@@ -206,11 +214,9 @@ func Configure(env Env) (Options, error) {
 		opts.TokenSource, opts.CredentialsSource = creds.TokenSource, source
 		opts.Project = cmp.Or(opts.Project, creds.ProjectID)
 	}
-	if err == nil || opts.Project != "" {
-		// Without credentials there is no project to default to: only
-		// the credentials' error then, not a second one for the project.
-		errs = append(errs, opts.Validate())
-	}
+	// Without credentials there is no project to default to: only the
+	// credentials' error then, not a second one for the project.
+	errs = append(errs, opts.validate(err == nil))
 	if err := errors.Join(errs...); err != nil {
 		return Options{}, err
 	}

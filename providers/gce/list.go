@@ -82,8 +82,8 @@ func (l *listing) add(where string, items []*compute.Instance) error {
 			continue
 		}
 		if first, dup := l.seen[in.Id]; dup {
-			return fmt.Errorf("instance %s (id %d) listed twice, in %s and in %s: %w",
-				in.Name, in.Id, first, where, bridge.ErrInconsistentListing)
+			return platform.Transient(fmt.Errorf("instance %s (id %d) listed twice, in %s and in %s: %w",
+				in.Name, in.Id, first, where, bridge.ErrInconsistentListing))
 		}
 		l.seen[in.Id] = where
 		l.instances = append(l.instances, in)
@@ -100,7 +100,10 @@ func (p *Provider) listZone(ctx context.Context, zone string, l *listing) error 
 	token := ""
 	for page := 1; page <= maxPages; page++ {
 		where := fmt.Sprintf("zone %s page %d", zone, page)
-		list, err := call.PageToken(token).Do()
+		if token != "" {
+			call.PageToken(token)
+		}
+		list, err := call.Do()
 		if err != nil {
 			return fmt.Errorf("listing instances in %s: %w", where, classify(err))
 		}
@@ -131,7 +134,10 @@ func (p *Provider) listAggregated(ctx context.Context, l *listing) error {
 	token := ""
 	for page := 1; page <= maxPages; page++ {
 		where := fmt.Sprintf("aggregated page %d", page)
-		list, err := call.PageToken(token).Do()
+		if token != "" {
+			call.PageToken(token)
+		}
+		list, err := call.Do()
 		if err != nil {
 			return fmt.Errorf("listing instances, %s: %w", where, classify(err))
 		}
