@@ -95,8 +95,6 @@ func keyKind(raw []byte) string {
 	return f.Type
 }
 
-func contextBackground() context.Context { return context.Background() }
-
 // seenTokens hands out the source's tokens and remembers the recent ones,
 // so that errors can be scrubbed of them even after a refresh.
 type seenTokens struct {

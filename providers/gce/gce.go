@@ -16,6 +16,7 @@ package gce
 
 import (
 	"cmp"
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -239,7 +240,7 @@ func (o Options) LogAttrs() []any {
 
 // Provider lists a topology's instances.
 type Provider struct {
-	// Meter counts requests (Compute reports no rate limit to it).
+	// meter counts requests (Compute reports no rate limit to read).
 	meter   *platform.Meter
 	service *compute.Service
 	opts    Options
@@ -269,7 +270,7 @@ func New(opts Options) (*Provider, error) {
 		tokens: &seenTokens{src: opts.TokenSource},
 	}
 	client := p.httpClient(base)
-	p.service, err = compute.NewService(contextBackground(),
+	p.service, err = compute.NewService(context.Background(),
 		option.WithHTTPClient(client),
 		option.WithEndpoint(opts.APIURL),
 		// The SDK's debug logging (GOOGLE_SDK_GO_LOGGING_LEVEL) would

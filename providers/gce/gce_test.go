@@ -304,6 +304,9 @@ func TestErrors(t *testing.T) {
 	}{
 		{name: "forbidden", change: func(w *gcetest.World) { w.Fault = always(403, gcetest.Forbidden, nil) },
 			kind: bridge.FailureCredentials, text: "Required 'compute.instances.list' permission"},
+		{name: "401", change: func(w *gcetest.World) {
+			w.Fault = always(401, gcetest.Error(401, "authError", "Request had invalid authentication credentials."), nil)
+		}, kind: bridge.FailureCredentials, text: "HTTP 401"},
 		{name: "403 rate limit", change: func(w *gcetest.World) { w.Fault = always(403, gcetest.RateLimitExceeded, nil) },
 			kind: bridge.FailureRateLimited, text: "rateLimitExceeded"},
 		{name: "403 user rate limit", change: func(w *gcetest.World) {
