@@ -231,9 +231,13 @@ func (o Options) LogAttrs() []any {
 	if len(o.Zones) > 0 {
 		zones = strings.Join(o.Zones, ",")
 	}
+	api := cmp.Or(o.APIURL, DefaultAPIURL)
+	if u, err := url.Parse(api); err == nil {
+		api = u.Redacted() // a proxy's password in the URL
+	}
 	return []any{
 		"gce_project", o.Project, "gce_zones", zones, "gce_filter", o.Filter,
-		"gce_address", cmp.Or(o.Address, Private), "gce_api_url", cmp.Or(o.APIURL, DefaultAPIURL),
+		"gce_address", cmp.Or(o.Address, Private), "gce_api_url", api,
 		"gce_credentials", o.CredentialsSource,
 	}
 }

@@ -593,3 +593,47 @@ func TestConfigureErrors(t *testing.T) {
 		t.Errorf("LogAttrs %s", attrs)
 	}
 }
+
+// TestScaleUp: an instance that starts running is published by the next
+// poll, and one that stops is gone from it.
+func TestScaleUp(t *testing.T) {
+	fake := gcetest.New(t, many(600))
+	adc(t, fake)
+	p, _ := newProvider(t, fake, Env{})
+	loop, rec, _ := bridgetest.NewLoop("gce", p)
+	loop.Poll(context.Background())
+	if rec.Peers() != 600 {
+		t.Fatalf("%d peers, want 600", rec.Peers())
+	}
+	fake.Set(func(w *gcetest.World) {
+		w.Instances = append(w.Instances, gcetest.Instance(600, "node-600", "asia-east1-a", "PROVISIONING", nil))
+	})
+	loop.Poll(context.Background())
+	if rec.Peers() != 600 {
+		t.Errorf("a PROVISIONING instance was published")
+	}
+	fake.Set(func(w *gcetest.World) {
+		w.Instances[600].Status = "RUNNING"
+		w.Instances[0].Status = "STOPPING"
+	})
+	before := p.Requests()
+	loop.Poll(context.Background())
+	st := loop.Status()
+	names := map[string]bool{}
+	for _, peer := range st.Peers {
+		names[peer.Name] = true
+	}
+	if len(st.Peers) != 600 || !names["node-600"] || names["node-0"] {
+		t.Errorf("after one poll %d peers (node-600 %v, node-0 %v), want node-600 in and node-0 out", len(st.Peers), names["node-600"], names["node-0"])
+	}
+	if n := p.Requests() - before; n != 2 {
+		t.Errorf("%d requests for 601 instances, want 2 pages", n)
+	}
+}
+
+func TestLogAttrsRedactsURL(t *testing.T) {
+	attrs := fmt.Sprint(Options{APIURL: "https://user:hunter2@psc.example/compute/v1/", CredentialsSource: "metadata server"}.LogAttrs())
+	if strings.Contains(attrs, "hunter2") || !strings.Contains(attrs, "metadata server") {
+		t.Errorf("LogAttrs %s", attrs)
+	}
+}
