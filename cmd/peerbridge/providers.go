@@ -11,6 +11,7 @@ import (
 	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/ec2"
 	"github.com/peerbridge/peerbridge/providers/ecs"
+	"github.com/peerbridge/peerbridge/providers/gce"
 	"github.com/peerbridge/peerbridge/providers/hcloud"
 	"github.com/peerbridge/peerbridge/providers/rancher"
 	"github.com/peerbridge/peerbridge/providers/static"
@@ -30,6 +31,7 @@ var providers = []provider{
 		withVendorEnv(hcloud.CLIPrefix, &hcloud.CLIEnv{}, "the hcloud CLI's variables"),
 	entry(ec2.Info, ec2.Configure, ec2.New),
 	entry(ecs.Info, ecs.Configure, ecs.New),
+	entry(gce.Info, gce.Configure, gce.New),
 }
 
 // provider is one entry of the registry.
