@@ -238,23 +238,28 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.URL.Path == "/v1/services":
-		s.answer(w, r, func() (any, int, string) { return s.list(r, ns) })
+		s.answer(w, r, ns, func() any { return s.list(r, ns) })
 	case strings.HasPrefix(r.URL.Path, "/v1/service/"):
 		name := strings.TrimPrefix(r.URL.Path, "/v1/service/")
 		if name == "" || strings.Contains(name, "/") {
 			http.Error(w, "nomadtest: only reads of /v1/service/<name>", http.StatusNotFound)
 			return
 		}
-		s.answer(w, r, func() (any, int, string) { return s.get(r, ns, name) })
+		s.answer(w, r, ns, func() any { return s.get(ns, name) })
 	default:
 		http.NotFound(w, r)
 	}
 }
 
-// answer runs read under Nomad's blocking rules: with index, it waits
+// answer runs read under Nomad's blocking rules: the token is checked
+// first, as Nomad resolves it before it blocks; with index, it waits
 // until the table's index passes it or wait (plus jitter) ends, then
 // answers what read returns at that moment.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, read func() (any, int, string)) {
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, ns string, read func() any) {
+	if ok, code, msg := s.allowed(r, ns); !ok {
+		http.Error(w, msg, code)
+		return
+	}
 	q := r.URL.Query()
 	var minIndex uint64
 	if v := q.Get("index"); v != "" {
@@ -304,12 +309,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, read func() (any
 	index := s.index
 	s.mu.Unlock()
 
-	v, code, msg := read()
-	if code != http.StatusOK {
-		http.Error(w, msg, code)
-		return
-	}
-	body, err := json.Marshal(v)
+	body, err := json.Marshal(read())
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusInternalServerError)
 		return
@@ -356,13 +356,10 @@ func (s *Server) mayRead(r *http.Request, ns string) bool {
 
 // get is /v1/service/<name>: the registrations of name in ns. Nomad
 // answers namespace "*" with an empty list here.
-func (s *Server) get(r *http.Request, ns, name string) (any, int, string) {
-	if ok, code, msg := s.allowed(r, ns); !ok {
-		return nil, code, msg
-	}
+func (s *Server) get(ns, name string) any {
 	out := []*api.ServiceRegistration{}
 	if ns == "*" {
-		return out, http.StatusOK, ""
+		return out
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -371,16 +368,13 @@ func (s *Server) get(r *http.Request, ns, name string) (any, int, string) {
 			out = append(out, &reg)
 		}
 	}
-	return out, http.StatusOK, ""
+	return out
 }
 
 // list is /v1/services: per namespace, each service's name and the union
 // of its registrations' tags; "*" covers the namespaces the token may
 // read, without a 403 for the others.
-func (s *Server) list(r *http.Request, ns string) (any, int, string) {
-	if ok, code, msg := s.allowed(r, ns); !ok {
-		return nil, code, msg
-	}
+func (s *Server) list(r *http.Request, ns string) any {
 	s.mu.Lock()
 	regs := slices.Clone(s.regs)
 	s.mu.Unlock()
@@ -404,7 +398,7 @@ func (s *Server) list(r *http.Request, ns string) (any, int, string) {
 		}
 		out = append(out, stub)
 	}
-	return out, http.StatusOK, ""
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
