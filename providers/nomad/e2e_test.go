@@ -122,7 +122,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	sorted := slices.Sorted(slices.Values(took))
 	t.Logf("a new allocation reached DNS in min %s, median %s, max %s over %d additions (poll interval %s)",
-		sorted[0].Round(time.Microsecond), ((sorted[9]+sorted[10])/2).Round(time.Microsecond),
+		sorted[0].Round(time.Microsecond), ((sorted[9] + sorted[10]) / 2).Round(time.Microsecond),
 		sorted[len(sorted)-1].Round(time.Microsecond), len(sorted), interval)
 	for i, d := range took {
 		if d > 5*time.Second {
