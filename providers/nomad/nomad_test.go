@@ -482,3 +482,43 @@ func TestTLS(t *testing.T) {
 		}
 	}
 }
+
+// TestTaskAPISocket reads Nomad through a unix socket, as a task does
+// with NOMAD_ADDR=unix://${NOMAD_SECRETS_DIR}/api.sock and its workload
+// identity's token.
+func TestTaskAPISocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "api.sock")
+	srv := nomadtest.NewUnix(t, sock)
+	srv.Register(world()...)
+	srv.ACL(map[string][]string{secret: {"default"}})
+	p, err := New(Options{Address: "unix://" + sock, Token: secret, Service: "web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if peers, err := p.Peers(context.Background()); err != nil || len(peers) != 4 {
+		t.Fatalf("over the socket: %q %v", summary(peers), err)
+	}
+	if p.Requests() != 1 {
+		t.Errorf("%d requests counted, want 1", p.Requests())
+	}
+}
+
+func TestNewRejects(t *testing.T) {
+	for name, o := range map[string]Options{
+		"no service":     {},
+		"bad namespace":  {Service: "web", Namespace: "a/b"},
+		"wait too long":  {Service: "web", Wait: time.Hour},
+		"no scheme":      {Service: "web", Address: "nomad:4646"},
+		"token newline":  {Service: "web", Token: "a\nb"},
+		"cert, no key":   {Service: "web", ClientCert: "/nonexistent/cert.pem"},
+		"missing cacert": {Service: "web", CACert: "/nonexistent/ca.pem"},
+	} {
+		if _, err := New(o); err == nil {
+			t.Errorf("%s: New accepted %+v", name, o)
+		}
+	}
+	attrs := fmt.Sprint(Options{Service: "web", Address: "https://user:pw@nomad:4646", Token: secret, TokenFrom: "NOMAD_TOKEN_FILE"}.LogAttrs())
+	if strings.Contains(attrs, secret) || strings.Contains(attrs, "pw") || !strings.Contains(attrs, "token_from NOMAD_TOKEN_FILE") {
+		t.Errorf("log attrs %s", attrs)
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -74,6 +75,22 @@ func NewTLS(t testing.TB, configure func(*httptest.Server)) *Server {
 		configure(s.Server)
 	}
 	s.StartTLS()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// NewUnix starts a fake Nomad on a unix socket at path, as a task's Task
+// API socket (${NOMAD_SECRETS_DIR}/api.sock); its URL is meaningless.
+func NewUnix(t testing.TB, path string) *Server {
+	s := newServer()
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Server = httptest.NewUnstartedServer(s)
+	s.Listener.Close()
+	s.Listener = l
+	s.Start()
 	t.Cleanup(s.Close)
 	return s
 }
