@@ -375,6 +375,8 @@ func TestDeployRules(t *testing.T) {
 			continue // loaded into a real Consul by TestConsulACLPolicy
 		case f == "deploy/kubernetes/web-config.yml":
 			continue // loaded as peerbridge loads it by TestDeployWebConfigExample
+		case strings.HasSuffix(f, ".policy.hcl"):
+			errs = checkNomadPolicy(text)
 		case strings.HasSuffix(f, ".hcl"):
 			errs = checkNomad(t, text)
 		case strings.HasSuffix(f, ".service"):
@@ -629,6 +631,36 @@ func (b *hclBlock) find(path ...string) []*hclBlock {
 
 // checkNomad checks a Nomad job: its docker tasks run a pinned image, and
 // none as root.
+// checkNomadPolicy holds a Nomad ACL policy to read-only rights: every
+// namespace block grants read-job (or list-jobs) and nothing more, so
+// that the example never grows write rights.
+func checkNomadPolicy(text string) []error {
+	root, err := parseHCL(text)
+	if err != nil {
+		return []error{err}
+	}
+	namespaces := root.find("namespace")
+	if len(namespaces) == 0 {
+		return []error{errors.New("no namespace block")}
+	}
+	var errs []error
+	for _, ns := range namespaces {
+		caps, _ := ns.attrs["capabilities"].([]any)
+		if !slices.ContainsFunc(caps, func(c any) bool { return c == "read-job" }) {
+			errs = append(errs, fmt.Errorf("namespace %v lacks read-job", ns.labels))
+		}
+		for _, c := range caps {
+			if c != "read-job" && c != "list-jobs" {
+				errs = append(errs, fmt.Errorf("namespace %v grants %v, more than reading", ns.labels, c))
+			}
+		}
+		if len(ns.attrs) != 1 {
+			errs = append(errs, fmt.Errorf("namespace %v sets more than capabilities", ns.labels))
+		}
+	}
+	return errs
+}
+
 func checkNomad(t *testing.T, text string) []error {
 	t.Helper()
 	root, err := parseHCL(text)

@@ -13,6 +13,7 @@ import (
 	"github.com/peerbridge/peerbridge/providers/ecs"
 	"github.com/peerbridge/peerbridge/providers/gce"
 	"github.com/peerbridge/peerbridge/providers/hcloud"
+	"github.com/peerbridge/peerbridge/providers/nomad"
 	"github.com/peerbridge/peerbridge/providers/rancher"
 	"github.com/peerbridge/peerbridge/providers/static"
 )
@@ -32,6 +33,7 @@ var providers = []provider{
 	entry(ec2.Info, ec2.Configure, ec2.New),
 	entry(ecs.Info, ecs.Configure, ecs.New),
 	entry(gce.Info, gce.Configure, gce.New),
+	entry(nomad.Info, nomad.Configure, nomad.New),
 }
 
 // provider is one entry of the registry.
