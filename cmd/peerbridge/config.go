@@ -72,6 +72,7 @@ type TopologyEnv struct {
 	PollInterval pollInterval `split_words:"true" default:"10s" desc:"how often the provider is polled: a duration, or auto (droplet, hcloud): as often as PEERBRIDGE_API_BUDGET of the token's hourly limit allows, at most once a second"`
 	APIBudget    float64      `split_words:"true" default:"0.5" desc:"with PEERBRIDGE_POLL_INTERVAL=auto: the share (above 0, at most 1) of the API token's hourly request limit that polling may use"`
 	StaticPeers  string       `split_words:"true" desc:"static peers: name=addr,name=addr; a name given twice has two addresses"`
+	RemoveAfter  int          `split_words:"true" default:"2" desc:"a peer leaves DNS and Consul only after this many consecutive complete polls missed it (1: at once); joins are published at once"`
 	// Any provider's peers are health-checked; the droplet names below
 	// are aliases, read when these are not set.
 	HealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH, run against every peer; failing peers leave DNS and are critical in Consul"`
@@ -211,6 +212,7 @@ type topology struct {
 	portName     string
 	nodeBasename string
 	interval     time.Duration
+	removeAfter  int
 	// budget is the share of the API's hourly limit an auto interval
 	// spends; 0 for a fixed interval.
 	budget float64
@@ -377,6 +379,10 @@ func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, tok
 		portName:     strings.ToLower(env.PortName),
 		nodeBasename: env.NodeBasename,
 		interval:     env.PollInterval.every,
+		removeAfter:  env.RemoveAfter,
+	}
+	if t.removeAfter < 1 {
+		r.add(varName(prefix, "REMOVE_AFTER"), "%d is not a number of polls: at least 1", env.RemoveAfter)
 	}
 	r.settings(prefix, cfg.dns.CheckService(t.service, t.portName))
 	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {

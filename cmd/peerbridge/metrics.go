@@ -122,7 +122,7 @@ func newCollector(st *state) *collector {
 		lastSuccess:    desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
 		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
 		peers:          desc("peers", "Peers of the topology, by health: passing, critical, unknown (no health check).", withTopology("health")...),
-		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
+		held:           desc("shrink_held", "1 while peers missing from the last polls wait for REMOVE_AFTER polls to confirm their removal.", topologyLabels...),
 		interval:       desc("poll_interval_seconds", "The interval until the next poll: fixed, or paced by the API's budget (auto).", topologyLabels...),
 		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", withTopology("reason")...),
 		rateLimit:      desc("provider_ratelimit_limit", "API requests the provider's token may make per rate-limit window, as the API last reported.", topologyLabels...),

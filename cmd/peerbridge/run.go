@@ -118,7 +118,7 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
 			Service: top.spec(), Interval: top.interval, Budget: top.pacer(), Provider: source, Checker: top.checker,
-			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider),
+			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider), RemoveAfter: top.removeAfter,
 		}))
 	}
 	return t, nil
