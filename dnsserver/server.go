@@ -104,6 +104,27 @@ func nextSerial(prev uint32, now time.Time) uint32 {
 	return prev + 1
 }
 
+// Restore serves sets, saved by an earlier run, at once (before any
+// Publish) and makes every serial served from now on greater than
+// serial, the last one that run served, so that the serial never goes
+// back across a restart: secondaries holding it would otherwise take the
+// zone for current (RFC 1982). The sets must be normalized and are kept,
+// read-only.
+func (s *Server) Restore(serial uint32, sets ...bridge.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, set := range sets {
+		s.sets[set.Service.Topology] = set
+	}
+	if int32(serial-s.serial) >= 0 {
+		s.serial = nextSerial(serial, s.now())
+	} else if len(sets) > 0 {
+		s.serial = nextSerial(s.serial, s.now())
+	}
+	s.rebuild()
+	s.log.Debug("dns records restored", "topologies", len(sets), "serial", s.serial)
+}
+
 // Zone returns the zone the server is authoritative for.
 func (s *Server) Zone() string { return s.cfg.zone }
 

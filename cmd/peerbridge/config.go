@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"cmp"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,6 +55,7 @@ type GlobalEnv struct {
 	HADeadline     time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
 	LogLevel       string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat      string        `split_words:"true" default:"text" desc:"text or json"`
+	StateFile      string        `split_words:"true" desc:"a file that keeps every topology's last published peer set and the DNS serial, served at once on the next start; empty: none"`
 
 	// Zone transfers, parsed and checked by dnsserver (checkTransfer).
 	DNSTransferAllow string `split_words:"true" desc:"IPs and CIDRs allowed to transfer the zone (AXFR, IXFR over TCP); empty: transfers are REFUSED"`
@@ -178,6 +181,7 @@ type config struct {
 	httpAddr   string
 	logLevel   slog.Level
 	logFormat  string
+	stateFile  string
 	topologies []topology
 	// consul is nil when Consul publishing is off.
 	consul *consulConfig
@@ -223,6 +227,9 @@ type topology struct {
 	checker bridge.Checker
 	// details describe the provider's settings for the start-up log.
 	details []any
+	// fingerprint identifies the provider's filters and settings: a
+	// saved set is used again only by a topology with the same one.
+	fingerprint string
 }
 
 // pacer returns the topology's budget pacer: nil for a fixed interval,
@@ -270,6 +277,7 @@ func loadConfig() (*config, error) {
 		dnsAddr:   g.DNSAddr,
 		httpAddr:  g.HTTPAddr,
 		logFormat: g.LogFormat,
+		stateFile: g.StateFile,
 	}
 	if r.settings("", cfg.dns.Validate()) {
 		cfg.dns.Zone, _ = dnsserver.CanonicalZone(g.DNSDomain)
@@ -423,6 +431,7 @@ func (r *reader) topology(cfg *config, name, prefix string, env TopologyEnv, tok
 	src := newSource(env, token)
 	r.settings(prefix, src.err)
 	t.newSource, t.details = src.build, append(src.details, "health_check", spec)
+	t.fingerprint = fingerprint(t.provider, env.StaticPeers, t.details)
 	return t
 }
 
@@ -812,4 +821,16 @@ func (c *config) logWarnings(log *slog.Logger) {
 	for _, w := range c.warnings {
 		log.Warn("configuration: "+w.msg, "variable", w.variable)
 	}
+}
+
+// fingerprint hashes what decides a topology's peers: its provider, its
+// filters and settings (as logged at start, so never a secret) and, for
+// static, the peers themselves.
+func fingerprint(provider, staticPeers string, details []any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n%q\n", provider, staticPeers)
+	for _, d := range details {
+		fmt.Fprintf(h, "%v\n", d)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

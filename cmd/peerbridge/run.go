@@ -39,9 +39,15 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 			return fmt.Errorf("consul client: %w", err)
 		}
 	}
+	saved, err := restore(cfg, log, dns)
+	if err != nil {
+		return err
+	}
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
 	metrics := newMetrics(st, cfg.topologies)
-	newTerm := func(fence consulpub.Fence) (*term, error) { return buildTerm(cfg, log, dns, client, metrics, fence) }
+	newTerm := func(fence consulpub.Fence) (*term, error) {
+		return buildTerm(cfg, log, dns, client, metrics, fence, saved)
+	}
 	first, err := newTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
 	if err != nil {
 		return err
@@ -62,6 +68,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dns.Serve(gctx, ls) })
+	if saved.store != nil {
+		g.Go(func() error { return saved.store.Run(gctx) })
+	}
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
@@ -72,7 +81,10 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
 	} else {
-		g.Go(func() error { return lead(gctx, cfg, log, client, dns, st, newTerm) })
+		for name := range saved.seeds {
+			st.followerAnswered(name) // served from the state file until the catalog answers
+		}
+		g.Go(func() error { return lead(gctx, cfg, log, client, savingZone{dns, saved.store}, st, newTerm) })
 	}
 	log.Info("listening", "dns", ls.Addr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
 	if m.OnListen != nil {
@@ -95,11 +107,15 @@ type term struct {
 	consul *consulpub.Publisher // nil when Consul is off
 }
 
-func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics, fence consulpub.Fence) (*term, error) {
+func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api.Client, m *metrics,
+	fence consulpub.Fence, saved *savedState) (*term, error) {
 	t := &term{}
 	var publishers []bridge.Publisher
 	if fence.Session == "" {
 		publishers = append(publishers, dns)
+		if saved.store != nil {
+			publishers = append(publishers, saved.store)
+		}
 	}
 	if cfg.consul != nil {
 		var err error
@@ -119,6 +135,7 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
 			Service: top.spec(), Interval: top.interval, Budget: top.pacer(), Provider: source, Checker: top.checker,
 			Publishers: publishers, Logger: log, Observer: m.observer(top.name, top.provider), RemoveAfter: top.removeAfter,
+			Seed: saved.seeds[top.name],
 		}))
 	}
 	return t, nil
@@ -139,7 +156,7 @@ func (t *term) run(ctx context.Context) error {
 
 // lead serves DNS from what the leader wrote to Consul, on every replica,
 // and takes part in the election: the leader runs a term.
-func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, dns *dnsserver.Server,
+func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, zone consulpub.Zone,
 	st *state, newTerm func(consulpub.Fence) (*term, error)) error {
 	services := make([]bridge.Service, len(cfg.topologies))
 	for i, t := range cfg.topologies {
@@ -161,7 +178,7 @@ func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client
 	g.Go(func() error {
 		consulpub.Follow(gctx, consulpub.FollowOptions{
 			Client: client, Owner: cfg.consul.owner, StampKey: consulpub.StampKey(cfg.ha.key), Services: services,
-			Zone: dns, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
+			Zone: zone, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
 		})
 		return nil
 	})
