@@ -41,6 +41,11 @@ type Config struct {
 	NS []NameServer
 	// Transfer configures zone transfers and NOTIFY (xfr.go).
 	Transfer Transfer
+	// Services are the configured topologies' service names. Until a set
+	// of one is published, its names answer SERVFAIL: an NXDOMAIN or an
+	// empty answer would be cached as "no such service" (RFC 2308) and
+	// would stop a serve-stale cache (RFC 8767) from keeping its answer.
+	Services []string
 }
 
 // Server answers queries for the zone and is a bridge.Publisher.
@@ -82,7 +87,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns},
+		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns, services: cfg.Services},
 		maxTCP: maxTCP,
 		log:    log,
 		now:    time.Now,

@@ -347,6 +347,7 @@ func loadConfig() (*config, error) {
 			r.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
 		}
 		services[t.service] = t.name
+		cfg.dns.Services = append(cfg.dns.Services, t.service) // SERVFAIL until it has a set
 	}
 	for _, ns := range cfg.dns.NS {
 		// A name server inside a service's names would mix its glue into
