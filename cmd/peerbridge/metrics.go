@@ -106,6 +106,7 @@ type collector struct {
 	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
+	setAge, setSource *prometheus.Desc
 }
 
 func newCollector(st *state) *collector {
@@ -139,6 +140,8 @@ func newCollector(st *state) *collector {
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
 		haLeader:       desc("ha_leader", "1 while this replica leads (or runs alone), 0 while it follows."),
 		haChanges:      desc("ha_role_changes_total", "Times this replica became leader or follower."),
+		setAge:         desc("topology_set_age_seconds", "Seconds since the published set was last confirmed by a complete poll (of this run, or of the run that saved it).", topologyLabels...),
+		setSource:      desc("topology_set_source", "1 for where the published set came from: poll, saved (the state file) or consul; 0 for the others.", withTopology("source")...),
 
 		// Zone transfers and NOTIFY (dnsserver/xfr.go, notify.go).
 		dnsTransfers:    desc("dns_transfers_total", "Zone transfer requests, by type (AXFR, IXFR) and result: full, incremental, current, refused, notauth, failed.", "type", "result"),
@@ -199,6 +202,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.held, held, t, p)
 		gauge(c.interval, st.Interval.Seconds(), t, p)
+		if st.SetSource != "" {
+			gauge(c.setAge, max(time.Since(st.SetAt).Seconds(), 0), t, p)
+			for _, s := range bridge.SetSources() {
+				v := 0.0
+				if s == st.SetSource {
+					v = 1
+				}
+				gauge(c.setSource, v, t, p, string(s))
+			}
+		}
 
 		provider := l.Provider()
 		if s, ok := provider.(skipCounter); ok {
