@@ -146,6 +146,12 @@ func New(opts Options) (*Store, error) {
 		}
 	}
 	s.serial = opts.Initial.Serial
+	// Temporary files of a run killed mid-write: never the file itself.
+	if leftovers, err := filepath.Glob(filepath.Join(filepath.Dir(opts.Path), "."+filepath.Base(opts.Path)+".tmp-*")); err == nil {
+		for _, f := range leftovers {
+			os.Remove(f)
+		}
+	}
 	return s, nil
 }
 

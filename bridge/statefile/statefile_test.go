@@ -157,3 +157,19 @@ func TestBurstsCoalesce(t *testing.T) {
 		t.Errorf("temporary files left behind: %v", entries)
 	}
 }
+
+func TestLeftoverTemporaryFilesAreRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	os.WriteFile(path, []byte("{}"), 0o600)
+	left := filepath.Join(dir, ".state.json.tmp-123")
+	os.WriteFile(left, []byte(`{"vers`), 0o600)
+	serial := uint32(1)
+	newStore(t, path, State{}, &serial)
+	if _, err := os.Stat(left); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a killed write's temporary file stays: %v", err)
+	}
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("the file itself went: %v", err)
+	}
+}
