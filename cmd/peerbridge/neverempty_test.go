@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -266,4 +267,47 @@ func TestStateFileErrors(t *testing.T) {
 		_, err := statefile.Load(path)
 		return err == nil
 	})
+}
+
+// TestSavedSetOf10000Peers measures a restart with the API down from a
+// saved set of 10,000 peers: the time from the process's start to its
+// first answer from the full set (logged: the closing figure of issue 32;
+// bounded only generously).
+func TestSavedSetOf10000Peers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs peerbridge processes with 10,000 peers")
+	}
+	bin := buildPeerbridge(t)
+	addrs := make([]string, 10_000)
+	for i := range addrs {
+		addrs[i] = fmt.Sprintf("10.1.%d.%d", i/250, i%250+1)
+	}
+	api, url := startOutage(t, nil, addrs...)
+	path := filepath.Join(t.TempDir(), "state.json")
+	env := stateEnv(url, path, "PEERBRIDGE_POLL_INTERVAL=10s")
+	first := startReplica(t, bin, "first", env)
+	waitFor(t, "10,000 peers saved", 60*time.Second, func() bool {
+		st, err := statefile.Load(path)
+		return err == nil && len(st.Topologies["web"].Peers) == 10_000
+	})
+	first.kill(t)
+
+	api.down.Store(true)
+	start := time.Now()
+	r := startReplica(t, bin, "restarted", env)
+	last := "web-9999.web.peers.internal."
+	waitFor(t, "the last peer's answer", 30*time.Second, func() bool {
+		return len(r.answer(dns.TypeA, last)) == 1
+	})
+	took := time.Since(start)
+	var sd []struct{ Targets []string }
+	resp, err := http.Get("http://" + r.httpA + "/sd/prometheus")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&sd); err != nil || len(sd) != 10_000 {
+		t.Fatalf("/sd/prometheus: %d target groups, %v; want 10,000", len(sd), err)
+	}
+	t.Logf("from process start to the first answer from a saved set of 10,000 peers: %v (race detector: %v)", took.Round(time.Millisecond), raceEnabled)
 }
