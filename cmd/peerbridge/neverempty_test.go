@@ -20,6 +20,7 @@ import (
 
 	"github.com/miekg/dns"
 
+	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 	"github.com/peerbridge/peerbridge/bridge/statefile"
 )
 
@@ -310,4 +311,41 @@ func TestSavedSetOf10000Peers(t *testing.T) {
 		t.Fatalf("/sd/prometheus: %d target groups, %v; want 10,000", len(sd), err)
 	}
 	t.Logf("from process start to the first answer from a saved set of 10,000 peers: %v (race detector: %v)", took.Round(time.Millisecond), raceEnabled)
+}
+
+// TestWarmStartFromConsul: with Consul publishing on and no saved set,
+// a restart with the API down serves the entries this owner registered,
+// on its first query, and is ready.
+func TestWarmStartFromConsul(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs peerbridge processes and Consul")
+	}
+	agent := bridgetest.StartConsul(t, "")
+	bin := buildPeerbridge(t)
+	api, url := startOutage(t, nil, "10.0.0.1", "10.0.0.2", "10.0.0.3")
+	all := []string{"10.0.0.1", "10.0.0.2", "10.0.0.3"}
+	env := []string{
+		"PEERBRIDGE_SERVICE=web", "PEERBRIDGE_PROVIDER=droplet", "PEERBRIDGE_DROPLET_API_URL=" + url,
+		"DIGITALOCEAN_TOKEN=dop_v1_warmtest", "PEERBRIDGE_POLL_INTERVAL=1s", "PEERBRIDGE_PORT=4369",
+		"CONSUL_HTTP_ADDR=" + agent.Addr, "PEERBRIDGE_DNS_ADDR=127.0.0.1:0", "PEERBRIDGE_HTTP_ADDR=127.0.0.1:0",
+	}
+	first := startReplica(t, bin, "first", env)
+	waitAnswer(t, first, all, 10*time.Second)
+	waitFor(t, "the entries in Consul", 20*time.Second, func() bool {
+		st := first.status(t)
+		return st.Consul != nil && st.Consul.Creates >= 3 && st.Consul.LastSync != nil
+	})
+	first.kill(t)
+
+	api.down.Store(true)
+	second := startReplica(t, bin, "second", env)
+	if got := addrsOf(second); !slices.Equal(got, all) {
+		t.Fatalf("restart with the API down and no state file: the first query answers %v, want Consul's %v\n%s", got, all, second.logs())
+	}
+	if code := second.httpStatus("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz %d with a set from Consul, want 200", code)
+	}
+	if st := second.status(t); len(st.Topologies) != 1 || st.Topologies[0].SetSource != "consul" {
+		t.Errorf("status %+v, want the set's source consul", st.Topologies)
+	}
 }

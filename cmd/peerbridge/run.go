@@ -43,6 +43,7 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	warmFromConsul(ctx, cfg, log, client, dns, saved)
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
 	metrics := newMetrics(st, cfg.topologies)
 	newTerm := func(fence consulpub.Fence) (*term, error) {

@@ -8,8 +8,12 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"time"
+
+	"github.com/hashicorp/consul/api"
 
 	"github.com/peerbridge/peerbridge/bridge"
+	"github.com/peerbridge/peerbridge/bridge/consulpub"
 	"github.com/peerbridge/peerbridge/bridge/statefile"
 	"github.com/peerbridge/peerbridge/dnsserver"
 )
@@ -95,4 +99,57 @@ func (z savingZone) PublishSerial(ctx context.Context, serial uint32, sets ...br
 		z.store.Changed() // the serial, which may change alone
 	}
 	return nil
+}
+
+// consulWarmTimeout bounds reading the owner's entries at start, so that
+// a Consul that is down delays the start by no more than this.
+const consulWarmTimeout = 3 * time.Second
+
+// warmFromConsul seeds every topology that has no saved set with the
+// entries this owner registered for it in Consul (which the publisher
+// adopts anyway): they are its set until the first complete poll, so a
+// start with the API down still answers. Without HA only: with HA, every
+// replica serves the catalog already.
+func warmFromConsul(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client, dns *dnsserver.Server, saved *savedState) {
+	if cfg.consul == nil || cfg.ha != nil || client == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, consulWarmTimeout)
+	defer cancel()
+	type result struct {
+		svc bridge.Service
+		set bridge.Set
+		err error
+	}
+	var pending []bridge.Service
+	for _, t := range cfg.topologies {
+		if saved.seeds[t.name] == nil {
+			pending = append(pending, t.spec())
+		}
+	}
+	results := make(chan result, len(pending))
+	for _, svc := range pending {
+		go func() {
+			entries, _, err := client.Health().Service(svc.Name, "", false, (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+			results <- result{svc: svc, set: consulpub.SetFromEntries(cfg.consul.owner, svc, entries).Normalize(), err: err}
+		}()
+	}
+	var sets []bridge.Set
+	now := time.Now()
+	for range pending {
+		r := <-results
+		switch {
+		case r.err != nil:
+			log.Info("no peer set from Consul", "topology", r.svc.Topology, "reason", r.err)
+		case len(r.set.Peers) == 0:
+			log.Info("no peer set from Consul", "topology", r.svc.Topology, "reason", "no entries of this owner")
+		default:
+			saved.seeds[r.svc.Topology] = &bridge.Seed{Set: r.set, Source: bridge.SourceConsul, At: now}
+			sets = append(sets, r.set)
+		}
+	}
+	if len(sets) > 0 {
+		dns.Restore(0, sets...)
+		log.Info("serving peer sets read from Consul until the first complete poll", "topologies", len(sets))
+	}
 }
