@@ -14,24 +14,43 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/digitalocean/godo"
 	"github.com/miekg/dns"
 
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 	"github.com/peerbridge/peerbridge/bridge/statefile"
 )
 
-// outage is the droplets API behind a switch: while down, every request
-// gets a 503 as DigitalOcean's edge gives one.
+// outage is a DigitalOcean droplets API, its listing built from godo's
+// own types, behind a switch: while down, every request gets a 503 as
+// DigitalOcean's edge gives one.
 type outage struct {
-	*droplets
+	mu   sync.Mutex
+	list []godo.Droplet
+	// skip, if set, is left out of the next listing alone: a listing that
+	// misses a droplet.
+	skip     int
 	down     atomic.Bool
 	requests atomic.Int64
 	// each, if set, runs before every request: a listing that changes.
 	each func(n int64)
+}
+
+// set makes the listing: droplet i is web-<i>, id 100+i, at addrs[i].
+func (o *outage) set(addrs ...string) {
+	list := make([]godo.Droplet, len(addrs))
+	for i, a := range addrs {
+		list[i] = godo.Droplet{ID: 100 + i, Name: fmt.Sprintf("web-%d", i), Status: "active",
+			Networks: &godo.Networks{V4: []godo.NetworkV4{{IPAddress: a, Type: "private"}}}}
+	}
+	o.mu.Lock()
+	o.list = list
+	o.mu.Unlock()
 }
 
 func (o *outage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -43,11 +62,20 @@ func (o *outage) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if o.each != nil {
 		o.each(n)
 	}
-	o.droplets.ServeHTTP(w, r)
+	o.mu.Lock()
+	list := slices.DeleteFunc(slices.Clone(o.list), func(d godo.Droplet) bool { return d.ID == o.skip })
+	o.skip = 0
+	o.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(struct {
+		Droplets []godo.Droplet `json:"droplets"`
+		Links    *godo.Links    `json:"links"`
+		Meta     *godo.Meta     `json:"meta"`
+	}{list, &godo.Links{}, &godo.Meta{Total: len(list)}})
 }
 
 func startOutage(t *testing.T, each func(o *outage, n int64), addrs ...string) (*outage, string) {
-	o := &outage{droplets: &droplets{}}
+	o := &outage{}
 	if each != nil {
 		o.each = func(n int64) { each(o, n) }
 	}
