@@ -50,6 +50,12 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 		return buildTerm(cfg, log, dns, client, metrics, fence, saved)
 	}
 	first, err := newTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
+	if err != nil && cfg.ha != nil {
+		// Another replica may lead: this one serves the catalog, and
+		// gives up the lock whenever it wins it and still cannot build.
+		log.Error("cannot build a term, following only", "error", err)
+		first, err = &term{}, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -120,9 +126,13 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 	}
 	if cfg.consul != nil {
 		var err error
-		t.consul, err = consulpub.New(consulpub.Options{
+		opts := consulpub.Options{
 			Client: client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Fence: fence, Logger: log.With("component", "consul"),
-		})
+		}
+		if fence.Session != "" {
+			opts.MaxRefusals = haMaxRefusals
+		}
+		t.consul, err = consulpub.New(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -141,6 +151,10 @@ func buildTerm(cfg *config, log *slog.Logger, dns *dnsserver.Server, client *api
 	}
 	return t, nil
 }
+
+// haMaxRefusals is how many syncs in a row Consul may refuse a leader
+// (its ACL token may not write) before it gives up the lock.
+const haMaxRefusals = 3
 
 // run runs the loops and the publisher until ctx is done. On the way out
 // Consul entries stay: a restart, or the next leader, adopts them.
@@ -164,15 +178,16 @@ func lead(ctx context.Context, cfg *config, log *slog.Logger, client *api.Client
 		services[i] = t.spec()
 	}
 	leader := func(ctx context.Context, fence consulpub.Fence) {
+		// Returning before ctx is done gives up the lock (consulpub.Lead),
+		// so that a replica that can lead does.
 		t, err := newTerm(fence)
 		if err != nil {
-			log.Error("cannot lead", "error", err)
-			<-ctx.Done()
+			log.Error("cannot lead, giving up the leader lock", "error", err)
 			return
 		}
 		st.term.Store(t)
 		if err := t.run(ctx); err != nil {
-			log.Error("leader stopped", "error", err)
+			log.Error("leader stopped, giving up the leader lock", "error", err)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
