@@ -129,7 +129,7 @@ type Store struct {
 // be written is a start-up error, not a surprise at the first change)
 // and returns a store.
 func New(opts Options) (*Store, error) {
-	if err := probe(opts.Path); err != nil {
+	if err := CheckPath(opts.Path); err != nil {
 		return nil, err
 	}
 	if opts.now == nil {
@@ -155,7 +155,9 @@ func New(opts Options) (*Store, error) {
 	return s, nil
 }
 
-func probe(path string) error {
+// CheckPath reports why a state file could not be written at path: its
+// directory must take a new file, and path must not be a directory.
+func CheckPath(path string) error {
 	if path == "" {
 		return errors.New("empty path")
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/consulpub"
+	"github.com/peerbridge/peerbridge/bridge/statefile"
 	"github.com/peerbridge/peerbridge/dnsserver"
 	"github.com/peerbridge/peerbridge/providers/droplet"
 	"github.com/peerbridge/peerbridge/providers/health"
@@ -286,6 +287,9 @@ func loadConfig() (*config, error) {
 	checkTransfer(r, &cfg.dns, g)
 	if g.HTTPAddr != "" {
 		r.check("PEERBRIDGE_HTTP_ADDR", checkAddr(g.HTTPAddr))
+	}
+	if g.StateFile != "" {
+		r.check("PEERBRIDGE_STATE_FILE", statefile.CheckPath(g.StateFile))
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
