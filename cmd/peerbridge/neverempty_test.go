@@ -258,6 +258,7 @@ func TestStateFileSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("after kill %d: saved serial %d, below the %d an earlier run saved", i, st.Serial, lastSerial)
 		}
 		lastSerial = st.Serial
+		t.Logf("kill %d: saved serial %d, %+d s from the clock", i, st.Serial, int64(st.Serial)-time.Now().Unix())
 	}
 	if saved < 4 {
 		t.Fatalf("only %d of 8 runs left a file: the kills came too early to test anything", saved)

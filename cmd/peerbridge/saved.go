@@ -65,7 +65,11 @@ func restore(cfg *config, log *slog.Logger, dns *dnsserver.Server) (*savedState,
 				log.Info("saved peer set ignored", "topology", name, "reason", "the topology is no longer configured")
 			}
 		}
-		dns.Restore(saved.Serial, sets...)
+		// A run killed between serving a serial and saving it served at
+		// most one change per topology since its last write (a write
+		// takes milliseconds, a poll at least a second): start above
+		// those too, so that no serial is ever served for two zones.
+		dns.Restore(saved.Serial+uint32(len(cfg.topologies)), sets...)
 		log.Info("serving saved peer sets", "topologies", len(sets), "serial", dns.Snapshot().Serial())
 	}
 	out.store, err = statefile.New(statefile.Options{
