@@ -39,7 +39,39 @@ type LoopConfig struct {
 	Logger *slog.Logger
 	// Observer, if set, is told of every completed poll (for metrics).
 	Observer PollObserver
+	// RemoveAfter is how many consecutive complete polls must miss a
+	// peer before it is removed; 0 means DefaultRemoveAfter, 1 removes
+	// at once.
+	RemoveAfter int
+	// Seed, if set, is the set the topology starts with (saved by an
+	// earlier run, or read from Consul): it counts as published, the
+	// caller having served it already, and the first complete poll is
+	// measured against it. The loop publishes nothing until its first
+	// complete poll, so that nothing a seed lacks is removed anywhere
+	// before then.
+	Seed *Seed
 }
+
+// Seed is a set a topology starts with, before its first complete poll.
+type Seed struct {
+	Set    Set
+	Source SetSource
+	// At is when the set was last confirmed by a complete poll.
+	At time.Time
+}
+
+// SetSource says where a topology's published set came from.
+type SetSource string
+
+// The sources of a published set.
+const (
+	SourcePoll   SetSource = "poll"   // a complete poll of this process
+	SourceSaved  SetSource = "saved"  // the state file of an earlier run
+	SourceConsul SetSource = "consul" // the entries this owner registered
+)
+
+// SetSources returns every SetSource, so that metrics can show each.
+func SetSources() []SetSource { return []SetSource{SourcePoll, SourceSaved, SourceConsul} }
 
 // PollObserver is told of every completed poll: how long the provider
 // took and, for a failed poll, the kind of failure ("" for a success).
@@ -49,8 +81,9 @@ type PollObserver interface {
 	ObservePoll(took time.Duration, failure FailureKind)
 }
 
-// Loop reconciles one topology: poll the provider, guard against a sudden
-// shrink, publish to every publisher; at once, then every interval.
+// Loop reconciles one topology: poll the provider, hold back removals
+// until they are confirmed, publish to every publisher; at once, then
+// every interval.
 type Loop struct {
 	svc        Service
 	interval   time.Duration
@@ -66,8 +99,11 @@ type Loop struct {
 
 	// Owned by the goroutine running Poll.
 	current  *Set
-	guard    shrinkGuard
+	removals removals
 	failures int
+	// polled is set by the first complete poll; until then a seeded set
+	// is not published again.
+	polled bool
 
 	mu     sync.Mutex
 	status Status
@@ -88,7 +124,11 @@ func NewLoop(cfg LoopConfig) *Loop {
 	if timeout <= 0 {
 		timeout = defaultPollTimeout
 	}
-	return &Loop{
+	removeAfter := cfg.RemoveAfter
+	if removeAfter <= 0 {
+		removeAfter = DefaultRemoveAfter
+	}
+	l := &Loop{
 		svc:        cfg.Service,
 		interval:   cfg.Interval,
 		timeout:    timeout,
@@ -100,6 +140,7 @@ func NewLoop(cfg LoopConfig) *Loop {
 		log:        log.With("topology", cfg.Service.Topology),
 		wake:       make(chan struct{}, 1),
 		now:        time.Now,
+		removals:   removals{after: removeAfter},
 		status: Status{
 			Topology: cfg.Service.Topology,
 			Service:  cfg.Service.Name,
@@ -107,6 +148,12 @@ func NewLoop(cfg LoopConfig) *Loop {
 			Interval: cfg.Interval,
 		},
 	}
+	if s := cfg.Seed; s != nil {
+		set := Set{Service: cfg.Service, Peers: s.Set.Peers}.Normalize()
+		l.current = &set
+		l.status.Peers, l.status.SetSource, l.status.SetAt = set.Peers, s.Source, s.At
+	}
+	return l
 }
 
 // Wake pulls the next poll forward. It never blocks; wakes that arrive
@@ -153,12 +200,13 @@ func (l *Loop) Run(ctx context.Context) error {
 // and how long the server asked not to be polled (zero if it did not).
 func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 	start := l.now()
-	pctx, cancel := context.WithTimeout(ctx, l.timeout)
-	peers, err := l.provider.Peers(pctx)
-	if err == nil && l.checker != nil {
-		l.checker.Check(pctx, peers)
+	peers, err := l.list(ctx)
+	if errors.Is(err, ErrInconsistentListing) && ctx.Err() == nil {
+		// Pages that disagree mostly mean the listing changed while it was
+		// read: one more listing, at once, usually reads it whole.
+		l.log.Info("listing pages disagree, listing again", "error", err)
+		peers, err = l.list(ctx)
 	}
-	cancel()
 	if ctx.Err() != nil {
 		// Shutting down: an aborted poll is neither a success nor a failure.
 		return l.interval, 0
@@ -179,6 +227,7 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 		return next, retryAfter
 	}
 	l.succeeded(Set{Service: l.svc, Peers: peers}.Normalize())
+	l.polled = true
 	l.publish(ctx)
 	// Recorded after publishing: a topology reads as discovered (and the
 	// bridge as ready) only once its peers can be queried.
@@ -187,10 +236,22 @@ func (l *Loop) Poll(ctx context.Context) (next, retryAfter time.Duration) {
 	l.status.LastSuccess = start
 	l.status.LastError = ""
 	l.status.Failures = 0
-	l.status.Held = l.guard.holding()
+	l.status.Held = l.removals.holding()
 	l.status.Peers = l.current.Peers
+	l.status.SetSource, l.status.SetAt = SourcePoll, start
 	l.mu.Unlock()
 	return l.pace(), 0
+}
+
+// list asks the provider for the peers and health-checks them.
+func (l *Loop) list(ctx context.Context) ([]Peer, error) {
+	pctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
+	peers, err := l.provider.Peers(pctx)
+	if err == nil && l.checker != nil {
+		l.checker.Check(pctx, peers)
+	}
+	return peers, err
 }
 
 // pace returns the interval until the next poll after a complete one:
@@ -222,7 +283,11 @@ func (l *Loop) failed(start time.Time, err error) (next, retryAfter time.Duratio
 	if errors.Is(err, ErrTransient) {
 		level = slog.LevelWarn
 	}
-	l.log.Log(context.Background(), level, "poll failed, keeping the last good peer set",
+	msg := "poll failed, keeping the last good peer set"
+	if l.current == nil {
+		msg = "poll failed, no peer set yet"
+	}
+	l.log.Log(context.Background(), level, msg,
 		"error", err, "kind", ClassifyFailure(err), "failures", l.failures, "retry_in", next.Round(time.Millisecond))
 
 	l.mu.Lock()
@@ -238,24 +303,26 @@ func (l *Loop) succeeded(next Set) {
 		l.log.Info("poll recovered", "after_failures", l.failures)
 	}
 	l.failures = 0
-	if l.guard.admit(l.current, next) {
-		if l.current == nil || !l.current.Equal(next) {
-			added, removed, changed := diffCounts(l.current, next)
-			l.log.Info("peer set changed", "peers", len(next.Peers), "published", next.PublishedCount(),
-				"added", added, "removed", removed, "changed", changed)
-		}
-		l.current = &next
-	} else {
-		l.log.Warn("peer set shrank sharply, holding it until the next poll confirms it",
-			"published_now", l.current.PublishedCount(), "published_new", next.PublishedCount())
+	polled := len(next.Peers)
+	next = l.removals.apply(l.current, next)
+	if held := len(next.Peers) - polled; held > 0 {
+		l.log.Info("peers missing from the poll stay until further polls confirm it",
+			"held", held, "remove_after", l.removals.after)
 	}
+	if l.current == nil || !l.current.Equal(next) {
+		added, removed, changed := diffCounts(l.current, next)
+		l.log.Info("peer set changed", "peers", len(next.Peers), "published", next.PublishedCount(),
+			"added", added, "removed", removed, "changed", changed)
+	}
+	l.current = &next
 }
 
 // publish hands the current set to every publisher, after failed polls too,
 // so that publishers can repair drift. Before the first complete discovery
-// there is nothing to publish, and so nothing is ever removed.
+// there is nothing to publish (a seed was served by the caller), and so
+// nothing is ever removed.
 func (l *Loop) publish(ctx context.Context) {
-	if l.current == nil {
+	if l.current == nil || !l.polled {
 		return
 	}
 	var errs []error
@@ -336,24 +403,31 @@ type Status struct {
 	Provider string
 	Interval time.Duration
 	// Peers is the set currently published, critical peers included.
-	Peers        []Peer
-	LastPoll     time.Time
-	LastSuccess  time.Time
-	LastError    string
-	Failures     int
+	Peers       []Peer
+	LastPoll    time.Time
+	LastSuccess time.Time
+	LastError   string
+	Failures    int
+	// Held is set while peers missing from the last polls wait for
+	// their removal.
 	Held         bool
 	PublishError string
+	// SetSource is where the published set came from; empty while the
+	// topology has none.
+	SetSource SetSource
+	// SetAt is when the published set was last confirmed by a complete
+	// poll (of this process, or of the run that saved it).
+	SetAt time.Time
 }
 
-// Ready returns nil once the topology has had a complete discovery that is
-// at most three intervals old, else the reason it is not ready.
-func (s Status) Ready(now time.Time) error {
-	if s.LastSuccess.IsZero() {
-		return fmt.Errorf("topology %s: no complete discovery yet", s.Topology)
-	}
-	if age := now.Sub(s.LastSuccess); age > 3*s.Interval {
-		return fmt.Errorf("topology %s: last complete discovery %s ago, more than three intervals",
-			s.Topology, age.Round(time.Second))
+// Ready returns nil once the topology has a set to serve, polled, saved
+// or from Consul, else the reason it is not ready. An API outage never
+// makes a topology unready: taking replicas out of a load balancer would
+// empty DNS for every client at once. How old the set is shows in
+// SetAt (and the age metric and its alert).
+func (s Status) Ready(time.Time) error {
+	if s.SetSource == "" {
+		return fmt.Errorf("topology %s: no peer set yet", s.Topology)
 	}
 	return nil
 }

@@ -1,11 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -103,16 +106,18 @@ func TestPollSteps(t *testing.T) {
 			[]step{{published: all4}}},
 		{"error keeps the last good set", []any{four, boom, boom},
 			[]step{{published: all4}, {published: all4}, {published: all4}}},
-		{"losing exactly half is published at once", []any{four, two},
-			[]step{{published: all4}, {published: []string{"p0", "p1"}}}},
+		{"a missing peer leaves only when a second poll misses it", []any{four, two, two},
+			[]step{{published: all4}, {published: all4, held: true}, {published: []string{"p0", "p1"}}}},
 		{"losing more than half waits for a second poll", []any{four, one, one},
 			[]step{{published: all4}, {published: all4, held: true}, {published: []string{"p0"}}}},
 		{"empty waits for a second poll", []any{four, []Peer{}, []Peer{}},
 			[]step{{published: all4}, {published: all4, held: true}, {published: nil}}},
 		{"one bad answer between good ones changes nothing", []any{four, []Peer{}, four, four},
 			[]step{{published: all4}, {published: all4, held: true}, {published: all4}, {published: all4}}},
-		{"a different shrunken set restarts the wait", []any{four, one, two[1:], two[1:]},
-			[]step{{published: all4}, {published: all4, held: true}, {published: all4, held: true}, {published: []string{"p1"}}}},
+		{"each peer's absences are counted on their own", []any{four, one, two[1:], two[1:]},
+			[]step{{published: all4}, {published: all4, held: true}, {published: []string{"p0", "p1"}, held: true}, {published: []string{"p1"}}}},
+		{"a peer back before its removal resets its count", []any{four, one, four, one},
+			[]step{{published: all4}, {published: all4, held: true}, {published: all4}, {published: all4, held: true}}},
 		{"failed polls neither confirm nor reset a held set", []any{four, one, boom, one},
 			[]step{{published: all4}, {published: all4, held: true}, {published: all4, held: true}, {published: []string{"p0"}}}},
 		{"growth is published at once", []any{one, four},
@@ -193,18 +198,15 @@ func TestPublishErrorsAreReportedAndRetried(t *testing.T) {
 }
 
 func TestStatusReady(t *testing.T) {
+	// Third stage: ready while there is a set to serve, however old.
 	now := time.Unix(1_800_000_000, 0)
 	st := Status{Topology: "web", Interval: 10 * time.Second}
 	if st.Ready(now) == nil {
 		t.Error("ready before the first discovery")
 	}
-	st.LastSuccess = now.Add(-30 * time.Second)
+	st.SetSource, st.SetAt = SourcePoll, now.Add(-time.Hour)
 	if err := st.Ready(now); err != nil {
-		t.Errorf("not ready three intervals after a success: %v", err)
-	}
-	st.LastSuccess = now.Add(-31 * time.Second)
-	if st.Ready(now) == nil {
-		t.Error("ready although the last success is older than three intervals")
+		t.Errorf("an old set made the topology unready: %v", err)
 	}
 }
 
@@ -316,16 +318,107 @@ func TestBackoffAndJitter(t *testing.T) {
 	}
 }
 
-func TestShrinks(t *testing.T) {
+func TestRemoveAfter(t *testing.T) {
 	for _, tc := range []struct {
-		cur, next int
-		want      bool
+		after int
+		want  [][]string // published after each poll: four, one, one, one
 	}{
-		{0, 0, false}, {0, 5, false}, {1, 0, true}, {4, 2, false}, {4, 1, true},
-		{5, 2, true}, {5, 3, false}, {3, 1, true}, {2, 1, false}, {10, 20, false},
+		{1, [][]string{{"p0", "p1", "p2", "p3"}, {"p0"}, {"p0"}, {"p0"}}},
+		{3, [][]string{{"p0", "p1", "p2", "p3"}, {"p0", "p1", "p2", "p3"}, {"p0", "p1", "p2", "p3"}, {"p0"}}},
 	} {
-		if got := shrinks(tc.cur, tc.next); got != tc.want {
-			t.Errorf("shrinks(%d, %d) = %v, want %v", tc.cur, tc.next, got, tc.want)
+		rec := &recorder{}
+		l := NewLoop(LoopConfig{Service: svc, Interval: time.Second, RemoveAfter: tc.after,
+			Provider: script(peers(4), peers(1)), Publishers: []Publisher{rec}})
+		for i, want := range tc.want {
+			l.Poll(context.Background())
+			if got, _ := rec.last(); !slices.Equal(names(got), want) {
+				t.Errorf("REMOVE_AFTER=%d poll %d: published %v, want %v", tc.after, i+1, names(got), want)
+			}
+		}
+	}
+}
+
+func TestCriticalPeerLeavesDNSOnlyWhenConfirmed(t *testing.T) {
+	rec := &recorder{}
+	sick := peers(2)
+	sick[1].Health = HealthCritical
+	l := newTestLoop(script(peers(2), sick), rec)
+	l.Poll(context.Background())
+	l.Poll(context.Background())
+	if got, _ := rec.last(); got.PublishedCount() != 2 {
+		t.Fatalf("one failed health check took a peer out of DNS: %d published", got.PublishedCount())
+	}
+	l.Poll(context.Background())
+	if got, _ := rec.last(); got.PublishedCount() != 1 || len(got.Peers) != 2 || got.Peers[1].Health != HealthCritical {
+		t.Fatalf("a confirmed critical peer: published %+v", got.Peers)
+	}
+}
+
+func TestInconsistentListingIsListedAgainOnce(t *testing.T) {
+	bad := fmt.Errorf("page 2: %w", ErrInconsistentListing)
+	rec := &recorder{}
+	var calls int
+	base := script(peers(3), bad, peers(3), bad, bad, peers(2))
+	p := fakeProvider{peers: func(ctx context.Context) ([]Peer, error) { calls++; return base.Peers(ctx) }}
+	l := newTestLoop(p, rec)
+	l.Poll(context.Background())
+	l.Poll(context.Background()) // bad, then good again at once
+	if calls != 3 || l.Status().Failures != 0 {
+		t.Fatalf("after one inconsistent listing: %d calls, status %+v; want it listed again at once", calls, l.Status())
+	}
+	l.Poll(context.Background()) // bad twice: no news
+	if st := l.Status(); calls != 5 || st.Failures != 1 {
+		t.Fatalf("after two inconsistent listings: %d calls, status %+v", calls, st)
+	}
+	if got, _ := rec.last(); len(got.Peers) != 3 {
+		t.Fatalf("an inconsistent listing changed the set: %v", names(got))
+	}
+}
+
+func TestSeedIsServedUntilTheFirstCompletePoll(t *testing.T) {
+	rec := &recorder{}
+	seed := Set{Service: svc, Peers: peers(3)}
+	at := time.Unix(1_800_000_000, 0)
+	l := NewLoop(LoopConfig{Service: svc, Interval: time.Second, Publishers: []Publisher{rec},
+		Provider: script(errors.New("down"), peers(2), peers(2)), Seed: &Seed{Set: seed, Source: SourceSaved, At: at}})
+	if st := l.Status(); st.SetSource != SourceSaved || !st.SetAt.Equal(at) || len(st.Peers) != 3 || st.Ready(at) != nil {
+		t.Fatalf("seeded status %+v", st)
+	}
+	l.Poll(context.Background())
+	if _, n := rec.last(); n != 0 {
+		t.Fatalf("a seeded loop published %d times before its first complete poll", n)
+	}
+	if st := l.Status(); st.Ready(at) != nil || st.SetSource != SourceSaved {
+		t.Fatalf("an API outage made a seeded topology unready: %+v", st)
+	}
+	l.Poll(context.Background())
+	if got, _ := rec.last(); len(got.Peers) != 3 || l.Status().SetSource != SourcePoll {
+		t.Fatalf("first complete poll missing a saved peer published %v (source %q), want it held", names(got), l.Status().SetSource)
+	}
+	l.Poll(context.Background())
+	if got, _ := rec.last(); len(got.Peers) != 2 {
+		t.Fatalf("second poll published %v, want the peer removed", names(got))
+	}
+}
+
+func TestFailureLogSaysWhetherASetIsKept(t *testing.T) {
+	for _, tc := range []struct {
+		polls []any
+		want  string
+	}{
+		{[]any{errors.New("down")}, "no peer set yet"},
+		{[]any{peers(1), errors.New("down")}, "keeping the last good peer set"},
+	} {
+		var buf bytes.Buffer
+		l := NewLoop(LoopConfig{Service: svc, Interval: time.Second, Provider: script(tc.polls...),
+			Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+		for range tc.polls {
+			l.Poll(context.Background())
+		}
+		last := strings.TrimSpace(buf.String())
+		last = last[strings.LastIndexByte(last, '\n')+1:]
+		if !strings.Contains(last, tc.want) || (tc.want == "no peer set yet" && strings.Contains(last, "keeping")) {
+			t.Errorf("log %q, want %q", last, tc.want)
 		}
 	}
 }

@@ -17,7 +17,8 @@ import (
 // and the full path can be compared byte for byte; nothing else differs.
 func orderedServer(t testing.TB, sets ...bridge.Set) *Server {
 	t.Helper()
-	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 3 * time.Second})
+	// waiting is a configured service without a set: SERVFAIL on both paths.
+	srv, err := New(Config{Zone: "peers.internal.", TTL: 5 * time.Second, NegativeTTL: 3 * time.Second, Services: []string{"waiting"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +181,8 @@ func FuzzFastAnswer(f *testing.F) {
 		edns  bool
 	}{{"myapp.peers.internal.", dns.TypeA, false}, {"myapp.peers.internal.", dns.TypeSRV, true}, {"NODE2.myapp.peers.internal.", dns.TypeTXT, true},
 		{"Big.Peers.Internal.", dns.TypeSRV, true}, {"big.peers.internal.", dns.TypeA, false},
-		{"tasks.peers.internal.", dns.TypeSRV, true}, {"_epmd._tcp.tasks.peers.internal.", dns.TypeSRV, false}} {
+		{"tasks.peers.internal.", dns.TypeSRV, true}, {"_epmd._tcp.tasks.peers.internal.", dns.TypeSRV, false},
+		{"waiting.peers.internal.", dns.TypeA, true}, {"p.Waiting.peers.internal.", dns.TypeAAAA, false}} {
 		req := new(dns.Msg).SetQuestion(q.name, q.qtype)
 		if q.edns {
 			req.SetEdns0(4096, true)

@@ -138,8 +138,14 @@ func fit(m *dns.Msg, size, answers int) {
 // It returns the size of the RRset, of which a shuffled RRset may hold
 // only limit records in m, picked at random.
 func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) int {
-	m.Authoritative = true
 	n := s.lookup(name)
+	if n == nil && s.pending[partLabel(s.zone, name)] {
+		// A configured service without a set yet: "ask again", never
+		// "no such name" (see Config.Services).
+		m.Rcode = dns.RcodeServerFailure
+		return 0
+	}
+	m.Authoritative = true
 	if n == nil {
 		m.Rcode = dns.RcodeNameError
 		m.Ns = s.negSOA

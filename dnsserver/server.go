@@ -43,6 +43,11 @@ type Config struct {
 	Transfer Transfer
 	// RateLimit limits the UDP answers to each client network (rrl.go).
 	RateLimit RateLimit
+	// Services are the configured topologies' service names. Until a set
+	// of one is published, its names answer SERVFAIL: an NXDOMAIN or an
+	// empty answer would be cached as "no such service" (RFC 2308) and
+	// would stop a serve-stale cache (RFC 8767) from keeping its answer.
+	Services []string
 }
 
 // Server answers queries for the zone and is a bridge.Publisher.
@@ -87,7 +92,7 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns},
+		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns, services: cfg.Services},
 		maxTCP: maxTCP,
 		log:    log,
 		now:    time.Now,
@@ -99,6 +104,27 @@ func New(cfg Config) (*Server, error) {
 	s.serial = bridge.NextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil, nil))
 	return s, nil
+}
+
+// Restore serves sets, saved by an earlier run, at once (before any
+// Publish) and makes every serial served from now on greater than
+// serial, the last one that run served, so that the serial never goes
+// back across a restart: secondaries holding it would otherwise take the
+// zone for current (RFC 1982). The sets must be normalized and are kept,
+// read-only.
+func (s *Server) Restore(serial uint32, sets ...bridge.Set) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, set := range sets {
+		s.sets[set.Service.Topology] = set
+	}
+	if bridge.CompareSerial(serial, s.serial) >= 0 {
+		s.serial = bridge.NextSerial(serial, s.now())
+	} else if len(sets) > 0 {
+		s.serial = bridge.NextSerial(s.serial, s.now())
+	}
+	s.rebuild()
+	s.log.Debug("dns records restored", "topologies", len(sets), "serial", s.serial)
 }
 
 // Zone returns the zone the server is authoritative for.

@@ -31,6 +31,8 @@ type zoneConfig struct {
 	// fixedOrder turns the random order of service answers off, so that
 	// tests can compare the two query paths byte for byte.
 	fixedOrder bool
+	// services are the configured service names (Config.Services).
+	services []string
 }
 
 // Snapshot holds every record the server answers with. It is built off the
@@ -62,6 +64,9 @@ type Snapshot struct {
 	// tooLong lists the peer owner names left out for being longer than
 	// a name may be.
 	tooLong []string
+	// pending holds the configured service names without a set yet,
+	// whose names answer SERVFAIL.
+	pending map[string]bool
 }
 
 // part is the names under one label below the apex.
@@ -220,6 +225,14 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 	for l, names := range tops {
 		s.parts[l] = s.newPart(names)
 	}
+	for _, name := range cfg.services {
+		if byLabel[name] == nil {
+			if s.pending == nil {
+				s.pending = map[string]bool{}
+			}
+			s.pending[name] = true
+		}
+	}
 	return s
 }
 
@@ -352,6 +365,7 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 	// with health and match the Consul node names.
 	labels := bridge.Labels(set.Peers)
 	var fresh []*peerRecords // to pack once every name is in place
+	seen := make(map[netip.Addr]bool, published)
 	var namedSRV []dns.RR
 	if set.Service.PortName != "" {
 		namedSRV = make([]dns.RR, 0, published)
@@ -377,8 +391,11 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		t.peers[host] = pr
 		names[host] = pr.node
 		t.part.records += pr.node.records()
-		svc.a = append(svc.a, pr.a...)
-		svc.aaaa = append(svc.aaaa, pr.aaaa...)
+		// An RRset never holds a record twice (RFC 2181 5.2): peers that
+		// share an address (tasks on one host) give one record at the
+		// service name, and each keeps its own name, SRV and PTR record.
+		svc.a = appendNew(svc.a, pr.a, seen)
+		svc.aaaa = appendNew(svc.aaaa, pr.aaaa, seen)
 		svc.srv = append(svc.srv, pr.srv)
 		if pr.named != nil {
 			namedSRV = append(namedSRV, pr.named)
@@ -461,6 +478,26 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 	}
 	pn.clip()
 	return pr
+}
+
+// appendNew appends to dst the address records of rrs whose address is
+// not in seen yet, and notes them there.
+func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
+	for _, rr := range rrs {
+		var ip []byte
+		switch rr := rr.(type) {
+		case *dns.A:
+			ip = rr.A
+		case *dns.AAAA:
+			ip = rr.AAAA
+		}
+		a, _ := netip.AddrFromSlice(ip)
+		if a = a.Unmap(); !seen[a] {
+			seen[a] = true
+			dst = append(dst, rr)
+		}
+	}
+	return dst
 }
 
 func (n *node) clip() {

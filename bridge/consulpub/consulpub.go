@@ -40,8 +40,28 @@ type Options struct {
 	// session holds the leader lock (see Lead), checked by Consul in the
 	// same transaction, so that a deposed leader's late writes fail. A
 	// fenced publisher also keeps the Stamp.
-	Fence  Fence
-	Logger *slog.Logger
+	Fence Fence
+	// MaxRefusals, when above 0, makes Run return ErrRefused once that
+	// many syncs in a row were refused (an ACL token that may not write):
+	// a leader that cannot write then gives up its lock (see Lead) so that
+	// a replica whose token may write leads instead.
+	MaxRefusals int
+	Logger      *slog.Logger
+}
+
+// ErrRefused is returned by Run when Consul refused MaxRefusals syncs in
+// a row.
+var ErrRefused = errors.New("consul refuses this replica's writes")
+
+// refused reports whether err is Consul refusing a write for its ACL
+// token, rather than a failure that may pass.
+func refused(err error) bool {
+	var se api.StatusError
+	if errors.As(err, &se) && se.Code == http.StatusForbidden {
+		return true
+	}
+	text := strings.ToLower(err.Error())
+	return strings.Contains(text, "permission denied") || strings.Contains(text, "acl not found")
 }
 
 // Fence is a leader's claim: its session holds the lock on Key.
@@ -73,10 +93,12 @@ type Publisher struct {
 	raw    *api.Raw
 	kv     *api.KV
 	fence  Fence
-	owner  string
-	tags   []string
-	log    *slog.Logger
-	wake   chan struct{}
+	// maxRefusals is Options.MaxRefusals.
+	maxRefusals int
+	owner       string
+	tags        []string
+	log         *slog.Logger
+	wake        chan struct{}
 
 	mu      sync.Mutex
 	desired map[string]bridge.Set // by topology
@@ -105,17 +127,18 @@ func New(opts Options) (*Publisher, error) {
 	tags := slices.Clone(opts.Tags)
 	slices.Sort(tags)
 	return &Publisher{
-		health:  opts.Client.Health(),
-		raw:     opts.Client.Raw(),
-		kv:      opts.Client.KV(),
-		fence:   opts.Fence,
-		owner:   opts.Owner,
-		tags:    slices.Compact(tags),
-		log:     log,
-		wake:    make(chan struct{}, 1),
-		desired: map[string]bridge.Set{},
-		dirty:   map[string]bool{},
-		errs:    map[string]error{},
+		health:      opts.Client.Health(),
+		raw:         opts.Client.Raw(),
+		kv:          opts.Client.KV(),
+		fence:       opts.Fence,
+		maxRefusals: opts.MaxRefusals,
+		owner:       opts.Owner,
+		tags:        slices.Compact(tags),
+		log:         log,
+		wake:        make(chan struct{}, 1),
+		desired:     map[string]bridge.Set{},
+		dirty:       map[string]bool{},
+		errs:        map[string]error{},
 	}, nil
 }
 
@@ -143,6 +166,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 	retry.Stop()
 	defer retry.Stop()
 	var backoff bridge.Retry
+	refusals := 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -151,6 +175,12 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-retry.C:
 		}
 		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
+			if refusals++; !refused(err) {
+				refusals = 0
+			}
+			if p.maxRefusals > 0 && refusals >= p.maxRefusals {
+				return fmt.Errorf("%w: %d syncs in a row: %w", ErrRefused, refusals, err)
+			}
 			wait := backoff.Failed()
 			level := slog.LevelWarn
 			if errors.Is(err, ErrPermission) {
@@ -161,6 +191,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 			continue
 		}
 		backoff.Succeeded()
+		refusals = 0
 	}
 }
 

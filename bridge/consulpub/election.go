@@ -81,7 +81,10 @@ const haService = "peerbridge"
 // Lead runs leader, with this replica's fence, whenever it holds the lock,
 // until ctx is done. leader's context is cancelled as soon as the replica
 // is no longer sure that it leads: the lock is seen lost, or not
-// confirmed for RenewDeadline. onRole, if set, is told every role change,
+// confirmed for RenewDeadline. A leader that returns on its own (it
+// cannot build its provider, Consul refuses its writes) gives up the
+// lock: it is released at once, so that another replica leads, and this
+// one stands aside for a while before it tries again. onRole, if set, is told every role change,
 // before leader's context is cancelled. On the way out the lock is
 // released and the replica's check deregistered, so that another replica
 // takes over at once.
@@ -103,6 +106,7 @@ func Lead(ctx context.Context, opts ElectionOptions, leader func(context.Context
 	}()
 
 	onRole(false)
+	gaveUp := 0
 	for ctx.Err() == nil {
 		acquired, err := e.acquire(ctx)
 		if err != nil {
@@ -113,15 +117,43 @@ func Lead(ctx context.Context, opts ElectionOptions, leader func(context.Context
 		lctx, stop := context.WithCancel(ctx)
 		led := make(chan struct{})
 		go func() { defer close(led); leader(lctx, Fence{Key: opts.Key, Session: e.session}) }()
-		why := e.hold(ctx, acquired)
+		why := e.hold(ctx, acquired, led)
 		onRole(false)
 		stop()
 		<-led
+		if errors.Is(why, errGaveUp) {
+			gaveUp++
+			wait := e.giveUp(ctx, gaveUp)
+			e.log.Warn("gave up the leader lock: this replica cannot lead, another may", "stand_aside", wait)
+			bridge.Sleep(ctx, wait)
+			continue
+		}
 		if why != nil {
 			e.log.Warn("stepped down: stopped polling and writing, serving DNS from the catalog", "reason", why)
+		} else {
+			gaveUp = 0
 		}
 	}
 	return nil
+}
+
+// errGaveUp is hold's reason when the leader returned on its own.
+var errGaveUp = errors.New("the leader gave up")
+
+// giveUp releases the lock and returns how long to stand aside: long
+// enough for a waiting replica to take the lock (a failover's CheckTTL
+// plus LockDelay), doubled for each time in a row, up to a minute.
+func (e *elector) giveUp(ctx context.Context, times int) time.Duration {
+	rctx, cancel := context.WithTimeout(ctx, 2*e.retry)
+	defer cancel()
+	if _, _, err := e.kv.Release(&api.KVPair{Key: e.opts.Key, Session: e.session}, (&api.WriteOptions{}).WithContext(rctx)); err != nil {
+		e.log.Warn("releasing the leader lock", "error", err)
+	}
+	wait := e.opts.CheckTTL + e.opts.LockDelay
+	for i := 1; i < times && wait < time.Minute; i++ {
+		wait *= 2
+	}
+	return min(wait, time.Minute)
 }
 
 type elector struct {
@@ -285,7 +317,7 @@ func (e *elector) acquire(ctx context.Context) (time.Time, error) {
 // and returns why leading must stop: the lock is seen held by another or
 // by nobody, or no confirmation was sent within RenewDeadline of the last
 // successful one (acquired, at first). It returns nil when ctx is done.
-func (e *elector) hold(ctx context.Context, acquired time.Time) error {
+func (e *elector) hold(ctx context.Context, acquired time.Time, led <-chan struct{}) error {
 	hctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	session := e.session
@@ -328,6 +360,8 @@ func (e *elector) hold(ctx context.Context, acquired time.Time) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-led:
+			return errGaveUp
 		case released := <-lost:
 			if released {
 				// Invalidated, or released by hand: the next term needs a new

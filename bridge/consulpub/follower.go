@@ -2,6 +2,7 @@ package consulpub
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -169,6 +170,18 @@ func watch(ctx context.Context, what string, log *slog.Logger, query func(*api.Q
 			index = meta.LastIndex
 		}
 	}
+}
+
+// Owned reads the set that owner's bridge published to Consul for svc:
+// its entries of the service, rebuilt as the follower rebuilds them
+// (normalized). A start with nothing saved serves it until its first
+// complete poll.
+func Owned(ctx context.Context, client *api.Client, owner string, svc bridge.Service) (bridge.Set, error) {
+	entries, _, err := client.Health().Service(svc.Name, "", false, (&api.QueryOptions{AllowStale: true}).WithContext(ctx))
+	if err != nil {
+		return bridge.Set{}, fmt.Errorf("reading service %s from consul: %w", svc.Name, err)
+	}
+	return setFromEntries(owner, svc, entries).Normalize(), nil
 }
 
 // setFromEntries rebuilds the set a leader published from its catalog

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/bridge/consulpub"
+	"github.com/peerbridge/peerbridge/bridge/statefile"
 	"github.com/peerbridge/peerbridge/dnsserver"
 	"github.com/peerbridge/peerbridge/providers/health"
 )
@@ -45,6 +48,7 @@ type GlobalEnv struct {
 	HADeadline       time.Duration `envconfig:"HA_RENEW_DEADLINE" default:"2s" desc:"a leader that could not confirm its lock for this long stops polling and writing; at least 500ms below LOCK_DELAY, so it stops before another can start"`
 	LogLevel         string        `split_words:"true" default:"info" desc:"debug, info, warn or error"`
 	LogFormat        string        `split_words:"true" default:"text" desc:"text or json"`
+	StateFile        string        `split_words:"true" desc:"a file that keeps every topology's last published peer set and the DNS serial, served at once on the next start; empty: none"`
 
 	// Zone transfers, parsed and checked by dnsserver (checkTransfer).
 	DNSTransferAllow string `split_words:"true" desc:"IPs and CIDRs allowed to transfer the zone (AXFR, IXFR over TCP); empty: transfers are REFUSED"`
@@ -63,6 +67,7 @@ type TopologyEnv struct {
 	NodeBasename string       `split_words:"true" desc:"Erlang node basename: adds TXT node=<basename>@<ip>"`
 	PollInterval pollInterval `split_words:"true" default:"10s" desc:"how often the provider is polled: a duration, or auto ({metered}): as often as PEERBRIDGE_API_BUDGET of the token's hourly limit allows, at most once a second"`
 	APIBudget    float64      `split_words:"true" default:"0.5" desc:"with PEERBRIDGE_POLL_INTERVAL=auto: the share (above 0, at most 1) of the API token's hourly request limit that polling may use"`
+	RemoveAfter  int          `split_words:"true" default:"2" desc:"a peer leaves DNS and Consul only after this many consecutive complete polls missed it (1: at once); joins are published at once"`
 	// Any provider's peers are health-checked.
 	HealthCheck   string        `split_words:"true" desc:"tcp:PORT or http:PORT/PATH, run against every peer; failing peers leave DNS and are critical in Consul"`
 	HealthTimeout time.Duration `split_words:"true" default:"500ms" desc:"timeout of one health check"`
@@ -85,6 +90,7 @@ type config struct {
 	web        *webConfig
 	logLevel   slog.Level
 	logFormat  string
+	stateFile  string
 	topologies []topology
 	// consul is nil when Consul publishing is off.
 	consul *consulConfig
@@ -119,6 +125,7 @@ type topology struct {
 	portName     string
 	nodeBasename string
 	interval     time.Duration
+	removeAfter  int
 	// budget is the share of the API's hourly limit an auto interval
 	// spends; 0 for a fixed interval.
 	budget float64
@@ -129,6 +136,9 @@ type topology struct {
 	checker bridge.Checker
 	// details describe the provider's settings for the start-up log.
 	details []any
+	// fingerprint identifies the provider's filters and settings: a
+	// saved set is used again only by a topology with the same one.
+	fingerprint string
 }
 
 // pacer returns the topology's budget pacer: nil for a fixed interval,
@@ -177,6 +187,7 @@ func loadConfig() (*config, error) {
 		dnsAddr:   g.DNSAddr,
 		httpAddr:  g.HTTPAddr,
 		logFormat: g.LogFormat,
+		stateFile: g.StateFile,
 	}
 	if r.settings("", cfg.dns.Validate()) {
 		cfg.dns.Zone, _ = dnsserver.CanonicalZone(g.DNSDomain)
@@ -190,6 +201,9 @@ func loadConfig() (*config, error) {
 		var err error
 		cfg.web, err = loadWebConfig(g.WebConfigFile)
 		r.check("PEERBRIDGE_WEB_CONFIG_FILE", err)
+	}
+	if g.StateFile != "" {
+		r.check("PEERBRIDGE_STATE_FILE", statefile.CheckPath(g.StateFile))
 	}
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
@@ -250,6 +264,7 @@ func loadConfig() (*config, error) {
 			r.add(varName(topologyPrefix(t.name), "SERVICE"), "service %q is also topology %s's", t.service, other)
 		}
 		services[t.service] = t.name
+		cfg.dns.Services = append(cfg.dns.Services, t.service) // SERVFAIL until it has a set
 	}
 	for _, ns := range cfg.dns.NS {
 		// A name server inside a service's names would mix its glue into
@@ -291,6 +306,10 @@ func (r *reader) topology(cfg *config, name, prefix string, all topologyEnv) top
 		portName:     strings.ToLower(env.PortName),
 		nodeBasename: env.NodeBasename,
 		interval:     env.PollInterval.every,
+		removeAfter:  env.RemoveAfter,
+	}
+	if t.removeAfter < 1 {
+		r.add(varName(prefix, "REMOVE_AFTER"), "%d is not a number of polls: at least 1", env.RemoveAfter)
 	}
 	r.settings(prefix, cfg.dns.CheckService(t.service, t.portName))
 	if t.nodeBasename != "" && !basenameRE.MatchString(t.nodeBasename) {
@@ -331,6 +350,7 @@ func (r *reader) topology(cfg *config, name, prefix string, all topologyEnv) top
 	src := newSource(all)
 	r.settings(prefix, src.err, src.refs...)
 	t.newSource, t.details = src.build, append(src.details, "health_check", spec)
+	t.fingerprint = fingerprint(t.provider, all.providerEnvOf(t.provider), t.details)
 	return t
 }
 
@@ -363,4 +383,18 @@ func checkTransfer(r *reader, dns *dnsserver.Config, g GlobalEnv) {
 	} else if err := dnsserver.CheckNameServers(dns.Zone, dns.NS); err != nil {
 		r.add("PEERBRIDGE_DNS_NS", "%v", err)
 	}
+}
+
+// fingerprint hashes what decides a topology's peers: its provider, its
+// variables (filters, addresses, endpoints: every PEERBRIDGE_ one it
+// reads; no token is among them) and its settings as logged at start
+// (what vendor variables decide, such as a region; never a secret). A
+// saved set is served again only under the same fingerprint.
+func fingerprint(provider string, env any, details []any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n%#v\n", provider, env)
+	for _, d := range details {
+		fmt.Fprintf(h, "%v\n", d)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

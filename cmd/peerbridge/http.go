@@ -59,17 +59,21 @@ type statusDoc struct {
 }
 
 type topologyStatus struct {
-	Topology     string       `json:"topology"`
-	Service      string       `json:"service"`
-	Provider     string       `json:"provider"`
-	Interval     string       `json:"interval,omitempty"`
-	LastPoll     *time.Time   `json:"last_poll,omitempty"`
-	LastSuccess  *time.Time   `json:"last_success,omitempty"`
-	LastError    string       `json:"last_error,omitempty"`
-	Failures     int          `json:"consecutive_failures"`
-	Held         bool         `json:"shrink_held"`
-	PublishError string       `json:"publish_error,omitempty"`
-	Peers        []peerStatus `json:"peers"`
+	Topology     string     `json:"topology"`
+	Service      string     `json:"service"`
+	Provider     string     `json:"provider"`
+	Interval     string     `json:"interval,omitempty"`
+	LastPoll     *time.Time `json:"last_poll,omitempty"`
+	LastSuccess  *time.Time `json:"last_success,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	Failures     int        `json:"consecutive_failures"`
+	Held         bool       `json:"shrink_held"`
+	PublishError string     `json:"publish_error,omitempty"`
+	// SetSource is where the published set came from (poll, saved,
+	// consul), SetAge how long ago it was last confirmed.
+	SetSource string       `json:"set_source,omitempty"`
+	SetAge    *float64     `json:"set_age_seconds,omitempty"`
+	Peers     []peerStatus `json:"peers"`
 }
 
 type peerStatus struct {
@@ -108,8 +112,15 @@ func status(st *state, now time.Time) statusDoc {
 			ts.Service, ts.Provider, ts.Interval = l.Service, l.Provider, l.Interval.String()
 			ts.LastPoll, ts.LastSuccess, ts.LastError = timePtr(l.LastPoll), timePtr(l.LastSuccess), l.LastError
 			ts.Failures, ts.Held, ts.PublishError = l.Failures, l.Held, l.PublishError
+			if l.SetSource != "" {
+				age := max(now.Sub(l.SetAt).Seconds(), 0)
+				ts.SetSource, ts.SetAge = string(l.SetSource), &age
+			}
 		}
-		set := sets[name]
+		set, has := sets[name]
+		if ts.SetSource == "" && has && st.role() == roleFollower {
+			ts.SetSource = string(bridge.SourceConsul)
+		}
 		if ts.Service == "" {
 			ts.Service, ts.Provider = set.Service.Name, set.Service.Provider
 		}

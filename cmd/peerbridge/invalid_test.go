@@ -50,6 +50,7 @@ var invalidValues = map[string]invalid{
 	"HA_LOCK_DELAY":      {"2m", withHA},
 	"LOG_LEVEL":          {"loud", nil},
 	"LOG_FORMAT":         {"xml", nil},
+	"STATE_FILE":         {"/nonexistent/peerbridge/state.json", nil},
 
 	"SERVICE":        {"my_app", nil},
 	"PROVIDER":       {"nimbus", nil},
@@ -57,6 +58,7 @@ var invalidValues = map[string]invalid{
 	"PORT_NAME":      {"a_very_long_port_name", nil},
 	"NODE_BASENAME":  {"app@host", nil},
 	"POLL_INTERVAL":  {"10ms", nil},
+	"REMOVE_AFTER":   {"0", nil},
 	"STATIC_PEERS":   {"a=1.2.3", nil},
 	"API_BUDGET":     {"0", merge(asDroplet, map[string]string{"PEERBRIDGE_POLL_INTERVAL": "auto"})},
 	"HEALTH_CHECK":   {"udp:53", nil},

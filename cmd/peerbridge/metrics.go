@@ -107,6 +107,7 @@ type collector struct {
 	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted, dnsRateLimited,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
+	setAge, setSource *prometheus.Desc
 }
 
 func newCollector(st *state) *collector {
@@ -123,7 +124,7 @@ func newCollector(st *state) *collector {
 		lastSuccess:    desc("last_success_timestamp_seconds", "When the last complete discovery finished.", topologyLabels...),
 		published:      desc("peers_published", "Peers answered in DNS (critical ones left out).", topologyLabels...),
 		peers:          desc("peers", "Peers of the topology, by health: passing, critical, unknown (no health check).", withTopology("health")...),
-		held:           desc("shrink_held", "1 while a sharply shrunken set waits for a second poll.", topologyLabels...),
+		held:           desc("shrink_held", "1 while peers missing from the last polls wait for REMOVE_AFTER polls to confirm their removal.", topologyLabels...),
 		interval:       desc("poll_interval_seconds", "The interval until the next poll: fixed, or paced by the API's budget (auto).", topologyLabels...),
 		skipped:        desc("peers_skipped_total", "Peers a provider skipped, by reason.", withTopology("reason")...),
 		rateLimit:      desc("provider_ratelimit_limit", "API requests the provider's token may make per rate-limit window, as the API last reported.", topologyLabels...),
@@ -141,6 +142,8 @@ func newCollector(st *state) *collector {
 		consulLastSync: desc("consul_last_sync_timestamp_seconds", "When Consul was last fully in line."),
 		haLeader:       desc("ha_leader", "1 while this replica leads (or runs alone), 0 while it follows."),
 		haChanges:      desc("ha_role_changes_total", "Times this replica became leader or follower."),
+		setAge:         desc("topology_set_age_seconds", "Seconds since the published set was last confirmed by a complete poll (of this run, or of the run that saved it).", topologyLabels...),
+		setSource:      desc("topology_set_source", "1 for where the published set came from: poll, saved (the state file) or consul; 0 for the others.", withTopology("source")...),
 
 		// Zone transfers and NOTIFY (dnsserver/xfr.go, notify.go).
 		dnsTransfers:    desc("dns_transfers_total", "Zone transfer requests, by type (AXFR, IXFR) and result: full, incremental, current, refused, notauth, failed.", "type", "result"),
@@ -201,6 +204,16 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		gauge(c.held, held, t, p)
 		gauge(c.interval, st.Interval.Seconds(), t, p)
+		if st.SetSource != "" {
+			gauge(c.setAge, max(time.Since(st.SetAt).Seconds(), 0), t, p)
+			for _, s := range bridge.SetSources() {
+				v := 0.0
+				if s == st.SetSource {
+					v = 1
+				}
+				gauge(c.setSource, v, t, p, string(s))
+			}
+		}
 
 		provider := l.Provider()
 		if s, ok := provider.(skipCounter); ok {

@@ -239,6 +239,15 @@ func (e topologyEnv) providerEnv(p provider) any {
 	panic("provider " + p.Name + " is not registered")
 }
 
+// providerEnvOf returns the Env of the provider named name among the
+// values, nil for a name the registry does not have.
+func (e topologyEnv) providerEnvOf(name string) any {
+	if p, ok := lookupProvider(name); ok {
+		return e.providerEnv(p)
+	}
+	return nil
+}
+
 // newSource maps a topology's variables to its provider.
 func newSource(env topologyEnv) source {
 	name := env.common().Provider

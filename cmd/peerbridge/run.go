@@ -38,9 +38,20 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 			return fmt.Errorf("consul client: %w", err)
 		}
 	}
+	saved, err := restore(cfg, log, dns)
+	if err != nil {
+		return err
+	}
+	warmFromConsul(ctx, cfg, log, client, dns, saved)
 	st := &state{dns: dns, ha: cfg.ha != nil, topologies: topologyNames(cfg)}
-	a := &app{cfg: cfg, log: log, dns: dns, client: client, metrics: newMetrics(st, cfg.topologies), st: st}
+	a := &app{cfg: cfg, log: log, dns: dns, client: client, metrics: newMetrics(st, cfg.topologies), st: st, saved: saved}
 	first, err := a.buildTerm(consulpub.Fence{}) // fail at start on anything a term cannot be built with
+	if err != nil && cfg.ha != nil {
+		// Another replica may lead: this one serves the catalog, and
+		// gives up the lock whenever it wins it and still cannot build.
+		log.Error("cannot build a term, following only", "error", err)
+		first, err = &term{}, nil
+	}
 	if err != nil {
 		return err
 	}
@@ -60,6 +71,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return dns.Serve(gctx, ls) })
+	if saved.store != nil {
+		g.Go(func() error { return saved.store.Run(gctx) })
+	}
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
@@ -70,6 +84,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if cfg.ha == nil {
 		g.Go(func() error { return first.run(gctx) })
 	} else {
+		for name := range saved.seeds {
+			st.followerAnswered(name) // served from the state file until the catalog answers
+		}
 		g.Go(func() error { return a.lead(gctx) })
 	}
 	log.Info("listening", "dns", ls.Addr().String(), "http", fmt.Sprint(httpAddr), "zone", dns.Zone())
@@ -101,22 +118,31 @@ type app struct {
 	client  *api.Client // nil when Consul is off
 	metrics *metrics
 	st      *state
+	// saved is what the state file held at start, and its writer.
+	saved *savedState
 }
 
 // buildTerm builds a term; fence is the leader's session, empty without
 // HA.
 func (a *app) buildTerm(fence consulpub.Fence) (*term, error) {
-	cfg, log := a.cfg, a.log
+	cfg, log, saved := a.cfg, a.log, a.saved
 	t := &term{}
 	var publishers []bridge.Publisher
 	if fence.Session == "" {
 		publishers = append(publishers, a.dns)
+		if saved.store != nil {
+			publishers = append(publishers, saved.store)
+		}
 	}
 	if cfg.consul != nil {
 		var err error
-		t.consul, err = consulpub.New(consulpub.Options{
+		opts := consulpub.Options{
 			Client: a.client, Owner: cfg.consul.owner, Tags: cfg.consul.tags, Fence: fence, Logger: log.With("component", "consul"),
-		})
+		}
+		if fence.Session != "" {
+			opts.MaxRefusals = haMaxRefusals
+		}
+		t.consul, err = consulpub.New(opts)
 		if err != nil {
 			return nil, err
 		}
@@ -129,11 +155,16 @@ func (a *app) buildTerm(fence consulpub.Fence) (*term, error) {
 		}
 		t.loops = append(t.loops, bridge.NewLoop(bridge.LoopConfig{
 			Service: top.spec(), Interval: top.interval, Budget: top.pacer(), Provider: source, Checker: top.checker,
-			Publishers: publishers, Logger: log, Observer: a.metrics.observer(top.name, top.provider),
+			Publishers: publishers, Logger: log, Observer: a.metrics.observer(top.name, top.provider), RemoveAfter: top.removeAfter,
+			Seed: saved.seeds[top.name],
 		}))
 	}
 	return t, nil
 }
+
+// haMaxRefusals is how many syncs in a row Consul may refuse a leader
+// (its ACL token may not write) before it gives up the lock.
+const haMaxRefusals = 3
 
 // run runs the loops and the publisher until ctx is done. On the way out
 // Consul entries stay: a restart, or the next leader, adopts them.
@@ -157,22 +188,23 @@ func (a *app) lead(ctx context.Context) error {
 		services[i] = t.spec()
 	}
 	leader := func(ctx context.Context, fence consulpub.Fence) {
+		// Returning before ctx is done gives up the lock (consulpub.Lead),
+		// so that a replica that can lead does.
 		t, err := a.buildTerm(fence)
 		if err != nil {
-			log.Error("cannot lead", "error", err)
-			<-ctx.Done()
+			log.Error("cannot lead, giving up the leader lock", "error", err)
 			return
 		}
 		st.term.Store(t)
 		if err := t.run(ctx); err != nil {
-			log.Error("leader stopped", "error", err)
+			log.Error("leader stopped, giving up the leader lock", "error", err)
 		}
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		consulpub.Follow(gctx, consulpub.FollowOptions{
 			Client: client, Owner: cfg.consul.owner, StampKey: consulpub.StampKey(cfg.ha.key), Services: services,
-			Zone: a.dns, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
+			Zone: savingZone{a.dns, a.saved.store}, Ready: st.followerAnswered, Logger: log.With("component", "follow"),
 		})
 		return nil
 	})

@@ -39,6 +39,13 @@ job "peerbridge" {
       config {
         image = "peerbridge:0.1.0"
         ports = ["dns", "http"]
+        # The last published peer sets (PEERBRIDGE_STATE_FILE), on a
+        # Docker volume of the host that outlives the allocation.
+        mount {
+          type   = "volume"
+          target = "/var/lib/peerbridge"
+          source = "peerbridge-state"
+        }
       }
 
       env {
@@ -48,6 +55,7 @@ job "peerbridge" {
         PEERBRIDGE_STATIC_PEERS  = "node1=10.0.0.1,node2=10.0.0.2"
         PEERBRIDGE_LOG_FORMAT    = "json"
         PEERBRIDGE_HA            = "true"
+        PEERBRIDGE_STATE_FILE    = "/var/lib/peerbridge/state.json"
         CONSUL_HTTP_ADDR         = "${attr.unique.network.ip-address}:8500"
       }
 

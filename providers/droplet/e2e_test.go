@@ -25,6 +25,7 @@ func TestEndToEnd(t *testing.T) {
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service:  bridge.Service{Topology: "web", Name: "web", Provider: "droplet", Port: 4000},
 		Interval: time.Minute, Provider: p, Publishers: []bridge.Publisher{srv},
+		RemoveAfter: 1, // PEERBRIDGE_REMOVE_AFTER=1: a droplet that left goes at once
 	})
 	answer := func() []string {
 		t.Helper()

@@ -41,6 +41,10 @@ func TestEndToEnd(t *testing.T) {
 	svc := bridge.Service{Topology: "web", Name: "web", Provider: "nomad"}
 	loop := bridge.NewLoop(bridge.LoopConfig{
 		Service: svc, Interval: interval, Provider: p, Publishers: []bridge.Publisher{dnsSrv}, Logger: log,
+		// A stopped allocation leaves on the listing its deregistration
+		// wakes: the default (a second listing must miss it too, bridge's
+		// tests) would wait for the 30 s interval.
+		RemoveAfter: 1,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
