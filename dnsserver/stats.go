@@ -27,6 +27,8 @@ type stats struct {
 	// tcpOpen and tcpEvicted are the connection limiter's.
 	tcpOpen    atomic.Int64
 	tcpEvicted atomic.Uint64
+	// tcpWriteTimeouts counts connections closed by the write timeout.
+	tcpWriteTimeouts atomic.Uint64
 }
 
 func (s *stats) count(tcp bool, qtype uint16, rcode int, truncated bool) {
