@@ -43,6 +43,7 @@ type GlobalEnv struct {
 	DNSNegativeTTL ttl           `split_words:"true" default:"5s" desc:"TTL of NXDOMAIN and NODATA answers"`
 	DNSMaxTCPConns int           `split_words:"true" default:"512" desc:"most DNS TCP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
 	HTTPAddr       string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
+	HTTPMaxConns   int           `split_words:"true" default:"256" desc:"most HTTP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
 	Consul         *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner          string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
 	ConsulTags     []string      `split_words:"true" desc:"tags added to every service registered in Consul"`
@@ -185,6 +186,8 @@ type config struct {
 	// warnings are settings that work but probably not as meant; they
 	// are logged at start.
 	warnings []warning
+	// httpMaxConns caps the HTTP connections (httpconns.go).
+	httpMaxConns int
 }
 
 type warning struct{ variable, msg string }
@@ -277,6 +280,8 @@ func loadConfig() (*config, error) {
 	if g.HTTPAddr != "" {
 		r.check("PEERBRIDGE_HTTP_ADDR", checkAddr(g.HTTPAddr))
 	}
+	cfg.httpMaxConns = g.HTTPMaxConns
+	r.check("PEERBRIDGE_HTTP_MAX_CONNS", checkHTTPMaxConns(g.HTTPMaxConns))
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
 	}

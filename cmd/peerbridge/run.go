@@ -48,16 +48,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	}
 	st.term.Store(first)
 
-	ls, err := dnsserver.Listen(cfg.dnsAddr)
+	ls, httpLn, err := listen(cfg, log) // listen.go
 	if err != nil {
 		return err
-	}
-	var httpLn net.Listener
-	if cfg.httpAddr != "" {
-		if httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {
-			ls.Close()
-			return fmt.Errorf("http listen: %w", err)
-		}
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -288,7 +281,14 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 	}
 }
 
+// httpStopGrace is how long requests under way may take at a stop before
+// their connections are closed: a stop never waits for a client.
+const httpStopGrace = time.Second
+
 func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
+	if l, ok := ln.(*httpConnLimiter); ok {
+		srv.ConnState = l.connState
+	}
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ln) }()
 	select {
@@ -296,10 +296,10 @@ func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server) error {
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpStopGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
+		srv.Close() // a slow client: cut it off
 	}
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
