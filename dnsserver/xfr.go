@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"cmp"
 	"maps"
 	"net"
 	"net/netip"
@@ -51,10 +52,26 @@ type xfr struct {
 
 	transfers                             [2][xfrResults]atomic.Uint64 // by AXFR/IXFR, result
 	notifySent, notifyAcked, notifyFailed atomic.Uint64
+
+	// The transfers under way, in all and by client address.
+	slots    sync.Mutex
+	open     int
+	byClient map[netip.Addr]int
+	// full is the last snapshot's AXFR records, which concurrent transfers
+	// of it share rather than each building its own.
+	full atomic.Pointer[fullZone]
+}
+
+// fullZone is a snapshot's records as AXFR sends them.
+type fullZone struct {
+	snap *Snapshot
+	rrs  []dns.RR
 }
 
 func newXfr(cfg Transfer) *xfr {
-	x := &xfr{cfg: cfg}
+	cfg.MaxTransfers = cmp.Or(max(cfg.MaxTransfers, 0), DefaultMaxTransfers)
+	cfg.MaxTransfersPerClient = cmp.Or(max(cfg.MaxTransfersPerClient, 0), DefaultMaxTransfersPerClient)
+	x := &xfr{cfg: cfg, byClient: map[netip.Addr]int{}}
 	if cfg.Key != nil {
 		x.secret = map[string]string{cfg.Key.Name: cfg.Key.Secret}
 	}
@@ -91,6 +108,45 @@ func (x *xfr) kick() {
 		default: // one is pending already; it will send the newest serial
 		}
 	}
+}
+
+// acquire takes a transfer slot for client, and reports whether there was
+// one; release gives it back.
+func (x *xfr) acquire(client netip.Addr) (release func(), ok bool) {
+	x.slots.Lock()
+	defer x.slots.Unlock()
+	if x.open >= x.cfg.MaxTransfers || x.byClient[client] >= x.cfg.MaxTransfersPerClient {
+		return nil, false
+	}
+	x.open++
+	x.byClient[client]++
+	return func() {
+		x.slots.Lock()
+		defer x.slots.Unlock()
+		x.open--
+		if x.byClient[client]--; x.byClient[client] == 0 {
+			delete(x.byClient, client)
+		}
+	}, true
+}
+
+// records returns snap's AXFR records, built once per snapshot: however
+// many transfers of it run, the zone is held once. Only the newest
+// snapshot's are kept; a transfer of an older one builds its own.
+func (x *xfr) records(snap *Snapshot) []dns.RR {
+	if f := x.full.Load(); f != nil && f.snap == snap {
+		return f.rrs
+	}
+	f := &fullZone{snap: snap, rrs: snap.axfr()}
+	x.full.Store(f)
+	return f.rrs
+}
+
+// OpenTransfers returns how many zone transfers are under way.
+func (s *Server) OpenTransfers() int {
+	s.xfr.slots.Lock()
+	defer s.xfr.slots.Unlock()
+	return s.xfr.open
 }
 
 // allowed reports whether addr may transfer the zone.
@@ -243,7 +299,7 @@ func (x *xfr) ixfr(snap *Snapshot, have uint32) ([]dns.RR, xfrResult) {
 	if start < 0 || history[len(history)-1].to.Serial != cur.Serial {
 		// Unknown or too old, or a Publish between the snapshot and its
 		// diff: the whole zone is always right.
-		return snap.axfr(), xfrFull
+		return x.records(snap), xfrFull
 	}
 	out := []dns.RR{cur}
 	for _, d := range history[start:] {
@@ -314,11 +370,21 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 		return true
 	}
 
+	client, _ := netip.AddrFromSlice(w.RemoteAddr().(*net.TCPAddr).IP)
+	release, ok := s.xfr.acquire(client.Unmap())
+	if !ok {
+		s.log.Warn("zone transfer refused: too many under way", "remote", remote, "type", dns.TypeToString[qtype],
+			"max", s.xfr.cfg.MaxTransfers, "max_per_client", s.xfr.cfg.MaxTransfersPerClient)
+		reply(signed(rcodeReply(req, dns.RcodeRefused), tsig), xfrRefused)
+		return true
+	}
+	defer release()
+
 	start := time.Now()
 	var rrs []dns.RR
 	result := xfrFull
 	if qtype == dns.TypeAXFR {
-		rrs = snap.axfr()
+		rrs = s.xfr.records(snap)
 	} else {
 		var have *dns.SOA
 		for _, rr := range req.Ns {
