@@ -4,6 +4,7 @@ package main
 // systemd's socket activation (sd_listen_fds(3)), here.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -68,6 +70,29 @@ func listen(cfg *config, log *slog.Logger) (*dnsserver.Listeners, net.Listener, 
 		httpLn = newHTTPConnLimiter(httpLn, cfg.httpMaxConns)
 	}
 	return ls, httpLn, nil
+}
+
+// firstSetWait bounds how long DNS waits for every topology's first set
+// before it answers: queries meanwhile wait in the kernel's queue.
+const firstSetWait = time.Second
+
+// awaitFirstSets returns once dns holds a set of each of n topologies, or
+// after firstSetWait. During a restart the sockets are already there (a
+// systemd socket, or a SO_REUSEPORT group that the kernel already spreads
+// queries over), and a query answered before the first set would be
+// answered without peers, which DNS clients such as libcluster take as
+// "no nodes". A set comes within milliseconds from a static list, a saved
+// set or Consul; an API poll that takes longer only delays DNS by the
+// bound.
+func awaitFirstSets(ctx context.Context, dns *dnsserver.Server, n int) {
+	deadline := time.Now().Add(firstSetWait)
+	for len(dns.Sets()) < n && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // activatedSockets are the sockets systemd passed.

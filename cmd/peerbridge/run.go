@@ -54,7 +54,10 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return dns.Serve(gctx, ls) })
+	g.Go(func() error {
+		awaitFirstSets(gctx, dns, len(cfg.topologies)) // listen.go
+		return dns.Serve(gctx, ls)
+	})
 	var httpAddr net.Addr
 	if httpLn != nil {
 		httpAddr = httpLn.Addr()
