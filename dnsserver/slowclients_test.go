@@ -187,3 +187,72 @@ func TestStopWithStuckConnections(t *testing.T) {
 		t.Errorf("the stop took %v", took)
 	}
 }
+
+// captureWriter records what a transfer writes.
+type captureWriter struct {
+	dns.ResponseWriter
+	msgs [][]byte
+}
+
+func (c *captureWriter) Write(b []byte) (int, error) {
+	c.msgs = append(c.msgs, append([]byte(nil), b...))
+	return len(b), nil
+}
+
+func (c *captureWriter) WriteMsg(m *dns.Msg) error {
+	b, err := m.Pack()
+	if err != nil {
+		return err
+	}
+	_, err = c.Write(b)
+	return err
+}
+
+func (c *captureWriter) TsigTimersOnly(bool) {}
+
+// TestPackedTransferIsTheSame: the messages packed once per snapshot, with
+// the request's ID, flags and OPT set, are those a transfer packing its
+// own sends.
+func TestPackedTransferIsTheSame(t *testing.T) {
+	s := startServer(t, Config{Transfer: Transfer{Allow: loopback}})
+	s.publish(t, bridge.Set{Service: myapp, Peers: manyPeers(3000)})
+	snap := s.Snapshot()
+	for _, req := range []*dns.Msg{
+		new(dns.Msg).SetAxfr("peers.internal."),
+		new(dns.Msg).SetAxfr("peers.internal.").SetEdns0(1232, true),
+		new(dns.Msg).SetAxfr("peers.internal.").SetEdns0(4096, false),
+	} {
+		req.Id = 4711
+		req.RecursionDesired = true
+		req.CheckingDisabled = true
+		packed := s.xfr.packedFor(snap, req, dns.TypeAXFR, xfrFull)
+		if packed == nil {
+			t.Fatal("no packed transfer")
+		}
+		var got, want captureWriter
+		if _, err := writePacked(&got, req, packed); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := writeTransfer(&want, req, s.xfr.records(snap)); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.msgs) != len(want.msgs) || len(got.msgs) < 2 {
+			t.Fatalf("%d messages packed once, %d packed per transfer", len(got.msgs), len(want.msgs))
+		}
+		for i := range got.msgs {
+			var g, w dns.Msg
+			if err := g.Unpack(got.msgs[i]); err != nil {
+				t.Fatalf("message %d: %v", i, err)
+			}
+			if err := w.Unpack(want.msgs[i]); err != nil {
+				t.Fatal(err)
+			}
+			if g.String() != w.String() {
+				t.Fatalf("message %d differs:\n%s\nwant\n%s", i, g.String()[:400], w.String()[:400])
+			}
+		}
+	}
+	if s.xfr.packedFor(snap, new(dns.Msg).SetAxfr("PEERS.internal."), dns.TypeAXFR, xfrFull) != nil {
+		t.Error("a request with the name in other case gets messages whose question does not echo it")
+	}
+}

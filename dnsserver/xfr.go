@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"cmp"
+	"encoding/binary"
 	"maps"
 	"net"
 	"net/netip"
@@ -57,6 +58,9 @@ type xfr struct {
 	slots    sync.Mutex
 	open     int
 	byClient map[netip.Addr]int
+	// packed is the last snapshot's AXFR packed, built under packMu.
+	packMu sync.Mutex
+	packed *packedZone
 	// full is the last snapshot's AXFR records, which concurrent transfers
 	// of it share rather than each building its own.
 	full atomic.Pointer[fullZone]
@@ -398,7 +402,13 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 		}
 		rrs, result = s.xfr.ixfr(snap, have.Serial)
 	}
-	msgs, err := writeTransfer(w, req, rrs)
+	var msgs int
+	var err error
+	if packed := s.xfr.packedFor(snap, req, qtype, result); packed != nil {
+		msgs, err = writePacked(w, req, packed)
+	} else {
+		msgs, err = writeTransfer(w, req, rrs)
+	}
 	if err != nil {
 		s.xfr.transfers[kind][xfrFailed].Add(1)
 		s.log.Warn("zone transfer failed", "remote", remote, "type", dns.TypeToString[qtype], "error", err)
@@ -411,13 +421,100 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 	return true
 }
 
+// packedFor returns snap's AXFR packed once into messages that transfers
+// of it share, when req can take them: a whole zone, unsigned, asked for
+// by the zone's own name. Packing a large zone costs far more CPU than
+// sending it, and every transfer packing its own took the CPU that UDP
+// queries needed. Otherwise nil: the transfer packs its own messages.
+func (x *xfr) packedFor(snap *Snapshot, req *dns.Msg, qtype uint16, result xfrResult) [][]byte {
+	q := req.Question[0]
+	if result != xfrFull || req.IsTsig() != nil || q.Name != snap.zone || q.Qclass != dns.ClassINET {
+		return nil
+	}
+	x.packMu.Lock()
+	defer x.packMu.Unlock()
+	if x.packed != nil && x.packed.snap == snap && x.packed.qtype == qtype {
+		return x.packed.msgs
+	}
+	tmpl := new(dns.Msg)
+	tmpl.Id = 0
+	tmpl.Question = []dns.Question{{Name: snap.zone, Qtype: qtype, Qclass: dns.ClassINET}}
+	var msgs [][]byte
+	for _, m := range transferMessages(tmpl, x.records(snap)) {
+		wire, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		msgs = append(msgs, wire)
+	}
+	x.packed = &packedZone{snap: snap, qtype: qtype, msgs: msgs}
+	return msgs
+}
+
+// packedZone is a snapshot's AXFR as packed messages, with ID 0, no RD or
+// CD flag and no OPT record: writePacked sets those per request.
+type packedZone struct {
+	snap  *Snapshot
+	qtype uint16
+	msgs  [][]byte
+}
+
+// writePacked sends the packed messages as the answer to req: its ID, its
+// RD and CD flags, and an OPT record when it had one, as SetReply and
+// withOPT would make them.
+func writePacked(w dns.ResponseWriter, req *dns.Msg, msgs [][]byte) (int, error) {
+	var buf []byte
+	opt := req.IsEdns0()
+	for i, wire := range msgs {
+		buf = append(buf[:0], wire...)
+		binary.BigEndian.PutUint16(buf[0:], req.Id)
+		if req.RecursionDesired {
+			buf[2] |= 0x01
+		}
+		if req.CheckingDisabled {
+			buf[3] |= 0x10
+		}
+		if opt != nil {
+			// Appended last: compression pointers only point back.
+			binary.BigEndian.PutUint16(buf[10:], binary.BigEndian.Uint16(buf[10:])+1)
+			var flags uint16
+			if opt.Do() {
+				flags = 0x8000
+			}
+			buf = append(buf, 0) // the root name
+			buf = binary.BigEndian.AppendUint16(buf, dns.TypeOPT)
+			buf = binary.BigEndian.AppendUint16(buf, maxUDPSize)
+			buf = append(buf, 0, 0) // extended rcode, version
+			buf = binary.BigEndian.AppendUint16(buf, flags)
+			buf = binary.BigEndian.AppendUint16(buf, 0) // no options
+		}
+		if _, err := w.Write(buf); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
 // writeTransfer sends rrs in as many messages as they need, each signed
 // when the request was: miekg/dns's Transfer.Out, with compression and
 // messages filled up to xfrMsgSize rather than one per envelope.
 func writeTransfer(w dns.ResponseWriter, req *dns.Msg, rrs []dns.RR) (int, error) {
 	tsig := req.IsTsig()
-	msgs := 0
-	for start := 0; start < len(rrs); msgs++ {
+	msgs := transferMessages(req, rrs)
+	for i, m := range msgs {
+		if err := w.WriteMsg(signed(m, tsig)); err != nil {
+			return i, err
+		}
+		// RFC 8945 5.3.1: later messages are signed over the timers only.
+		w.TsigTimersOnly(true)
+	}
+	return len(msgs), nil
+}
+
+// transferMessages splits rrs into the messages of the answer to req.
+func transferMessages(req *dns.Msg, rrs []dns.RR) []*dns.Msg {
+	var msgs []*dns.Msg
+	for start := 0; start < len(rrs); {
 		end, size := start, 0
 		for end < len(rrs) && (end == start || size+dns.Len(rrs[end]) <= xfrMsgSize) {
 			size += dns.Len(rrs[end])
@@ -429,14 +526,10 @@ func writeTransfer(w dns.ResponseWriter, req *dns.Msg, rrs []dns.RR) (int, error
 		m.Compress = true
 		m.Answer = rrs[start:end]
 		withOPT(m, req)
-		if err := w.WriteMsg(signed(m, tsig)); err != nil {
-			return msgs, err
-		}
-		// RFC 8945 5.3.1: later messages are signed over the timers only.
-		w.TsigTimersOnly(true)
+		msgs = append(msgs, m)
 		start = end
 	}
-	return msgs, nil
+	return msgs
 }
 
 // xfrResult is how a transfer request was answered.
