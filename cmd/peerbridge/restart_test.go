@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -209,5 +212,63 @@ func TestReusePortRestart(t *testing.T) {
 		if d > 5*time.Second { // two seconds, and room for a loaded machine
 			t.Errorf("hand-over %d: SIGTERM to exit took %v", i+1, d)
 		}
+	}
+}
+
+// TestSIGTERMWithStuckConnections: five DNS clients that pipeline queries
+// and never read their answers block the server's writes; SIGTERM still
+// ends the process with status 0 within a couple of seconds.
+func TestSIGTERMWithStuckConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildPeerbridge(t)
+	p := startProc(t, bin, restartEnv("127.0.0.1:0"))
+	wire, err := new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeANY).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append(binary.BigEndian.AppendUint16(nil, uint16(len(wire))), wire...)
+	batch := bytes.Repeat(frame, 100_000) // far more answers than the socket buffers hold
+	for range 5 {
+		c, err := net.Dial("tcp", p.dns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		go func() {
+			c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+			c.Write(batch) // blocks once the server stops reading
+		}()
+	}
+	// Stuck: the count of TCP answers no longer grows.
+	tcpAnswers := func() int {
+		n := 0
+		for _, line := range strings.Split(get(t, "http://"+p.http+"/metrics"), "\n") {
+			if strings.HasPrefix(line, "peerbridge_dns_answers_total{") && strings.Contains(line, `transport="tcp"`) {
+				var v float64
+				fmt.Sscan(line[strings.LastIndexByte(line, ' ')+1:], &v)
+				n += int(v)
+			}
+		}
+		return n
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for last := -1; ; {
+		time.Sleep(200 * time.Millisecond)
+		n := tcpAnswers()
+		if n > 0 && n == last {
+			t.Logf("stuck after %d answers", n)
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("answers still growing after 30s: %d", n)
+		}
+		last = n
+	}
+	d := p.term(t)
+	t.Logf("SIGTERM to exit with 5 stuck connections: %v", d)
+	if d > 10*time.Second { // about 1.5 s
+		t.Errorf("SIGTERM to exit took %v", d)
 	}
 }
