@@ -59,24 +59,32 @@ func TestHTTPConnCap(t *testing.T) {
 		t.Fatalf("DNS over TCP: %v %v", r, err)
 	}
 
-	// The server closed all but the newest max, oldest first.
+	// The server closed the oldest and kept the newest. A connection's
+	// idle time starts when the server has marked it idle after its
+	// response, which on a loaded machine may come after a newer one's:
+	// the order is about right, not exact.
 	closed := 0
+	var closedIdx []int
 	for i, c := range conns {
 		c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 		_, err := c.Read(make([]byte, 1))
 		var ne net.Error
 		switch {
 		case errors.As(err, &ne) && ne.Timeout():
-			if i < keepAlive+silent-max {
+			if i < max/2 {
 				t.Errorf("connection %d (of the oldest) still open", i)
 			}
 		case err != nil:
 			closed++
+			closedIdx = append(closedIdx, i)
+			if i >= keepAlive+silent-max/2 {
+				t.Errorf("connection %d (of the newest) closed: %v", i, err)
+			}
 		default:
 			t.Errorf("connection %d: unexpected data", i)
 		}
 	}
-	t.Logf("%d idle connections opened with a cap of %d: %d closed by the server", keepAlive+silent, max, closed)
+	t.Logf("%d idle connections opened with a cap of %d: %d closed by the server %v", keepAlive+silent, max, closed, closedIdx)
 	if closed < keepAlive+silent-max {
 		t.Errorf("%d closed, want at least %d", closed, keepAlive+silent-max)
 	}
