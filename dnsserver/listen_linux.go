@@ -80,6 +80,11 @@ func listenTCP(addr string, exclusive bool) (net.Listener, error) {
 		sa.(*unix.SockaddrInet6).Addr = [16]byte(ta.IP.To16())
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err == unix.EAFNOSUPPORT && ta.IP == nil {
+		// A wildcard on a host without IPv6: IPv4's, as Go listens.
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port}
+		fd, err = unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	}
 	if err != nil {
 		return nil, os.NewSyscallError("socket", err)
 	}
