@@ -106,6 +106,8 @@ type collector struct {
 	dnsAnswers, dnsTruncated, dnsSerial, dnsTCPConns, dnsTCPEvicted,
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
+	// Slow clients (dnsserver/tcpconns.go, xfr.go).
+	dnsTCPWriteTimeouts, dnsTransfersOpen *prometheus.Desc
 }
 
 func newCollector(st *state) *collector {
@@ -145,6 +147,10 @@ func newCollector(st *state) *collector {
 		dnsNotifySent:   desc("dns_notify_sent_total", "NOTIFY messages sent to secondaries, retries included."),
 		dnsNotifyAcked:  desc("dns_notify_acknowledged_total", "NOTIFY messages acknowledged by secondaries."),
 		dnsNotifyFailed: desc("dns_notify_failed_total", "Changes whose NOTIFY no attempt got acknowledged."),
+
+		// Slow clients (dnsserver/tcpconns.go, xfr.go).
+		dnsTCPWriteTimeouts: desc("dns_tcp_write_timeouts_total", "DNS TCP connections closed because the client did not read an answer or a transfer in time."),
+		dnsTransfersOpen:    desc("dns_transfers_open", "Zone transfers under way."),
 	}
 	c.descs = descs
 	return c
@@ -236,6 +242,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	open, evicted := dns.TCPConns()
 	gauge(c.dnsTCPConns, float64(open))
 	counter(c.dnsTCPEvicted, float64(evicted))
+	counter(c.dnsTCPWriteTimeouts, float64(dns.TCPWriteTimeouts()))
+	gauge(c.dnsTransfersOpen, float64(dns.OpenTransfers()))
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()
