@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -130,7 +131,7 @@ func TestNoLoopWithItself(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- srv.serveUDP(conn) }()
+	go func() { done <- srv.serveUDP(conn, new(atomic.Int32)) }()
 	t.Cleanup(func() {
 		conn.Close()
 		if err := <-done; err != nil {

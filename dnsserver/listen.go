@@ -16,6 +16,12 @@ import (
 // and the TCP listener for addr. With port 0 all get the same free port:
 // the UDP port is picked first, and picked again while its TCP twin is
 // taken.
+//
+// Every socket sets SO_REUSEPORT, the TCP listener too, so that a new
+// process can open the same address beside a running one and take over
+// while the old one drains (Serve): a restart that refuses no query. With
+// port 0 the TCP listener binds its port exclusively first: a port picked
+// for UDP must not join another process's TCP listener that holds it.
 func Listen(addr string) (*Listeners, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -26,7 +32,7 @@ func Listen(addr string) (*Listeners, error) {
 		if err != nil {
 			return nil, fmt.Errorf("dns listen udp: %w", err)
 		}
-		ln, err := net.Listen("tcp", net.JoinHostPort(host, portOf(udp[0].LocalAddr())))
+		ln, err := listenTCP(net.JoinHostPort(host, portOf(udp[0].LocalAddr())), port == "0")
 		if err == nil {
 			return &Listeners{UDP: udp, TCP: ln}, nil
 		}
@@ -44,6 +50,11 @@ func Listen(addr string) (*Listeners, error) {
 type Listeners struct {
 	UDP []*net.UDPConn
 	TCP net.Listener
+	// Inherited says the sockets belong to a supervisor that keeps them
+	// open across restarts (systemd socket activation): on stop, what is
+	// queued on them is left for the next process to answer. Otherwise the
+	// sockets are the process's own and are drained before they close.
+	Inherited bool
 }
 
 // Addr is the UDP address, the same port as TCP's.

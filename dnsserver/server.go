@@ -34,6 +34,10 @@ type Config struct {
 	// the connection idle the longest is closed. 0 means
 	// DefaultMaxTCPConns.
 	MaxTCPConns int
+	// TCPWriteTimeout bounds each write to a TCP client, a zone transfer's
+	// messages included: a client that does not read is closed after it.
+	// 0 means DefaultTCPWriteTimeout.
+	TCPWriteTimeout time.Duration
 	// Logger receives the server's events; nil discards them.
 	Logger *slog.Logger
 	// NS are the apex name servers, the first the SOA's MNAME; empty is
@@ -52,11 +56,12 @@ type Config struct {
 
 // Server answers queries for the zone and is a bridge.Publisher.
 type Server struct {
-	cfg    zoneConfig
-	maxTCP int
-	log    *slog.Logger
-	snap   atomic.Pointer[Snapshot]
-	now    func() time.Time
+	cfg          zoneConfig
+	maxTCP       int
+	writeTimeout time.Duration
+	log          *slog.Logger
+	snap         atomic.Pointer[Snapshot]
+	now          func() time.Time
 
 	mu      sync.Mutex // serialises Publish; queries never take it
 	sets    map[string]bridge.Set
@@ -92,14 +97,15 @@ func New(cfg Config) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg:    zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns, services: cfg.Services},
-		maxTCP: maxTCP,
-		log:    log,
-		now:    time.Now,
-		sets:   map[string]bridge.Set{},
-		gens:   map[string]uint64{},
-		xfr:    newXfr(cfg.Transfer),
-		rrl:    newLimiter(cfg.RateLimit),
+		cfg:          zoneConfig{zone: zone, ttl: ttl, negTTL: negTTL, ns: ns, services: cfg.Services},
+		maxTCP:       maxTCP,
+		writeTimeout: cmp.Or(max(cfg.TCPWriteTimeout, 0), DefaultTCPWriteTimeout),
+		log:          log,
+		now:          time.Now,
+		sets:         map[string]bridge.Set{},
+		gens:         map[string]uint64{},
+		xfr:          newXfr(cfg.Transfer),
+		rrl:          newLimiter(cfg.RateLimit),
 	}
 	s.serial = bridge.NextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil, nil))
@@ -230,24 +236,35 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 }
 
-// Serve answers queries on l until ctx is done, then closes it: UDP by the
-// server's own loops (fast path first), TCP by miekg/dns's server.
+// Serve answers queries on l until ctx is done, then stops and returns
+// nil within stopTimeout, whatever clients do. Sockets of its own are
+// drained first: what the kernel queued on them before the stop is
+// answered, while a new process beside this one (SO_REUSEPORT) takes the
+// new queries. Inherited sockets (Listeners.Inherited) keep their queue for
+// the next process. UDP is answered by the server's own loops (fast path
+// first), TCP by miekg/dns's server.
 func (s *Server) Serve(ctx context.Context, l *Listeners) error {
+	lim := newConnLimiter(l.TCP, s.maxTCP, &s.stats, s.log)
+	lim.writeTimeout = s.writeTimeout
+	var udpStop atomic.Int32
+	var udpLoops sync.WaitGroup
 	g, gctx := errgroup.WithContext(ctx)
 	for _, conn := range l.UDP {
-		g.Go(func() error { return s.serveUDP(conn) })
+		udpLoops.Add(1)
+		g.Go(func() error {
+			defer udpLoops.Done()
+			return s.serveUDP(conn, &udpStop)
+		})
 	}
 	g.Go(func() error { return s.notifyLoop(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
-		for _, conn := range l.UDP {
-			conn.Close() // ends serveUDP
-		}
+		s.stopUDP(l, &udpStop, &udpLoops)
 		return nil
 	})
 	g.Go(func() error {
 		return serveUntil(gctx, &dns.Server{
-			Listener:      newConnLimiter(l.TCP, s.maxTCP, &s.stats, s.log),
+			Listener:      lim,
 			Handler:       s,
 			MsgAcceptFunc: acceptQuery,
 			ReadTimeout:   2 * time.Second,
@@ -256,15 +273,67 @@ func (s *Server) Serve(ctx context.Context, l *Listeners) error {
 			// 128 queries. Idle connections still close after 8s.
 			MaxTCPQueries: -1,
 			TsigSecret:    s.xfr.secret, // verifies signed requests, signs their replies
-		})
+		}, lim, !l.Inherited, s.log)
 	})
 	return g.Wait()
 }
 
-// serveUntil runs srv until ctx is done. It waits for srv to have started
-// before shutting it down: a shutdown that comes first is lost, and the
-// server would then run forever.
-func serveUntil(ctx context.Context, srv *dns.Server) error {
+// How a stop spends its time, at most about stopTimeout in all: UDP and
+// TCP stop side by side.
+const (
+	// udpDrainMax bounds the UDP drain: a detached socket gets nothing
+	// new, so only a full receive buffer takes long.
+	udpDrainMax = time.Second
+	// tcpDrainIdle and tcpDrainMax bound accepting the connections queued
+	// on the listener: until none came for tcpDrainIdle, at most
+	// tcpDrainMax (a listener of a SO_REUSEPORT group keeps getting its
+	// share of new connections until it closes).
+	tcpDrainIdle = 50 * time.Millisecond
+	tcpDrainMax  = 300 * time.Millisecond
+	// tcpStopGrace is how long queries and transfers under way may take to
+	// finish before their connections are closed.
+	tcpStopGrace = 700 * time.Millisecond
+	// stopTimeout is what a stop takes at most, about.
+	stopTimeout = tcpDrainMax + tcpStopGrace + time.Second
+)
+
+// stopUDP ends the UDP loops: draining the sockets of their own, leaving
+// inherited ones' queues for the next process.
+func (s *Server) stopUDP(l *Listeners, stop *atomic.Int32, loops *sync.WaitGroup) {
+	if l.Inherited {
+		stop.Store(udpLeaving)
+		for _, c := range l.UDP {
+			c.SetReadDeadline(time.Unix(1, 0)) // ends a read under way
+		}
+	} else {
+		stop.Store(udpDraining)
+		for _, c := range l.UDP {
+			if err := detachUDP(c); err != nil {
+				s.log.Warn("dns udp socket not detached: queries arriving during the stop may go unanswered", "error", err)
+			}
+			c.SetReadDeadline(time.Now().Add(udpDrainIdle))
+		}
+	}
+	done := make(chan struct{})
+	go func() { loops.Wait(); close(done) }()
+	t := time.NewTimer(udpDrainMax)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.log.Warn("dns udp sockets still busy at the end of the drain: closing them")
+	}
+	for _, c := range l.UDP {
+		c.Close()
+	}
+	<-done
+}
+
+// serveUntil runs srv until ctx is done, then drains lim when asked and
+// shuts srv down, closing the connections that outlast tcpStopGrace. It
+// waits for srv to have started before shutting it down: a shutdown that
+// comes first is lost, and the server would then run forever.
+func serveUntil(ctx context.Context, srv *dns.Server, lim *connLimiter, drain bool, log *slog.Logger) error {
 	started := make(chan struct{})
 	srv.NotifyStartedFunc = func() { close(started) }
 	done := make(chan error, 1)
@@ -280,12 +349,19 @@ func serveUntil(ctx context.Context, srv *dns.Server) error {
 		return fmt.Errorf("dns server: %w", err)
 	case <-started:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if drain {
+		lim.drain(tcpDrainIdle, tcpDrainMax)
+	}
+	lim.awaitAnswered(time.Now().Add(tcpStopGrace / 2))
+	sctx, cancel := context.WithTimeout(context.Background(), tcpStopGrace)
 	defer cancel()
 	if err := srv.ShutdownContext(sctx); err != nil {
-		return fmt.Errorf("dns server shutdown: %w", err)
+		// A client that does not read its answer, or a transfer under
+		// way: a stop does not wait for them.
+		n := lim.closeAll()
+		log.Info("dns tcp connections closed at stop", "connections", n)
 	}
-	<-done
+	<-done // prompt: every connection is closed or idle
 	return nil
 }
 

@@ -27,6 +27,8 @@ type stats struct {
 	// tcpOpen and tcpEvicted are the connection limiter's.
 	tcpOpen    atomic.Int64
 	tcpEvicted atomic.Uint64
+	// tcpWriteTimeouts counts connections closed by the write timeout.
+	tcpWriteTimeouts atomic.Uint64
 }
 
 func (s *stats) count(tcp bool, qtype uint16, rcode int, truncated bool) {
@@ -69,6 +71,10 @@ type Stats struct {
 	// RateLimitSlipped and RateLimitDropped count the UDP answers over
 	// the rate limit sent truncated and empty, and dropped (rrl.go).
 	RateLimitSlipped, RateLimitDropped uint64
+	// TCPWriteTimeouts counts TCP connections closed because a write to
+	// the client timed out; TransfersOpen is the zone transfers under way.
+	TCPWriteTimeouts uint64
+	TransfersOpen    int
 }
 
 // Stats returns the counters so far. Each is read atomically; together
@@ -79,6 +85,7 @@ func (s *Server) Stats() Stats {
 	st.NotifiesSent, st.NotifiesAcked, st.NotifiesFailed = s.notifyCounts()
 	st.TCPConnsOpen, st.TCPConnsEvicted = s.tcpConns()
 	st.RateLimitSlipped, st.RateLimitDropped = s.rateLimited()
+	st.TCPWriteTimeouts, st.TransfersOpen = s.stats.tcpWriteTimeouts.Load(), s.openTransfers()
 	return st
 }
 

@@ -16,6 +16,12 @@ import (
 // process while serving many more clients than retry over TCP at once.
 const DefaultMaxTCPConns = 512
 
+// DefaultTCPWriteTimeout bounds a write to a DNS TCP client when Config
+// leaves it 0: ample for 32 KiB of a zone transfer to a secondary that
+// reads, and a client that does not read holds its connection, its
+// goroutine and what it was sent no longer than this.
+const DefaultTCPWriteTimeout = 3 * time.Second
+
 // maxTCPConnsLimit bounds the setting: more would only move the limit to
 // the process's file descriptors.
 const maxTCPConnsLimit = 1 << 20
@@ -34,9 +40,10 @@ const (
 // others out. It never hands miekg/dns an error it would retry at once.
 type connLimiter struct {
 	net.Listener
-	max   int
-	stats *stats
-	log   *slog.Logger
+	max          int
+	writeTimeout time.Duration
+	stats        *stats
+	log          *slog.Logger
 	// sleep waits d or until done is closed; tests replace it.
 	sleep func(d time.Duration, done <-chan struct{})
 
@@ -45,6 +52,14 @@ type connLimiter struct {
 
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// A stop's drain (drain): draining is set once drainIdle and drainEnd
+	// are, and drained closed when the listener's queue is empty.
+	draining    atomic.Bool
+	drainIdle   time.Duration
+	drainEnd    time.Time
+	drained     chan struct{}
+	drainedOnce sync.Once
 }
 
 // CheckMaxTCPConns validates Config.MaxTCPConns: 0 (the default) or 1 to
@@ -58,8 +73,8 @@ func CheckMaxTCPConns(n int) error {
 
 func newConnLimiter(ln net.Listener, max int, st *stats, log *slog.Logger) *connLimiter {
 	return &connLimiter{
-		Listener: ln, max: max, stats: st, log: log, sleep: sleepOrDone,
-		conns: map[*trackedConn]struct{}{}, done: make(chan struct{}),
+		Listener: ln, max: max, writeTimeout: DefaultTCPWriteTimeout, stats: st, log: log, sleep: sleepOrDone,
+		conns: map[*trackedConn]struct{}{}, done: make(chan struct{}), drained: make(chan struct{}),
 	}
 }
 
@@ -79,7 +94,21 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err == nil {
+			if l.draining.Load() {
+				d := time.Now().Add(l.drainIdle)
+				if d.After(l.drainEnd) {
+					d = l.drainEnd
+				}
+				l.setDeadline(d)
+			}
 			return l.track(c), nil
+		}
+		if ne, ok := err.(net.Error); ok && ne.Timeout() && l.draining.Load() {
+			// The queue is empty: miekg/dns must not see an error until
+			// the shutdown that follows closes the listener.
+			l.drainedOnce.Do(func() { close(l.drained) })
+			<-l.done
+			return nil, err
 		}
 		select {
 		case <-l.done:
@@ -95,6 +124,64 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		backoff = min(max(2*backoff, acceptBackoffMin), acceptBackoffMax)
 		l.sleep(backoff, l.done)
 	}
+}
+
+// drain accepts the connections queued on the listener, for miekg/dns to
+// answer, until none came for idle or max has passed.
+func (l *connLimiter) drain(idle, max time.Duration) {
+	l.drainIdle, l.drainEnd = idle, time.Now().Add(max)
+	l.draining.Store(true)
+	if !l.setDeadline(time.Now().Add(idle)) {
+		return
+	}
+	t := time.NewTimer(max)
+	defer t.Stop()
+	select {
+	case <-l.drained:
+	case <-t.C:
+	}
+}
+
+func (l *connLimiter) setDeadline(t time.Time) bool {
+	d, ok := l.Listener.(interface{ SetDeadline(time.Time) error })
+	return ok && d.SetDeadline(t) == nil
+}
+
+// awaitAnswered waits until every connection has been answered at least
+// once, or until deadline: a connection accepted during a drain has its
+// query in the socket, and the shutdown that follows would cut it off
+// before miekg/dns reads it.
+func (l *connLimiter) awaitAnswered(deadline time.Time) {
+	for time.Now().Before(deadline) {
+		pending := false
+		l.mu.Lock()
+		for c := range l.conns {
+			if !c.wrote.Load() {
+				pending = true
+				break
+			}
+		}
+		l.mu.Unlock()
+		if !pending {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// closeAll closes every connection, for a stop that does not wait for
+// them, and returns how many there were.
+func (l *connLimiter) closeAll() int {
+	l.mu.Lock()
+	conns := make([]*trackedConn, 0, len(l.conns))
+	for c := range l.conns {
+		conns = append(conns, c)
+	}
+	l.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+	return len(conns)
 }
 
 func (l *connLimiter) track(c net.Conn) net.Conn {
@@ -139,6 +226,7 @@ type trackedConn struct {
 	net.Conn
 	l       *connLimiter
 	lastUse atomic.Int64 // monotonic nanoseconds since start
+	wrote   atomic.Bool  // an answer was sent
 	once    sync.Once
 }
 
@@ -154,9 +242,20 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Write gives up after the write timeout and closes the connection: a
+// client that does not read, a zone transfer's above all, would otherwise
+// hold its goroutine and what it was sent for ever, and a stop would wait
+// for it.
 func (c *trackedConn) Write(p []byte) (int, error) {
 	c.touch()
-	return c.Conn.Write(p)
+	c.wrote.Store(true)
+	c.Conn.SetWriteDeadline(time.Now().Add(c.l.writeTimeout))
+	n, err := c.Conn.Write(p)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		c.l.stats.tcpWriteTimeouts.Add(1)
+		c.Close()
+	}
+	return n, err
 }
 
 func (c *trackedConn) Close() error {

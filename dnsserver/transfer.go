@@ -24,7 +24,22 @@ type Transfer struct {
 	Notify []string
 	// Key, when set, must sign every transfer, and signs the NOTIFYs.
 	Key *TSIGKey
+	// MaxTransfers caps the transfers under way at once, and
+	// MaxTransfersPerClient those of one client address; a transfer
+	// beyond either is REFUSED, which secondaries retry later. 0 means
+	// DefaultMaxTransfers and DefaultMaxTransfersPerClient.
+	MaxTransfers, MaxTransfersPerClient int
 }
+
+// The transfer caps when Transfer leaves them 0. A transfer of a large
+// zone costs CPU, packing its messages, and holds its snapshot until the
+// client has read it all: the caps bound both, so that queries are
+// answered as quickly during transfers as without, while a few
+// secondaries, even each with a second transfer under way, are served.
+const (
+	DefaultMaxTransfers          = 8
+	DefaultMaxTransfersPerClient = 2
+)
 
 // LogValue names the key, never its secret.
 func (t Transfer) LogValue() slog.Value {

@@ -3,6 +3,8 @@ package dnsserver
 import (
 	"errors"
 	"net"
+	"sync/atomic"
+	"time"
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
@@ -21,11 +23,12 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-// serveUDP answers queries on one UDP socket until it is closed: the fast
-// path inline, the rest unpacked and answered as miekg/dns's server would.
-// One goroutine per socket, none per packet; with SO_REUSEPORT there is a
+// serveUDP answers queries on one UDP socket until it is closed, or, once
+// stop is no longer udpServing, until a read times out: the fast path
+// inline, the rest unpacked and answered as miekg/dns's server would. One
+// goroutine per socket, none per packet; with SO_REUSEPORT there is a
 // socket per core.
-func (s *Server) serveUDP(conn *net.UDPConn) error {
+func (s *Server) serveUDP(conn *net.UDPConn, stop *atomic.Int32) error {
 	var bc batchConn = ipv6.NewPacketConn(conn)
 	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
 		bc = ipv4.NewPacketConn(conn)
@@ -44,6 +47,9 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
+				if stop.Load() != udpServing {
+					return nil // drained, or told to leave the queue
+				}
 				continue
 			}
 			return err
@@ -85,6 +91,14 @@ func (s *Server) serveUDP(conn *net.UDPConn) error {
 			}
 			sent += k
 		}
+		switch stop.Load() {
+		case udpDraining:
+			// Keep reading while datagrams keep coming: those queued
+			// before the socket was detached.
+			conn.SetReadDeadline(time.Now().Add(udpDrainIdle))
+		case udpLeaving:
+			return nil
+		}
 	}
 }
 
@@ -97,6 +111,18 @@ func (s *Server) limit(req []byte, addr net.Addr, now int64) rrlAction {
 	}
 	return s.rrl.take(addr, now)
 }
+
+// The states of a UDP socket's reader.
+const (
+	udpServing  = iota
+	udpDraining // answer what is queued, then stop
+	udpLeaving  // stop after the current batch
+)
+
+// udpDrainIdle is how long a draining socket stays quiet before it counts
+// as drained. Once detached it gets no new datagrams, so the wait ends a
+// stop only once.
+const udpDrainIdle = 100 * time.Millisecond
 
 // slowUDP answers what the fast path does not: it applies the same
 // acceptance rules as miekg/dns's server (drop responses and garbage,

@@ -1,6 +1,8 @@
 package dnsserver
 
 import (
+	"cmp"
+	"encoding/binary"
 	"maps"
 	"net"
 	"net/netip"
@@ -53,10 +55,29 @@ type xfr struct {
 
 	transfers                             [2][xfrResults]atomic.Uint64 // by AXFR/IXFR, result
 	notifySent, notifyAcked, notifyFailed atomic.Uint64
+
+	// The transfers under way, in all and by client address.
+	slots    sync.Mutex
+	open     int
+	byClient map[netip.Addr]int
+	// packed is the last snapshot's AXFR packed, built under packMu.
+	packMu sync.Mutex
+	packed *packedZone
+	// full is the last snapshot's AXFR records, which concurrent transfers
+	// of it share rather than each building its own.
+	full atomic.Pointer[fullZone]
+}
+
+// fullZone is a snapshot's records as AXFR sends them.
+type fullZone struct {
+	snap *Snapshot
+	rrs  []dns.RR
 }
 
 func newXfr(cfg Transfer) *xfr {
-	x := &xfr{cfg: cfg}
+	cfg.MaxTransfers = cmp.Or(max(cfg.MaxTransfers, 0), DefaultMaxTransfers)
+	cfg.MaxTransfersPerClient = cmp.Or(max(cfg.MaxTransfersPerClient, 0), DefaultMaxTransfersPerClient)
+	x := &xfr{cfg: cfg, byClient: map[netip.Addr]int{}}
 	if cfg.Key != nil {
 		x.secret = map[string]string{cfg.Key.Name: cfg.Key.Secret}
 	}
@@ -93,6 +114,45 @@ func (x *xfr) kick() {
 		default: // one is pending already; it will send the newest serial
 		}
 	}
+}
+
+// acquire takes a transfer slot for client, and reports whether there was
+// one; release gives it back.
+func (x *xfr) acquire(client netip.Addr) (release func(), ok bool) {
+	x.slots.Lock()
+	defer x.slots.Unlock()
+	if x.open >= x.cfg.MaxTransfers || x.byClient[client] >= x.cfg.MaxTransfersPerClient {
+		return nil, false
+	}
+	x.open++
+	x.byClient[client]++
+	return func() {
+		x.slots.Lock()
+		defer x.slots.Unlock()
+		x.open--
+		if x.byClient[client]--; x.byClient[client] == 0 {
+			delete(x.byClient, client)
+		}
+	}, true
+}
+
+// records returns snap's AXFR records, built once per snapshot: however
+// many transfers of it run, the zone is held once. Only the newest
+// snapshot's are kept; a transfer of an older one builds its own.
+func (x *xfr) records(snap *Snapshot) []dns.RR {
+	if f := x.full.Load(); f != nil && f.snap == snap {
+		return f.rrs
+	}
+	f := &fullZone{snap: snap, rrs: snap.axfr()}
+	x.full.Store(f)
+	return f.rrs
+}
+
+// openTransfers returns how many zone transfers are under way.
+func (s *Server) openTransfers() int {
+	s.xfr.slots.Lock()
+	defer s.xfr.slots.Unlock()
+	return s.xfr.open
 }
 
 // allowed reports whether addr may transfer the zone.
@@ -245,7 +305,7 @@ func (x *xfr) ixfr(snap *Snapshot, have uint32) ([]dns.RR, xfrResult) {
 	if start < 0 || history[len(history)-1].to.Serial != cur.Serial {
 		// Unknown or too old, or a Publish between the snapshot and its
 		// diff: the whole zone is always right.
-		return snap.axfr(), xfrFull
+		return x.records(snap), xfrFull
 	}
 	out := []dns.RR{cur}
 	for _, d := range history[start:] {
@@ -316,11 +376,21 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 		return true
 	}
 
+	client, _ := netip.AddrFromSlice(w.RemoteAddr().(*net.TCPAddr).IP)
+	release, ok := s.xfr.acquire(client.Unmap())
+	if !ok {
+		s.log.Warn("zone transfer refused: too many under way", "remote", remote, "type", dns.TypeToString[qtype],
+			"max", s.xfr.cfg.MaxTransfers, "max_per_client", s.xfr.cfg.MaxTransfersPerClient)
+		reply(signed(rcodeReply(req, dns.RcodeRefused), tsig), xfrRefused)
+		return true
+	}
+	defer release()
+
 	start := time.Now()
 	var rrs []dns.RR
 	result := xfrFull
 	if qtype == dns.TypeAXFR {
-		rrs = snap.axfr()
+		rrs = s.xfr.records(snap)
 	} else {
 		var have *dns.SOA
 		for _, rr := range req.Ns {
@@ -334,7 +404,13 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 		}
 		rrs, result = s.xfr.ixfr(snap, have.Serial)
 	}
-	msgs, err := writeTransfer(w, req, rrs)
+	var msgs int
+	var err error
+	if packed := s.xfr.packedFor(snap, req, qtype, result); packed != nil {
+		msgs, err = writePacked(w, req, packed)
+	} else {
+		msgs, err = writeTransfer(w, req, rrs)
+	}
 	if err != nil {
 		s.xfr.transfers[kind][xfrFailed].Add(1)
 		s.log.Warn("zone transfer failed", "remote", remote, "type", dns.TypeToString[qtype], "error", err)
@@ -347,13 +423,100 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 	return true
 }
 
+// packedFor returns snap's AXFR packed once into messages that transfers
+// of it share, when req can take them: a whole zone, unsigned, asked for
+// by the zone's own name. Packing a large zone costs far more CPU than
+// sending it, and every transfer packing its own took the CPU that UDP
+// queries needed. Otherwise nil: the transfer packs its own messages.
+func (x *xfr) packedFor(snap *Snapshot, req *dns.Msg, qtype uint16, result xfrResult) [][]byte {
+	q := req.Question[0]
+	if result != xfrFull || req.IsTsig() != nil || q.Name != snap.zone || q.Qclass != dns.ClassINET {
+		return nil
+	}
+	x.packMu.Lock()
+	defer x.packMu.Unlock()
+	if x.packed != nil && x.packed.snap == snap && x.packed.qtype == qtype {
+		return x.packed.msgs
+	}
+	tmpl := new(dns.Msg)
+	tmpl.Id = 0
+	tmpl.Question = []dns.Question{{Name: snap.zone, Qtype: qtype, Qclass: dns.ClassINET}}
+	var msgs [][]byte
+	for _, m := range transferMessages(tmpl, x.records(snap)) {
+		wire, err := m.Pack()
+		if err != nil {
+			return nil
+		}
+		msgs = append(msgs, wire)
+	}
+	x.packed = &packedZone{snap: snap, qtype: qtype, msgs: msgs}
+	return msgs
+}
+
+// packedZone is a snapshot's AXFR as packed messages, with ID 0, no RD or
+// CD flag and no OPT record: writePacked sets those per request.
+type packedZone struct {
+	snap  *Snapshot
+	qtype uint16
+	msgs  [][]byte
+}
+
+// writePacked sends the packed messages as the answer to req: its ID, its
+// RD and CD flags, and an OPT record when it had one, as SetReply and
+// withOPT would make them.
+func writePacked(w dns.ResponseWriter, req *dns.Msg, msgs [][]byte) (int, error) {
+	var buf []byte
+	opt := req.IsEdns0()
+	for i, wire := range msgs {
+		buf = append(buf[:0], wire...)
+		binary.BigEndian.PutUint16(buf[0:], req.Id)
+		if req.RecursionDesired {
+			buf[2] |= 0x01
+		}
+		if req.CheckingDisabled {
+			buf[3] |= 0x10
+		}
+		if opt != nil {
+			// Appended last: compression pointers only point back.
+			binary.BigEndian.PutUint16(buf[10:], binary.BigEndian.Uint16(buf[10:])+1)
+			var flags uint16
+			if opt.Do() {
+				flags = 0x8000
+			}
+			buf = append(buf, 0) // the root name
+			buf = binary.BigEndian.AppendUint16(buf, dns.TypeOPT)
+			buf = binary.BigEndian.AppendUint16(buf, maxUDPSize)
+			buf = append(buf, 0, 0) // extended rcode, version
+			buf = binary.BigEndian.AppendUint16(buf, flags)
+			buf = binary.BigEndian.AppendUint16(buf, 0) // no options
+		}
+		if _, err := w.Write(buf); err != nil {
+			return i, err
+		}
+	}
+	return len(msgs), nil
+}
+
 // writeTransfer sends rrs in as many messages as they need, each signed
 // when the request was: miekg/dns's Transfer.Out, with compression and
 // messages filled up to xfrMsgSize rather than one per envelope.
 func writeTransfer(w dns.ResponseWriter, req *dns.Msg, rrs []dns.RR) (int, error) {
 	tsig := req.IsTsig()
-	msgs := 0
-	for start := 0; start < len(rrs); msgs++ {
+	msgs := transferMessages(req, rrs)
+	for i, m := range msgs {
+		if err := w.WriteMsg(signed(m, tsig)); err != nil {
+			return i, err
+		}
+		// RFC 8945 5.3.1: later messages are signed over the timers only.
+		w.TsigTimersOnly(true)
+	}
+	return len(msgs), nil
+}
+
+// transferMessages splits rrs into the messages of the answer to req.
+func transferMessages(req *dns.Msg, rrs []dns.RR) []*dns.Msg {
+	var msgs []*dns.Msg
+	for start := 0; start < len(rrs); {
 		end, size := start, 0
 		for end < len(rrs) && (end == start || size+dns.Len(rrs[end]) <= xfrMsgSize) {
 			size += dns.Len(rrs[end])
@@ -365,14 +528,10 @@ func writeTransfer(w dns.ResponseWriter, req *dns.Msg, rrs []dns.RR) (int, error
 		m.Compress = true
 		m.Answer = rrs[start:end]
 		withOPT(m, req)
-		if err := w.WriteMsg(signed(m, tsig)); err != nil {
-			return msgs, err
-		}
-		// RFC 8945 5.3.1: later messages are signed over the timers only.
-		w.TsigTimersOnly(true)
+		msgs = append(msgs, m)
 		start = end
 	}
-	return msgs, nil
+	return msgs
 }
 
 // xfrResult is how a transfer request was answered.

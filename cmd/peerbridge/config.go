@@ -37,6 +37,7 @@ type GlobalEnv struct {
 	DNSRateLimit     int           `split_words:"true" desc:"UDP answers per second to one client network (/24 IPv4, /56 IPv6), as BIND's and Knot's RRL; 0: no limit; TCP is never limited"`
 	DNSRateLimitSlip int           `split_words:"true" default:"2" desc:"every this many answers over the rate limit, one goes out truncated (so a real client retries over TCP), the others are dropped; 0 drops all, 1 truncates all"`
 	HTTPAddr         string        `split_words:"true" default:":8654" desc:"listen address of /healthz, /readyz, /metrics, /status and /sd/prometheus; empty turns HTTP off"`
+	HTTPMaxConns     int           `split_words:"true" default:"256" desc:"most HTTP connections open at once; at the cap the longest idle one is closed (1 to 1048576)"`
 	WebConfigFile    string        `split_words:"true" desc:"a Prometheus exporter-toolkit web configuration (TLS, client certificates, basic_auth_users with bcrypt hashes) for every HTTP endpoint; /healthz and /readyz answer without a password"`
 	Consul           *bool         `split_words:"true" desc:"publish to Consul's catalog (CONSUL_HTTP_ADDR, CONSUL_HTTP_TOKEN, ...); default: true when CONSUL_HTTP_ADDR is set"`
 	Owner            string        `split_words:"true" default:"peerbridge" desc:"owner id stamped on every Consul entry; only entries with it are changed"`
@@ -99,6 +100,8 @@ type config struct {
 	// warnings are settings that work but probably not as meant; they
 	// are logged at start.
 	warnings []warning
+	// httpMaxConns caps the HTTP connections (httpconns.go).
+	httpMaxConns int
 }
 
 type warning struct{ variable, msg string }
@@ -205,6 +208,8 @@ func loadConfig() (*config, error) {
 	if g.StateFile != "" {
 		r.check("PEERBRIDGE_STATE_FILE", statefile.CheckPath(g.StateFile))
 	}
+	cfg.httpMaxConns = g.HTTPMaxConns
+	r.check("PEERBRIDGE_HTTP_MAX_CONNS", checkHTTPMaxConns(g.HTTPMaxConns))
 	if err := cfg.logLevel.UnmarshalText([]byte(g.LogLevel)); err != nil {
 		r.add("PEERBRIDGE_LOG_LEVEL", "%q is not one of debug, info, warn, error", g.LogLevel)
 	}

@@ -206,6 +206,9 @@ func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
 // serveHTTP serves srv on ln until ctx is done, through web's TLS and
 // passwords when PEERBRIDGE_WEB_CONFIG_FILE is set (web is nil otherwise).
 func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, web *webConfig) error {
+	if l, ok := ln.(*httpConnLimiter); ok {
+		srv.ConnState = l.connState
+	}
 	done := make(chan error, 1)
 	if web != nil {
 		go func() { done <- web.serve(srv, ln) }()
@@ -217,13 +220,17 @@ func serveHTTP(ctx context.Context, ln net.Listener, srv *http.Server, web *webC
 		return fmt.Errorf("http server: %w", err)
 	case <-ctx.Done():
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	sctx, cancel := context.WithTimeout(context.Background(), httpStopGrace)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("http shutdown: %w", err)
+		srv.Close() // a slow client: cut it off
 	}
 	if err := <-done; !errors.Is(err, http.ErrServerClosed) {
 		return fmt.Errorf("http server: %w", err)
 	}
 	return nil
 }
+
+// httpStopGrace is how long requests under way may take at a stop before
+// their connections are closed: a stop never waits for a client.
+const httpStopGrace = time.Second

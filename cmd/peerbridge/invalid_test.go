@@ -42,6 +42,7 @@ var invalidValues = map[string]invalid{
 	"DNS_TSIG_KEY":       {"xfr:hmac-md4:c2VjcmV0", nil},
 	"DNS_NS":             {"ns1=not-an-address", nil},
 	"HTTP_ADDR":          {"localhost:http-ish", nil},
+	"HTTP_MAX_CONNS":     {"0", nil},
 	"CONSUL":             {"maybe", nil},
 	"OWNER":              {"team a", map[string]string{"PEERBRIDGE_CONSUL": "true"}},
 	"HA":                 {"perhaps", nil},

@@ -108,6 +108,8 @@ type collector struct {
 	dnsTransfers, dnsNotifySent, dnsNotifyAcked, dnsNotifyFailed,
 	consulWrites, consulFailures, consulLastSync, haLeader, haChanges *prometheus.Desc
 	setAge, setSource *prometheus.Desc
+	// Slow clients (dnsserver/tcpconns.go, xfr.go).
+	dnsTCPWriteTimeouts, dnsTransfersOpen *prometheus.Desc
 }
 
 func newCollector(st *state) *collector {
@@ -150,6 +152,10 @@ func newCollector(st *state) *collector {
 		dnsNotifySent:   desc("dns_notify_sent_total", "NOTIFY messages sent to secondaries, retries included."),
 		dnsNotifyAcked:  desc("dns_notify_acknowledged_total", "NOTIFY messages acknowledged by secondaries."),
 		dnsNotifyFailed: desc("dns_notify_failed_total", "Changes whose NOTIFY no attempt got acknowledged."),
+
+		// Slow clients (dnsserver/tcpconns.go, xfr.go).
+		dnsTCPWriteTimeouts: desc("dns_tcp_write_timeouts_total", "DNS TCP connections closed because the client did not read an answer or a transfer in time."),
+		dnsTransfersOpen:    desc("dns_transfers_open", "Zone transfers under way."),
 	}
 	c.descs = descs
 	return c
@@ -250,6 +256,8 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dnsTCPEvicted, float64(dns.TCPConnsEvicted))
 	counter(c.dnsRateLimited, float64(dns.RateLimitSlipped), "slip")
 	counter(c.dnsRateLimited, float64(dns.RateLimitDropped), "drop")
+	counter(c.dnsTCPWriteTimeouts, float64(dns.TCPWriteTimeouts))
+	gauge(c.dnsTransfersOpen, float64(dns.TransfersOpen))
 
 	if consul := c.st.consul(); consul != nil {
 		s := consul.Stats()

@@ -57,20 +57,16 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	}
 	st.term.Store(first)
 
-	ls, err := dnsserver.Listen(cfg.dnsAddr)
+	ls, httpLn, err := listen(cfg, log) // listen.go
 	if err != nil {
 		return err
 	}
-	var httpLn net.Listener
-	if cfg.httpAddr != "" {
-		if httpLn, err = net.Listen("tcp", cfg.httpAddr); err != nil {
-			ls.Close()
-			return fmt.Errorf("http listen: %w", err)
-		}
-	}
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return dns.Serve(gctx, ls) })
+	g.Go(func() error {
+		awaitFirstSets(gctx, dns, len(cfg.topologies)) // listen.go
+		return dns.Serve(gctx, ls)
+	})
 	if saved.store != nil {
 		g.Go(func() error { return saved.store.Run(gctx) })
 	}
