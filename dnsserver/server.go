@@ -72,6 +72,8 @@ type Server struct {
 	// TCP was last logged.
 	tcpTruncLogged atomic.Pointer[Snapshot]
 	long           longNames
+	// clientLog limits the lines clients can cause (ratelog.go).
+	clientLog *rateLog
 }
 
 // New returns a server with an empty zone: the apex answers, every service
@@ -98,6 +100,8 @@ func New(cfg Config) (*Server, error) {
 		now:    time.Now,
 		sets:   map[string]bridge.Set{},
 		xfr:    newXfr(cfg.Transfer),
+
+		clientLog: newRateLog(log),
 	}
 	s.serial = nextSerial(0, s.now())
 	s.snap.Store(build(s.cfg, s.serial, nil, nil))
