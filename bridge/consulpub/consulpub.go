@@ -9,6 +9,7 @@
 package consulpub
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -40,9 +41,19 @@ type Options struct {
 	// session holds the leader lock (see Lead), checked by Consul in the
 	// same transaction, so that a deposed leader's late writes fail. A
 	// fenced publisher also keeps the Stamp.
-	Fence  Fence
-	Logger *slog.Logger
+	Fence Fence
+	// Timeout bounds each request to Consul; DefaultTimeout when 0. A
+	// request that hangs fails the sync, which Run retries with backoff.
+	Timeout time.Duration
+	Logger  *slog.Logger
 }
+
+// DefaultTimeout is how long a request to Consul may take: a transaction
+// of the largest size is written in well under a second, and Consul's own
+// RPCs give up after 7 s by default. Without a deadline, one request that
+// hung (a Consul server that vanished mid-request, a stalled proxy)
+// stopped publishing for good, uncounted.
+const DefaultTimeout = 10 * time.Second
 
 // Fence is a leader's claim: its session holds the lock on Key.
 type Fence struct {
@@ -69,24 +80,33 @@ const (
 // Publisher is a bridge.Publisher for Consul's catalog. Publish records the
 // set; Run writes it, and retries with backoff while Consul fails.
 type Publisher struct {
-	health *api.Health
-	raw    *api.Raw
-	kv     *api.KV
-	fence  Fence
-	owner  string
-	tags   []string
-	log    *slog.Logger
-	wake   chan struct{}
+	health  *api.Health
+	raw     *api.Raw
+	kv      *api.KV
+	fence   Fence
+	owner   string
+	tags    []string
+	timeout time.Duration
+	log     *slog.Logger
+	wake    chan struct{}
 
 	mu      sync.Mutex
 	desired map[string]bridge.Set // by topology
-	dirty   map[string]bool
-	errs    map[string]error
+	// names are the node names of each topology's desired set, for
+	// finding collisions (see Collisions).
+	names map[string][]peerNode
+	dirty map[string]bool
+	errs  map[string]error
+	// clashes are the collisions of the last sync, by node, so that each
+	// is logged once when it appears.
+	clashes map[clash]Collision
+	lastErr string // of the last sync, "" when it succeeded
 
 	syncMu sync.Mutex // one sync at a time
 
 	creates, updates, deletes, failures atomic.Int64
 	lastSync                            atomic.Int64 // unix nanoseconds
+	collisions                          atomic.Int64 // entries skipped now
 }
 
 // New returns a publisher.
@@ -110,11 +130,14 @@ func New(opts Options) (*Publisher, error) {
 		fence:   opts.Fence,
 		owner:   opts.Owner,
 		tags:    slices.Compact(tags),
+		timeout: cmp.Or(opts.Timeout, DefaultTimeout),
 		log:     log,
 		wake:    make(chan struct{}, 1),
 		desired: map[string]bridge.Set{},
+		names:   map[string][]peerNode{},
 		dirty:   map[string]bool{},
 		errs:    map[string]error{},
+		clashes: map[clash]Collision{},
 	}, nil
 }
 
@@ -123,6 +146,9 @@ func New(opts Options) (*Publisher, error) {
 // that the loop reports a Consul in trouble.
 func (p *Publisher) Publish(_ context.Context, set bridge.Set) error {
 	p.mu.Lock()
+	if old, ok := p.desired[set.Service.Topology]; !ok || !old.Equal(set) {
+		p.names[set.Service.Topology] = nodeNames(p.owner, set)
+	}
 	p.desired[set.Service.Topology] = set
 	p.dirty[set.Service.Topology] = true
 	err := p.errs[set.Service.Topology]
@@ -169,11 +195,13 @@ func (p *Publisher) Sync(ctx context.Context) error {
 	for t := range p.dirty {
 		due[t] = p.desired[t]
 	}
+	clashes := collisions(p.names)
 	p.mu.Unlock()
+	p.noteCollisions(clashes)
 
 	var errs []error
 	for _, t := range slices.Sorted(maps.Keys(due)) {
-		err := scrubbed(p.syncSet(ctx, due[t])) // no password of CONSUL_HTTP_ADDR in a log line or /status
+		err := scrubbed(p.syncSet(ctx, due[t], clashes)) // no password of CONSUL_HTTP_ADDR in a log line or /status
 		p.mu.Lock()
 		p.errs[t] = err
 		// A set published while this one synced is due again.
@@ -186,48 +214,132 @@ func (p *Publisher) Sync(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("topology %s: %w", t, err))
 		}
 	}
-	if len(errs) == 0 {
+	err := errors.Join(errs...)
+	p.mu.Lock()
+	p.lastErr = ""
+	if err != nil {
+		p.lastErr = err.Error()
+	}
+	p.mu.Unlock()
+	if err == nil {
 		p.lastSync.Store(time.Now().UnixNano())
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// noteCollisions logs each collision when it first appears, and keeps
+// their number for Stats.
+func (p *Publisher) noteCollisions(clashes map[clash]Collision) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, c := range clashes {
+		if p.clashes[k] != c {
+			p.log.Error("consul node name collision: entry skipped", "node", c.Node, "topology", c.Other, "peer", c.OtherPeer, "error", c)
+		}
+	}
+	p.clashes = clashes
+	p.collisions.Store(int64(len(clashes)))
+}
+
+// call returns ctx with the deadline of one request to Consul.
+func (p *Publisher) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.timeout)
 }
 
 // syncSet reads what Consul holds for the set's service and this owner,
-// with one request, and writes the difference. A fenced publisher also
+// with one request, and writes the difference. Entries whose node another
+// topology's peer takes (clashes) are left out. A fenced publisher also
 // reads the stamp, and updates it in the transaction that completes the
 // set.
-func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
-	q := (&api.QueryOptions{NodeMeta: map[string]string{MetaOwner: p.owner}}).WithContext(ctx)
-	have, _, err := p.health.Service(set.Service.Name, "", false, q)
+func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[clash]Collision) error {
+	have, err := p.read(ctx, set.Service.Name)
 	if err != nil {
-		return fmt.Errorf("reading service %s from consul: %w", set.Service.Name, err)
+		return err
 	}
 	want := Desired(p.owner, p.tags, set)
+	skipped := 0
+	if len(clashes) > 0 {
+		for node := range want {
+			if _, ok := clashes[clash{node, set.Service.Topology}]; ok {
+				delete(want, node)
+				skipped++
+			}
+		}
+	}
 	changes := Plan(p.owner, want, have)
 	var stamp *api.KVTxnOp
+	var old Stamp
+	var stampIndex uint64
 	if p.fence.Key != "" {
-		key := StampKey(p.fence.Key)
-		old, _, index, err := readStamp(p.kv, key, (&api.QueryOptions{}).WithContext(ctx))
+		rctx, cancel := p.call(ctx)
+		old, _, stampIndex, err = readStamp(p.kv, StampKey(p.fence.Key), (&api.QueryOptions{}).WithContext(rctx))
+		cancel()
 		if err != nil {
 			return err
 		}
-		digest := Digest(SetFromEntries(p.owner, set.Service, Entries(want)))
-		if old.Sets[set.Service.Topology] != digest || old.Serial == 0 {
-			value, err := json.Marshal(old.next(set.Service.Topology, digest, time.Now()))
-			if err != nil {
-				return err
-			}
-			stamp = &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: value, Index: index}
-		}
+		stamp = p.stampOp(old, stampIndex, set.Service.Topology, Digest(SetFromEntries(p.owner, set.Service, Entries(want))))
 	}
 	if changes.Writes() == 0 && stamp == nil {
 		return nil
 	}
-	err = p.apply(ctx, changes, stamp)
+	failed, err := p.applyEach(ctx, changes, stamp)
+	restamped := false
+	if err == nil && len(failed) > 0 && stamp != nil {
+		// Some entries were refused (a node of that name held by someone
+		// else, an entry changed since it was read), and the stamp, which
+		// must not describe them as written, was left out. Followers serve
+		// only what matches the stamp, so a missing stamp kept every
+		// topology out of DNS on every replica: stamp what the catalog
+		// holds now instead, the other entries are served.
+		restamped, err = p.restamp(ctx, set.Service, old, stampIndex)
+	}
 	p.log.Info("consul catalog updated", "topology", set.Service.Topology, "service", set.Service.Name,
 		"created", len(changes.Create), "updated", len(changes.Update), "deleted", len(changes.Delete),
-		"stamped", stamp != nil, "error", err)
-	return err
+		"refused", len(failed), "skipped_collisions", skipped, "stamped", stamp != nil && len(failed) == 0 || restamped,
+		"error", errors.Join(append(failed, err)...))
+	return errors.Join(append(failed, err)...)
+}
+
+// read returns this owner's entries of service, as Consul holds them.
+func (p *Publisher) read(ctx context.Context, service string) ([]*api.ServiceEntry, error) {
+	rctx, cancel := p.call(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{NodeMeta: map[string]string{MetaOwner: p.owner}}).WithContext(rctx)
+	have, _, err := p.health.Service(service, "", false, q)
+	if err != nil {
+		return nil, fmt.Errorf("reading service %s from consul: %w", service, err)
+	}
+	return have, nil
+}
+
+// stampOp is the write that sets topology's digest in the stamp old,
+// read at index, or nil when it says so already.
+func (p *Publisher) stampOp(old Stamp, index uint64, topology, digest string) *api.KVTxnOp {
+	if old.Sets[topology] == digest && old.Serial != 0 {
+		return nil
+	}
+	value, _ := json.Marshal(old.next(topology, digest, time.Now())) // plain structs: cannot fail
+	return &api.KVTxnOp{Verb: api.KVCAS, Key: StampKey(p.fence.Key), Value: value, Index: index}
+}
+
+// restamp reads svc's entries back and writes the digest of what they
+// hold into the stamp, alone: what followers then serve. It reports
+// whether it wrote.
+func (p *Publisher) restamp(ctx context.Context, svc bridge.Service, old Stamp, index uint64) (bool, error) {
+	have, err := p.read(ctx, svc.Name)
+	if err != nil {
+		return false, err
+	}
+	op := p.stampOp(old, index, svc.Topology, Digest(SetFromEntries(p.owner, svc, have)))
+	if op == nil {
+		return false, nil
+	}
+	w := write{what: "the stamp", ops: api.TxnOps{{KV: op}}, stamp: true, done: func() {}}
+	var failed []error
+	if err := p.send(ctx, []write{w}, &failed); err != nil {
+		return false, err
+	}
+	return len(failed) == 0, errors.Join(failed...)
 }
 
 // write is one entry's operations, which always travel in one
@@ -248,6 +360,13 @@ type write struct {
 // with the check that the lock is still held. Entries Consul refuses are
 // reported and the rest is written (see send).
 func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) error {
+	failed, err := p.applyEach(ctx, c, stamp)
+	return errors.Join(append(failed, err)...)
+}
+
+// applyEach is apply, with the entries refused in failed and what ended
+// it early in err.
+func (p *Publisher) applyEach(ctx context.Context, c Changes, stamp *api.KVTxnOp) (failed []error, err error) {
 	var writes []write
 	add := func(what string, ops api.TxnOps, done func()) {
 		b, _ := json.Marshal(ops) // plain structs: cannot fail
@@ -278,13 +397,12 @@ func (p *Publisher) apply(ctx context.Context, c Changes, stamp *api.KVTxnOp) er
 		writes[len(writes)-1].stamp = true
 	}
 
-	var failed []error
 	for _, batch := range p.batches(writes) {
 		if err := p.send(ctx, batch, &failed); err != nil {
-			return errors.Join(append(failed, err)...)
+			return failed, err
 		}
 	}
-	return errors.Join(failed...)
+	return failed, nil
 }
 
 // batches packs writes in order into transactions within maxTxnOps and
@@ -407,7 +525,9 @@ func (e *txnRefused) Error() string {
 // through Raw rather than Txn(), which folds every status but 200 and 409
 // into one untyped error, while what to do next depends on the status.
 func (p *Publisher) commit(ctx context.Context, ops api.TxnOps) error {
-	_, err := p.raw.Write("/v1/txn", ops, nil, (&api.WriteOptions{}).WithContext(ctx))
+	wctx, cancel := p.call(ctx)
+	defer cancel()
+	_, err := p.raw.Write("/v1/txn", ops, nil, (&api.WriteOptions{}).WithContext(wctx))
 	if err == nil {
 		return nil
 	}
@@ -471,12 +591,21 @@ func checkIndex(checks api.HealthChecks, id string) uint64 {
 // Stats are the publisher's counters, for metrics.
 type Stats struct {
 	Creates, Updates, Deletes, Failures int64
-	LastSync                            time.Time
+	// Collisions is the number of entries skipped now because another
+	// topology's peer has their node name (see Collisions).
+	Collisions int64
+	LastSync   time.Time
+	// LastError is why the last sync failed; "" when it succeeded.
+	LastError string
 }
 
 // Stats returns the counters so far.
 func (p *Publisher) Stats() Stats {
-	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load()}
+	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load(),
+		Collisions: p.collisions.Load()}
+	p.mu.Lock()
+	s.LastError = p.lastErr
+	p.mu.Unlock()
 	if ns := p.lastSync.Load(); ns != 0 {
 		s.LastSync = time.Unix(0, ns)
 	}
