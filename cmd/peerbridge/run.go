@@ -46,6 +46,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNodeNames(ctx, cfg, log); err != nil {
+		return err
+	}
 	st.term.Store(first)
 
 	ls, err := dnsserver.Listen(cfg.dnsAddr)
