@@ -284,13 +284,14 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[cla
 	}
 	failed, err := p.applyEach(ctx, changes, stamp)
 	restamped := false
-	if err == nil && len(failed) > 0 && stamp != nil {
+	if err == nil && len(failed) > 0 && p.fence.Key != "" {
 		// Some entries were refused (a node of that name held by someone
 		// else, an entry changed since it was read), and the stamp, which
-		// must not describe them as written, was left out. Followers serve
-		// only what matches the stamp, so a missing stamp kept every
-		// topology out of DNS on every replica: stamp what the catalog
-		// holds now instead, the other entries are served.
+		// must not describe them as written, was left out (or already
+		// says what was wanted). Followers serve only what matches the
+		// stamp, so a stamp that does not say what the catalog holds kept
+		// every topology out of DNS on every replica: stamp what the
+		// catalog holds now instead, and the other entries are served.
 		restamped, err = p.restamp(ctx, set.Service, old, stampIndex)
 	}
 	p.log.Info("consul catalog updated", "topology", set.Service.Topology, "service", set.Service.Name,
