@@ -117,3 +117,41 @@ func TestCollisions(t *testing.T) {
 		t.Errorf("Collisions of one set = %+v", got)
 	}
 }
+
+// A topology no leader has stamped (new, or one whose every write fails:
+// a token that may not write its service) held every other topology out
+// of DNS on every replica; now the others are served, and it is not
+// reported ready.
+func TestFollowServesWhatIsStamped(t *testing.T) {
+	agent := bridgetest.StartConsul(t, "")
+	c := client(t, agent.Addr, "", nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	fence := lock(t, c, "peerbridge/leader/pb")
+	leader, err := New(Options{Client: c, Owner: "pb", Fence: fence})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := set("served", peer("a", "10.7.0.1"))
+	publish(t, leader, served)
+	unwritten := set("unwritten", peer("b", "10.7.0.2"))
+
+	z, ready := make(zone, 10), make(chan string, 2)
+	go Follow(ctx, FollowOptions{Client: c, Owner: "pb", StampKey: StampKey(fence.Key),
+		Services: []bridge.Service{served.Service, unwritten.Service}, Zone: z, Ready: func(t string) { ready <- t }})
+	if got := z.next(t).sets; len(got) != 1 || !got[0].Equal(served) {
+		t.Fatalf("followed %+v, want only %s", got, served.Service.Topology)
+	}
+	if got := <-ready; got != "served" {
+		t.Errorf("ready(%q), want served", got)
+	}
+
+	publish(t, leader, unwritten)
+	got := z.next(t).sets
+	for len(got) != 2 {
+		got = z.next(t).sets
+	}
+	if got := <-ready; got != "unwritten" {
+		t.Errorf("ready(%q), want unwritten once written", got)
+	}
+}
