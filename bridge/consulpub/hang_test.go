@@ -13,8 +13,9 @@ import (
 )
 
 // hangProxy is a TCP proxy in front of Consul that can be made to hang:
-// while it hangs, what clients send is held, unanswered, as by a Consul
-// server that vanished mid-request or a stalled load balancer.
+// a request sent while it hangs is never answered, on a connection that
+// stays open, as with a Consul server that vanished mid-request or a
+// stalled load balancer. Connections made after the hang work again.
 type hangProxy struct {
 	addr string
 
@@ -32,9 +33,7 @@ func startHangProxy(t *testing.T, upstream string) *hangProxy {
 	hp := &hangProxy{addr: ln.Addr().String(), open: make(chan struct{}), conns: map[net.Conn]bool{}}
 	close(hp.open)
 	var conns sync.WaitGroup
-	done := make(chan struct{})
 	t.Cleanup(func() {
-		close(done)
 		ln.Close()
 		hp.mu.Lock()
 		for c := range hp.conns {
@@ -52,7 +51,7 @@ func startHangProxy(t *testing.T, upstream string) *hangProxy {
 			hp.mu.Lock()
 			hp.conns[c] = true
 			hp.mu.Unlock()
-			conns.Go(func() { hp.serve(c, upstream, done) })
+			conns.Go(func() { hp.serve(c, upstream) })
 		}
 	}()
 	return hp
@@ -64,7 +63,8 @@ func (hp *hangProxy) gate() chan struct{} {
 	return hp.open
 }
 
-// hang holds every request from now on; release forwards them again.
+// hang loses every request from now on; release makes new ones work
+// again.
 func (hp *hangProxy) hang() {
 	hp.mu.Lock()
 	hp.open = make(chan struct{})
@@ -73,7 +73,7 @@ func (hp *hangProxy) hang() {
 
 func (hp *hangProxy) release() { close(hp.gate()) }
 
-func (hp *hangProxy) serve(c net.Conn, upstream string, done chan struct{}) {
+func (hp *hangProxy) serve(c net.Conn, upstream string) {
 	defer func() {
 		c.Close()
 		hp.mu.Lock()
@@ -90,14 +90,17 @@ func (hp *hangProxy) serve(c net.Conn, upstream string, done chan struct{}) {
 		c.Close()
 	}()
 	buf := make([]byte, 32<<10)
+	lost := false // a request sent during a hang: never answered
 	for {
 		n, err := c.Read(buf)
-		if n > 0 {
+		if n > 0 && !lost {
 			select {
 			case <-hp.gate():
-			case <-done:
-				return
+			default:
+				lost = true
 			}
+		}
+		if n > 0 && !lost {
 			if _, err := u.Write(buf[:n]); err != nil {
 				return
 			}
