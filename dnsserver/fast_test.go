@@ -100,7 +100,7 @@ func compareWithFull(t testing.TB, srv *Server, wire []byte) bool {
 	if n == 0 {
 		return false
 	}
-	sameReply(t, wire, out[:n], srv.slowUDP(wire))
+	sameReply(t, wire, out[:n], srv.slowUDP(wire, nil))
 	return true
 }
 

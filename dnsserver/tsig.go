@@ -2,6 +2,7 @@ package dnsserver
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"time"
 
@@ -53,13 +54,13 @@ func signed(m *dns.Msg, tsig *dns.TSIG) *dns.Msg {
 // signedUDP answers a TSIG-signed query that came over UDP (secondaries
 // sign their SOA queries): verified and signed with the key, or NOTAUTH.
 // Transfers stay refused over UDP, as answer refuses them.
-func (s *Server) signedUDP(req *dns.Msg, wire []byte) []byte {
+func (s *Server) signedUDP(req *dns.Msg, wire []byte, from net.Addr) []byte {
 	key := s.xfr.cfg.Key
 	tsig := req.IsTsig()
 	var m *dns.Msg
 	code := tsigError(dns.TsigVerify(wire, key.Secret, "", false), tsig, key)
 	if code != dns.RcodeSuccess {
-		s.log.Warn("dns request with a bad TSIG", "key", tsig.Hdr.Name, "error", dns.RcodeToString[code])
+		s.clientLog.warn("dns request with a bad TSIG", addrString(from), "transport", "udp", "key", tsig.Hdr.Name, "error", dns.RcodeToString[code])
 		m = notAuth(req, tsig, code)
 	} else {
 		m = s.snap.Load().answer(req, false)
@@ -87,4 +88,12 @@ func (s *Server) signedUDP(req *dns.Msg, wire []byte) []byte {
 		return nil
 	}
 	return out
+}
+
+// addrString is addr as a log attribute; nil for none.
+func addrString(addr net.Addr) string {
+	if addr == nil {
+		return ""
+	}
+	return addr.String()
 }

@@ -72,7 +72,7 @@ func (s *Server) serveUDP(conn *net.UDPConn, stop *atomic.Int32) error {
 				var qtype uint16
 				if m, qtype = snap.fastAnswer(req, buf); m > 0 {
 					s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
-				} else if reply := s.slowUDP(req); reply != nil && len(reply) <= len(buf) {
+				} else if reply := s.slowUDP(req, msg.Addr); reply != nil && len(reply) <= len(buf) {
 					m = copy(buf, reply)
 				}
 			}
@@ -127,7 +127,7 @@ const udpDrainIdle = 100 * time.Millisecond
 // slowUDP answers what the fast path does not: it applies the same
 // acceptance rules as miekg/dns's server (drop responses and garbage,
 // FORMERR or NOTIMP what it cannot take), then answer.
-func (s *Server) slowUDP(wire []byte) []byte {
+func (s *Server) slowUDP(wire []byte, from net.Addr) []byte {
 	h, ok := parseHeader(wire)
 	if !ok {
 		return nil // garbage: any reply could be used to amplify
@@ -141,7 +141,7 @@ func (s *Server) slowUDP(wire []byte) []byte {
 	var m *dns.Msg
 	if action == dns.MsgAccept && req.Unpack(wire) == nil {
 		if req.IsTsig() != nil && s.xfr.cfg.Key != nil {
-			return s.signedUDP(req, wire) // tsig.go
+			return s.signedUDP(req, wire, from) // tsig.go
 		}
 		m = s.snap.Load().answer(req, false)
 	} else {

@@ -346,13 +346,13 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 	}
 	remote := w.RemoteAddr().String()
 	if transfer && !s.xfr.allowed(w.RemoteAddr()) {
-		s.log.Warn("zone transfer refused: client not in PEERBRIDGE_DNS_TRANSFER_ALLOW", "remote", remote, "type", dns.TypeToString[qtype])
+		s.clientLog.warn("zone transfer refused: client not in PEERBRIDGE_DNS_TRANSFER_ALLOW", remote, "type", dns.TypeToString[qtype])
 		reply(rcodeReply(req, dns.RcodeRefused), xfrRefused)
 		return true
 	}
 	if tsig != nil && key != nil {
 		if code := tsigError(w.TsigStatus(), tsig, key); code != dns.RcodeSuccess {
-			s.log.Warn("dns request with a bad TSIG", "remote", remote, "type", dns.TypeToString[qtype],
+			s.clientLog.warn("dns request with a bad TSIG", remote, "type", dns.TypeToString[qtype],
 				"key", tsig.Hdr.Name, "error", dns.RcodeToString[code])
 			reply(notAuth(req, tsig, code), xfrNotAuth)
 			return true
@@ -365,7 +365,7 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 		return true
 	}
 	if key != nil && tsig == nil {
-		s.log.Warn("zone transfer refused: not TSIG-signed", "remote", remote, "type", dns.TypeToString[qtype])
+		s.clientLog.warn("zone transfer refused: not TSIG-signed", remote, "type", dns.TypeToString[qtype])
 		reply(rcodeReply(req, dns.RcodeRefused), xfrRefused)
 		return true
 	}
@@ -413,7 +413,7 @@ func (s *Server) serveXFR(w dns.ResponseWriter, req *dns.Msg) bool {
 	}
 	if err != nil {
 		s.xfr.transfers[kind][xfrFailed].Add(1)
-		s.log.Warn("zone transfer failed", "remote", remote, "type", dns.TypeToString[qtype], "error", err)
+		s.clientLog.warn("zone transfer failed", remote, "type", dns.TypeToString[qtype], "error", err)
 		return true
 	}
 	s.xfr.transfers[kind][result].Add(1)

@@ -9,6 +9,7 @@
 package consulpub
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -46,23 +47,22 @@ type Options struct {
 	// a leader that cannot write then gives up its lock (see Lead) so that
 	// a replica whose token may write leads instead.
 	MaxRefusals int
-	Logger      *slog.Logger
+	// Timeout bounds each request to Consul; DefaultTimeout when 0. A
+	// request that hangs fails the sync, which Run retries with backoff.
+	Timeout time.Duration
+	Logger  *slog.Logger
 }
 
 // ErrRefused is returned by Run when Consul refused MaxRefusals syncs in
 // a row.
 var ErrRefused = errors.New("consul refuses this replica's writes")
 
-// refused reports whether err is Consul refusing a write for its ACL
-// token, rather than a failure that may pass.
-func refused(err error) bool {
-	var se api.StatusError
-	if errors.As(err, &se) && se.Code == http.StatusForbidden {
-		return true
-	}
-	text := strings.ToLower(err.Error())
-	return strings.Contains(text, "permission denied") || strings.Contains(text, "acl not found")
-}
+// DefaultTimeout is how long a request to Consul may take: a transaction
+// of the largest size is written in well under a second, and Consul's own
+// RPCs give up after 7 s by default. Without a deadline, one request that
+// hung (a Consul server that vanished mid-request, a stalled proxy)
+// stopped publishing for good, uncounted.
+const DefaultTimeout = 10 * time.Second
 
 // Fence is a leader's claim: its session holds the lock on Key.
 type Fence struct {
@@ -97,19 +97,28 @@ type Publisher struct {
 	maxRefusals int
 	owner       string
 	tags        []string
+	timeout     time.Duration
 	log         *slog.Logger
 	wake        chan struct{}
 
 	mu      sync.Mutex
 	desired map[string]bridge.Set // by topology
-	dirty   map[string]bool
-	errs    map[string]error
+	// names are the node names of each topology's desired set, for
+	// finding collisions (see Collisions).
+	names map[string][]peerNode
+	dirty map[string]bool
+	errs  map[string]error
+	// clashes are the collisions of the last sync, by node, so that each
+	// is logged once when it appears.
+	clashes map[clash]Collision
+	lastErr string // of the last sync, "" when it succeeded
 
 	syncMu sync.Mutex // one sync at a time
 
 	creates, updates, deletes, failures atomic.Int64
 	denied                              atomic.Int64 // failures for want of an ACL permission
 	lastSync                            atomic.Int64 // unix nanoseconds
+	collisions                          atomic.Int64 // entries skipped now
 }
 
 // New returns a publisher.
@@ -134,11 +143,14 @@ func New(opts Options) (*Publisher, error) {
 		maxRefusals: opts.MaxRefusals,
 		owner:       opts.Owner,
 		tags:        slices.Compact(tags),
+		timeout:     cmp.Or(opts.Timeout, DefaultTimeout),
 		log:         log,
 		wake:        make(chan struct{}, 1),
 		desired:     map[string]bridge.Set{},
+		names:       map[string][]peerNode{},
 		dirty:       map[string]bool{},
 		errs:        map[string]error{},
+		clashes:     map[clash]Collision{},
 	}, nil
 }
 
@@ -147,6 +159,9 @@ func New(opts Options) (*Publisher, error) {
 // that the loop reports a Consul in trouble.
 func (p *Publisher) Publish(_ context.Context, set bridge.Set) error {
 	p.mu.Lock()
+	if old, ok := p.desired[set.Service.Topology]; !ok || !old.Equal(set) {
+		p.names[set.Service.Topology] = nodeNames(p.owner, set)
+	}
 	p.desired[set.Service.Topology] = set
 	p.dirty[set.Service.Topology] = true
 	err := p.errs[set.Service.Topology]
@@ -175,7 +190,7 @@ func (p *Publisher) Run(ctx context.Context) error {
 		case <-retry.C:
 		}
 		if err := p.Sync(ctx); err != nil && ctx.Err() == nil {
-			if refusals++; !refused(err) {
+			if refusals++; !errors.Is(err, ErrPermission) {
 				refusals = 0
 			}
 			if p.maxRefusals > 0 && refusals >= p.maxRefusals {
@@ -205,11 +220,13 @@ func (p *Publisher) Sync(ctx context.Context) error {
 	for t := range p.dirty {
 		due[t] = p.desired[t]
 	}
+	clashes := collisions(p.names)
 	p.mu.Unlock()
+	p.noteCollisions(clashes)
 
 	var errs []error
 	for _, t := range slices.Sorted(maps.Keys(due)) {
-		err := scrubbed(p.syncSet(ctx, due[t])) // no password of CONSUL_HTTP_ADDR in a log line or /status
+		err := scrubbed(p.syncSet(ctx, due[t], clashes)) // no password of CONSUL_HTTP_ADDR in a log line or /status
 		p.mu.Lock()
 		p.errs[t] = err
 		// A set published while this one synced is due again.
@@ -226,48 +243,133 @@ func (p *Publisher) Sync(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("topology %s: %w", t, err))
 		}
 	}
-	if len(errs) == 0 {
+	err := errors.Join(errs...)
+	p.mu.Lock()
+	p.lastErr = ""
+	if err != nil {
+		p.lastErr = err.Error()
+	}
+	p.mu.Unlock()
+	if err == nil {
 		p.lastSync.Store(time.Now().UnixNano())
 	}
-	return errors.Join(errs...)
+	return err
+}
+
+// noteCollisions logs each collision when it first appears, and keeps
+// their number for Stats.
+func (p *Publisher) noteCollisions(clashes map[clash]Collision) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, c := range clashes {
+		if p.clashes[k] != c {
+			p.log.Error("consul node name collision: entry skipped", "node", c.Node, "topology", c.Other, "peer", c.OtherPeer, "error", c)
+		}
+	}
+	p.clashes = clashes
+	p.collisions.Store(int64(len(clashes)))
+}
+
+// call returns ctx with the deadline of one request to Consul.
+func (p *Publisher) call(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, p.timeout)
 }
 
 // syncSet reads what Consul holds for the set's service and this owner,
-// with one request, and writes the difference. A fenced publisher also
+// with one request, and writes the difference. Entries whose node another
+// topology's peer takes (clashes) are left out. A fenced publisher also
 // reads the stamp, and updates it in the transaction that completes the
 // set.
-func (p *Publisher) syncSet(ctx context.Context, set bridge.Set) error {
-	q := (&api.QueryOptions{NodeMeta: map[string]string{metaOwner: p.owner}}).WithContext(ctx)
-	have, _, err := p.health.Service(set.Service.Name, "", false, q)
+func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[clash]Collision) error {
+	have, err := p.read(ctx, set.Service.Name)
 	if err != nil {
-		return fmt.Errorf("reading service %s from consul: %w", set.Service.Name, err)
+		return err
 	}
 	want := Desired(p.owner, p.tags, set)
+	skipped := 0
+	if len(clashes) > 0 {
+		for node := range want {
+			if _, ok := clashes[clash{node, set.Service.Topology}]; ok {
+				delete(want, node)
+				skipped++
+			}
+		}
+	}
 	changes := plan(p.owner, want, have)
 	var stamp *api.KVTxnOp
+	var old Stamp
+	var stampIndex uint64
 	if p.fence.Key != "" {
-		key := StampKey(p.fence.Key)
-		old, _, index, err := readStamp(p.kv, key, (&api.QueryOptions{}).WithContext(ctx))
+		rctx, cancel := p.call(ctx)
+		old, _, stampIndex, err = readStamp(p.kv, StampKey(p.fence.Key), (&api.QueryOptions{}).WithContext(rctx))
+		cancel()
 		if err != nil {
 			return err
 		}
-		digest := setDigest(setFromEntries(p.owner, set.Service, asEntries(want)))
-		if old.Sets[set.Service.Topology] != digest || old.Serial == 0 {
-			value, err := json.Marshal(old.next(set.Service.Topology, digest, time.Now()))
-			if err != nil {
-				return err
-			}
-			stamp = &api.KVTxnOp{Verb: api.KVCAS, Key: key, Value: value, Index: index}
-		}
+		stamp = p.stampOp(old, stampIndex, set.Service.Topology, setDigest(setFromEntries(p.owner, set.Service, asEntries(want))))
 	}
 	if changes.Writes() == 0 && stamp == nil {
 		return nil
 	}
-	err = p.apply(ctx, changes, stamp)
+	failed, err := p.applyEach(ctx, changes, stamp)
+	restamped := false
+	if err == nil && len(failed) > 0 && p.fence.Key != "" {
+		// Some entries were refused (a node of that name held by someone
+		// else, an entry changed since it was read), and the stamp, which
+		// must not describe them as written, was left out (or already
+		// says what was wanted). Followers serve only what matches the
+		// stamp, so a stamp that does not say what the catalog holds kept
+		// every topology out of DNS on every replica: stamp what the
+		// catalog holds now instead, and the other entries are served.
+		restamped, err = p.restamp(ctx, set.Service, old, stampIndex)
+	}
 	p.log.Info("consul catalog updated", "topology", set.Service.Topology, "service", set.Service.Name,
 		"created", len(changes.Create), "updated", len(changes.Update), "deleted", len(changes.Delete),
-		"stamped", stamp != nil, "error", err)
-	return err
+		"refused", len(failed), "skipped_collisions", skipped, "stamped", stamp != nil && len(failed) == 0 || restamped,
+		"error", errors.Join(append(failed, err)...))
+	return errors.Join(append(failed, err)...)
+}
+
+// read returns this owner's entries of service, as Consul holds them.
+func (p *Publisher) read(ctx context.Context, service string) ([]*api.ServiceEntry, error) {
+	rctx, cancel := p.call(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{NodeMeta: map[string]string{metaOwner: p.owner}}).WithContext(rctx)
+	have, _, err := p.health.Service(service, "", false, q)
+	if err != nil {
+		return nil, fmt.Errorf("reading service %s from consul: %w", service, err)
+	}
+	return have, nil
+}
+
+// stampOp is the write that sets topology's digest in the stamp old,
+// read at index, or nil when it says so already.
+func (p *Publisher) stampOp(old Stamp, index uint64, topology, digest string) *api.KVTxnOp {
+	if old.Sets[topology] == digest && old.Serial != 0 {
+		return nil
+	}
+	value, _ := json.Marshal(old.next(topology, digest, time.Now())) // plain structs: cannot fail
+	return &api.KVTxnOp{Verb: api.KVCAS, Key: StampKey(p.fence.Key), Value: value, Index: index}
+}
+
+// restamp reads svc's entries back and writes the digest of what they
+// hold into the stamp, alone: what followers then serve. It reports
+// whether it wrote.
+func (p *Publisher) restamp(ctx context.Context, svc bridge.Service, old Stamp, index uint64) (bool, error) {
+	have, err := p.read(ctx, svc.Name)
+	if err != nil {
+		return false, err
+	}
+	op := p.stampOp(old, index, svc.Topology, setDigest(setFromEntries(p.owner, svc, have)))
+	if op == nil {
+		return false, nil
+	}
+	w := write{what: "the stamp", ops: api.TxnOps{{KV: op}}, stamp: true, done: func() {}}
+	var failed []error
+	if err := p.send(ctx, []write{w}, &failed); err != nil {
+		return false, err
+	}
+	return len(failed) == 0, errors.Join(failed...)
 }
 
 // write is one entry's operations, which always travel in one
@@ -288,6 +390,13 @@ type write struct {
 // with the check that the lock is still held. Entries Consul refuses are
 // reported and the rest is written (see send).
 func (p *Publisher) apply(ctx context.Context, c changeSet, stamp *api.KVTxnOp) error {
+	failed, err := p.applyEach(ctx, c, stamp)
+	return errors.Join(append(failed, err)...)
+}
+
+// applyEach is apply, with the entries refused in failed and what ended
+// it early in err.
+func (p *Publisher) applyEach(ctx context.Context, c changeSet, stamp *api.KVTxnOp) (failed []error, err error) {
 	var writes []write
 	add := func(what string, ops api.TxnOps, done func()) {
 		b, _ := json.Marshal(ops) // plain structs: cannot fail
@@ -318,13 +427,12 @@ func (p *Publisher) apply(ctx context.Context, c changeSet, stamp *api.KVTxnOp) 
 		writes[len(writes)-1].stamp = true
 	}
 
-	var failed []error
 	for _, batch := range p.batches(writes) {
 		if err := p.send(ctx, batch, &failed); err != nil {
-			return errors.Join(append(failed, err)...)
+			return failed, err
 		}
 	}
-	return errors.Join(failed...)
+	return failed, nil
 }
 
 // batches packs writes in order into transactions within maxTxnOps and
@@ -429,15 +537,18 @@ func (p *Publisher) send(ctx context.Context, ws []write, failed *[]error) error
 var ErrPermission = errors.New("the Consul token lacks a permission")
 
 // permissionDenied reports whether Consul refused err's request for the
-// token's ACL policy: a 403, or a transaction whose operations failed with
-// Consul's "Permission denied" (which names the missing permission, and
-// the token's accessor id, never its secret).
+// token: a 403, a transaction whose operations failed with Consul's
+// "Permission denied" (which names the missing permission, and the
+// token's accessor id, never its secret), or a token Consul does not know
+// ("ACL not found"). Such a refusal lasts until an operator acts, unlike
+// a failure that may pass.
 func permissionDenied(err error) bool {
 	var status api.StatusError
 	if errors.As(err, &status) && status.Code == http.StatusForbidden {
 		return true
 	}
-	return strings.Contains(err.Error(), "Permission denied")
+	text := strings.ToLower(err.Error())
+	return strings.Contains(text, "permission denied") || strings.Contains(text, "acl not found")
 }
 
 // txnRefused is a transaction Consul refused for what it holds: rolled
@@ -464,7 +575,9 @@ func (e *txnRefused) Error() string {
 // through Raw rather than Txn(), which folds every status but 200 and 409
 // into one untyped error, while what to do next depends on the status.
 func (p *Publisher) commit(ctx context.Context, ops api.TxnOps) error {
-	_, err := p.raw.Write("/v1/txn", ops, nil, (&api.WriteOptions{}).WithContext(ctx))
+	wctx, cancel := p.call(ctx)
+	defer cancel()
+	_, err := p.raw.Write("/v1/txn", ops, nil, (&api.WriteOptions{}).WithContext(wctx))
 	if err == nil {
 		return nil
 	}
@@ -530,13 +643,22 @@ type Stats struct {
 	Creates, Updates, Deletes, Failures int64
 	// Denied counts the failures (among Failures) for want of an ACL
 	// permission.
-	Denied   int64
-	LastSync time.Time
+	Denied int64
+	// Collisions is the number of entries skipped now because another
+	// topology's peer has their node name (see Collisions).
+	Collisions int64
+	LastSync   time.Time
+	// LastError is why the last sync failed; "" when it succeeded.
+	LastError string
 }
 
 // Stats returns the counters so far.
 func (p *Publisher) Stats() Stats {
-	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load(), Denied: p.denied.Load()}
+	s := Stats{Creates: p.creates.Load(), Updates: p.updates.Load(), Deletes: p.deletes.Load(), Failures: p.failures.Load(),
+		Denied: p.denied.Load(), Collisions: p.collisions.Load()}
+	p.mu.Lock()
+	s.LastError = p.lastErr
+	p.mu.Unlock()
 	if ns := p.lastSync.Load(); ns != 0 {
 		s.LastSync = time.Unix(0, ns)
 	}

@@ -38,9 +38,11 @@ type FollowOptions struct {
 // leader included, so that all serve alike): one blocking query per
 // topology on the owner's catalog entries, each answer turned back into
 // the set the leader published, and one on the leader's stamp. Once every
-// topology's entries match the stamp, the sets go to the zone at once,
-// under the stamp's serial: a replica never serves a half-written set, and
-// replicas serving the same records serve the same serial. Errors keep
+// stamped topology's entries match the stamp, the sets go to the zone at
+// once, under the stamp's serial: a replica never serves a half-written
+// set, and replicas serving the same records serve the same serial. A
+// topology the stamp does not name yet is left out rather than holding
+// the others back. Errors keep
 // the last sets and are retried with backoff. Follow returns when ctx is
 // done.
 func Follow(ctx context.Context, opts FollowOptions) {
@@ -90,7 +92,7 @@ func Follow(ctx context.Context, opts FollowOptions) {
 
 	sets := map[string]bridge.Set{}
 	var stamp *Stamp
-	published := false
+	published := map[string]bool{} // topologies served, for ready
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,8 +113,15 @@ func Follow(ctx context.Context, opts FollowOptions) {
 		}
 		all := make([]bridge.Set, 0, len(opts.Services))
 		for _, svc := range opts.Services {
+			digest, stamped := stamp.Sets[svc.Topology]
+			if !stamped {
+				// No leader has written this topology (new, or its writes
+				// keep failing): every replica sees the same stamp, so all
+				// serve the others alike, and none this one.
+				continue
+			}
 			set, ok := sets[svc.Topology]
-			if !ok || setDigest(set) != stamp.Sets[svc.Topology] {
+			if !ok || setDigest(set) != digest {
 				all = nil
 				break
 			}
@@ -125,10 +134,10 @@ func Follow(ctx context.Context, opts FollowOptions) {
 			log.Warn("publishing the leader's peer sets failed", "error", err)
 			continue
 		}
-		if !published {
-			published = true
-			for _, svc := range opts.Services {
-				ready(svc.Topology)
+		for _, set := range all {
+			if !published[set.Service.Topology] {
+				published[set.Service.Topology] = true
+				ready(set.Service.Topology)
 			}
 		}
 	}

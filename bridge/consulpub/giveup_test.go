@@ -28,8 +28,8 @@ func TestRefusedWritesEndRun(t *testing.T) {
 	if err := p.Run(ctx); !errors.Is(err, ErrRefused) {
 		t.Fatalf("Run = %v, want ErrRefused", err)
 	}
-	if !refused(fmt.Errorf("txn: %w", errors.New("Permission denied: token lacks node:write"))) || refused(errors.New("connection refused")) {
-		t.Fatal("refused misreads an error")
+	if !permissionDenied(fmt.Errorf("txn: %w", errors.New("Permission denied: token lacks node:write"))) || permissionDenied(errors.New("connection refused")) {
+		t.Fatal("permissionDenied misreads an error")
 	}
 }
 

@@ -1,6 +1,8 @@
 package consulpub
 
 import (
+	"cmp"
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
@@ -231,4 +233,73 @@ func hasCheck(e *api.ServiceEntry, id string) bool {
 		}
 	}
 	return false
+}
+
+// peerNode is a peer's node name in the catalog.
+type peerNode struct {
+	node, peer string
+}
+
+// nodeNames returns the node names of set's peers that Desired registers.
+func nodeNames(owner string, set bridge.Set) []peerNode {
+	labels := bridge.Labels(set.Peers)
+	out := make([]peerNode, 0, len(set.Peers))
+	for i, p := range set.Peers {
+		if len(p.Addrs) > 0 {
+			out = append(out, peerNode{nodeName(owner, set.Service.Name, labels[i]), p.Name})
+		}
+	}
+	return out
+}
+
+// Collision is a node name that peers of two topologies map to: NodeName
+// joins owner, service and label with hyphens, so service web's peer
+// api-1 and service web-api's peer 1 are both node owner-web-api-1. A
+// node holds one peer's address: Topology's peer keeps it, Other's is not
+// registered.
+type Collision struct {
+	Node                             string
+	Topology, Peer, Other, OtherPeer string
+}
+
+func (c Collision) Error() string {
+	return fmt.Sprintf("consul node %s: peer %q of topology %s and peer %q of topology %s both map to it; "+
+		"only %s's is registered (rename a service, or a peer)", c.Node, c.Peer, c.Topology, c.OtherPeer, c.Other, c.Topology)
+}
+
+// Collisions returns the node names that peers of several sets map to,
+// by node and then skipped topology. Of the topologies that share a node,
+// the first by name keeps it, so that every sync, and every leader,
+// decides alike.
+func Collisions(owner string, sets []bridge.Set) []Collision {
+	names := make(map[string][]peerNode, len(sets))
+	for _, s := range sets {
+		names[s.Service.Topology] = nodeNames(owner, s)
+	}
+	m := collisions(names)
+	out := slices.Collect(maps.Values(m))
+	slices.SortFunc(out, func(a, b Collision) int {
+		return cmp.Or(strings.Compare(a.Node, b.Node), strings.Compare(a.Other, b.Other))
+	})
+	return out
+}
+
+// clash is a node that a topology's peer does not get.
+type clash struct{ node, topology string }
+
+func collisions(names map[string][]peerNode) map[clash]Collision {
+	type claim struct{ topology, peer string }
+	first := map[string]claim{}
+	out := map[clash]Collision{}
+	for _, t := range slices.Sorted(maps.Keys(names)) {
+		for _, n := range names[t] {
+			c, taken := first[n.node]
+			if !taken {
+				first[n.node] = claim{t, n.peer}
+				continue
+			}
+			out[clash{n.node, t}] = Collision{Node: n.node, Topology: c.topology, Peer: c.peer, Other: t, OtherPeer: n.peer}
+		}
+	}
+	return out
 }

@@ -90,6 +90,10 @@ type consulStatus struct {
 	Deletes  int64      `json:"deletes"`
 	Failures int64      `json:"sync_failures"`
 	LastSync *time.Time `json:"last_sync,omitempty"`
+	// LastError is why the last sync failed (a request past its deadline,
+	// an entry refused), empty once one succeeds.
+	LastError  string `json:"last_error,omitempty"`
+	Collisions int64  `json:"node_collisions"`
 }
 
 // status describes the replica. Peers are what DNS serves (a follower's
@@ -135,7 +139,8 @@ func status(st *state, now time.Time) statusDoc {
 	}
 	if c := st.consul(); c != nil {
 		s := c.Stats()
-		doc.Consul = &consulStatus{Creates: s.Creates, Updates: s.Updates, Deletes: s.Deletes, Failures: s.Failures, LastSync: timePtr(s.LastSync)}
+		doc.Consul = &consulStatus{Creates: s.Creates, Updates: s.Updates, Deletes: s.Deletes, Failures: s.Failures, LastSync: timePtr(s.LastSync),
+			LastError: s.LastError, Collisions: s.Collisions}
 	}
 	return doc
 }

@@ -55,6 +55,9 @@ func (m *Main) run(ctx context.Context, cfg *config) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNodeNames(ctx, cfg, log); err != nil {
+		return err
+	}
 	st.term.Store(first)
 
 	ls, httpLn, err := listen(cfg, log) // listen.go
@@ -328,6 +331,9 @@ func (t topology) spec() bridge.Service {
 	}
 }
 
+// maxLoggedTopologies is how many topologies the start-up line lists.
+const maxLoggedTopologies = 20
+
 // logValue is the effective configuration for the start-up log line.
 // Credentials are never part of it: only where the token came from.
 func (c *config) logValue() slog.Value {
@@ -356,7 +362,13 @@ func (c *config) logValue() slog.Value {
 			"addr", consulpub.RedactAddr(os.Getenv("CONSUL_HTTP_ADDR")), "token_set", tokenFrom != "", "token_from", tokenFrom,
 			"owner", c.consul.owner, "tags", c.consul.tags))
 	}
-	for _, t := range c.topologies {
+	// Thousands of topologies made the first line megabytes long: the
+	// first few are listed, the rest counted (/status lists them all).
+	shown := c.topologies[:min(len(c.topologies), maxLoggedTopologies)]
+	if more := len(c.topologies) - len(shown); more > 0 {
+		attrs = append(attrs, slog.Int("topologies", len(c.topologies)), slog.Int("topologies_not_listed", more))
+	}
+	for _, t := range shown {
 		attrs = append(attrs, slog.Group("topology."+t.name, append([]any{
 			"service", t.service, "provider", t.provider, "port", t.port,
 			"port_name", t.portName, "node_basename", t.nodeBasename, "poll_interval", t.intervalText(),
