@@ -26,32 +26,41 @@ var (
 	asHcloud  = map[string]string{"PEERBRIDGE_PROVIDER": "hcloud", "HCLOUD_TOKEN": "hc_test"}
 	asEC2     = map[string]string{"PEERBRIDGE_PROVIDER": "ec2", "AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true"}
 	withHA    = map[string]string{"PEERBRIDGE_HA": "true", "CONSUL_HTTP_ADDR": "127.0.0.1:8500"}
+	asECS     = map[string]string{"PEERBRIDGE_PROVIDER": "ecs", "AWS_REGION": "eu-west-1", "AWS_EC2_METADATA_DISABLED": "true",
+		"PEERBRIDGE_ECS_CLUSTER": "prod", "PEERBRIDGE_ECS_SERVICE": "web"}
+	// The metadata server is a closed loopback port: ADC finds no
+	// credentials without dialling out of the machine.
+	asGCE   = map[string]string{"PEERBRIDGE_PROVIDER": "gce", "PEERBRIDGE_GCE_PROJECT": "my-project", "GCE_METADATA_HOST": "127.0.0.1:1"}
+	asNomad = map[string]string{"PEERBRIDGE_PROVIDER": "nomad", "PEERBRIDGE_NOMAD_SERVICE": "web", "NOMAD_ADDR": "http://127.0.0.1:1"}
 )
 
 // invalidValues has an entry for every variable help lists, or an
 // exemption saying why no value is invalid.
 var invalidValues = map[string]invalid{
-	"TOPOLOGIES":         {"web,Bad_Name", nil},
-	"DNS_DOMAIN":         {"peers internal", nil},
-	"DNS_ADDR":           {"8653", nil},
-	"DNS_TTL":            {"-5", nil},
-	"DNS_NEGATIVE_TTL":   {"1500ms", nil},
-	"DNS_MAX_TCP_CONNS":  {"-1", nil},
-	"DNS_TRANSFER_ALLOW": {"10.0.0.0/33", nil},
-	"DNS_NOTIFY":         {"secondary", nil},
-	"DNS_TSIG_KEY":       {"xfr:hmac-md4:c2VjcmV0", nil},
-	"DNS_NS":             {"ns1=not-an-address", nil},
-	"HTTP_ADDR":          {"localhost:http-ish", nil},
-	"HTTP_MAX_CONNS":     {"0", nil},
-	"CONSUL":             {"maybe", nil},
-	"OWNER":              {"team a", map[string]string{"PEERBRIDGE_CONSUL": "true"}},
-	"HA":                 {"perhaps", nil},
-	"HA_CHECK_TTL":       {"500ms", withHA},
-	"HA_RENEW_DEADLINE":  {"3s", withHA},
-	"HA_LOCK_DELAY":      {"2m", withHA},
-	"LOG_LEVEL":          {"loud", nil},
-	"LOG_FORMAT":         {"xml", nil},
-	"STATE_FILE":         {"/nonexistent/peerbridge/state.json", nil},
+	"TOPOLOGIES":          {"web,Bad_Name", nil},
+	"DNS_DOMAIN":          {"peers internal", nil},
+	"DNS_ADDR":            {"8653", nil},
+	"DNS_TTL":             {"-5", nil},
+	"DNS_NEGATIVE_TTL":    {"1500ms", nil},
+	"DNS_MAX_TCP_CONNS":   {"-1", nil},
+	"DNS_RATE_LIMIT":      {"-1", nil},
+	"DNS_RATE_LIMIT_SLIP": {"11", nil},
+	"WEB_CONFIG_FILE":     {"/nonexistent/web-config.yml", nil},
+	"DNS_TRANSFER_ALLOW":  {"10.0.0.0/33", nil},
+	"DNS_NOTIFY":          {"secondary", nil},
+	"DNS_TSIG_KEY":        {"xfr:hmac-md4:c2VjcmV0", nil},
+	"DNS_NS":              {"ns1=not-an-address", nil},
+	"HTTP_ADDR":           {"localhost:http-ish", nil},
+	"HTTP_MAX_CONNS":      {"0", nil},
+	"CONSUL":              {"maybe", nil},
+	"OWNER":               {"team a", map[string]string{"PEERBRIDGE_CONSUL": "true"}},
+	"HA":                  {"perhaps", nil},
+	"HA_CHECK_TTL":        {"500ms", withHA},
+	"HA_RENEW_DEADLINE":   {"3s", withHA},
+	"HA_LOCK_DELAY":       {"2m", withHA},
+	"LOG_LEVEL":           {"loud", nil},
+	"LOG_FORMAT":          {"xml", nil},
+	"STATE_FILE":          {"/nonexistent/peerbridge/state.json", nil},
 
 	"SERVICE":        {"my_app", nil},
 	"PROVIDER":       {"nimbus", nil},
@@ -82,6 +91,20 @@ var invalidValues = map[string]invalid{
 	"EC2_FILTERS": {"tag:app", asEC2},
 	"EC2_ADDRESS": {"elastic", asEC2},
 
+	"ECS_CLUSTER": {"prod cluster", asECS},
+	"ECS_SERVICE": {"web", merge(asECS, map[string]string{"PEERBRIDGE_ECS_FAMILY": "web"})},
+	"ECS_FAMILY":  {"web:3", merge(asECS, map[string]string{"PEERBRIDGE_ECS_SERVICE": ""})},
+	"ECS_ADDRESS": {"public", asECS},
+
+	"GCE_PROJECT": {"My Project", asGCE},
+	"GCE_ZONES":   {"europe west1", asGCE},
+	"GCE_ADDRESS": {"elastic", asGCE},
+	"GCE_API_URL": {"https://compute.googleapis.com/compute/v1", asGCE},
+
+	"NOMAD_SERVICE":   {"-web-", asNomad},
+	"NOMAD_TAGS":      {"a\x01b", asNomad},
+	"NOMAD_NAMESPACE": {"prod ns", asNomad},
+
 	"RANCHER_URL":        {"rancher-metadata", asRancher},
 	"RANCHER_VERSION":    {"..", asRancher},
 	"RANCHER_SERVICES":   {"web", asRancher},
@@ -100,6 +123,7 @@ var exempt = map[string]string{
 	"HCLOUD_NAME":               "a filter compared with the servers' names; an unknown one matches nothing",
 	"HCLOUD_LOCATION":           "a filter compared with the servers' locations; an unknown one matches nothing",
 	"EC2_LABEL_TAG":             "any tag key; an instance without that tag is named by its id",
+	"GCE_FILTER":                "Compute's filter syntax is checked by the API, which answers 400 (the poll fails, the error names it)",
 	"DIGITALOCEAN_TOKEN":        "any string; only the API can tell a wrong token (exit 1 with a credentials error)",
 	"DIGITALOCEAN_ACCESS_TOKEN": "the same",
 }

@@ -57,12 +57,12 @@ func TestSystemdSocketOrder(t *testing.T) {
 	}
 }
 
-// TestKubernetesDisruptionBudget: a Deployment of several replicas has a
-// PodDisruptionBudget for its pods that lets a drain take one at a time.
+// TestKubernetesDisruptionBudget: a Deployment or StatefulSet of several
+// replicas has a PodDisruptionBudget for its pods that lets a drain take one at a time.
 func TestKubernetesDisruptionBudget(t *testing.T) {
 	checked := 0
 	for _, f := range deployFiles(t) {
-		if !strings.HasPrefix(f, "deploy/kubernetes/") || !strings.HasSuffix(f, ".yaml") {
+		if !strings.HasSuffix(f, ".yaml") {
 			continue
 		}
 		docs, err := yamlDocs(repoFile(t, f))
@@ -80,7 +80,7 @@ func TestKubernetesDisruptionBudget(t *testing.T) {
 			sel, _ := spec["selector"].(map[string]any)
 			labels := labelsKey(sel["matchLabels"])
 			switch doc["kind"] {
-			case "Deployment":
+			case "Deployment", "StatefulSet":
 				n, _ := spec["replicas"].(int)
 				deps = append(deps, deployment{labels, n})
 			case "PodDisruptionBudget":
@@ -95,14 +95,14 @@ func TestKubernetesDisruptionBudget(t *testing.T) {
 			checked++
 			min, ok := pdbs[d.selector]
 			if !ok {
-				t.Errorf("%s: a Deployment of %d replicas (%s) has no PodDisruptionBudget", f, d.replicas, d.selector)
+				t.Errorf("%s: a workload of %d replicas (%s) has no PodDisruptionBudget", f, d.replicas, d.selector)
 			} else if min < 1 || min >= d.replicas {
 				t.Errorf("%s: minAvailable %d of %d replicas: want at least 1 and fewer than all", f, min, d.replicas)
 			}
 		}
 	}
 	if checked == 0 {
-		t.Fatal("no Deployment of several replicas found: the walk is broken")
+		t.Fatal("no workload of several replicas found: the walk is broken")
 	}
 }
 

@@ -56,6 +56,13 @@ job "peerbridge" {
       config {
         image = "peerbridge:0.1.0"
         ports = ["dns", "http"]
+        # The last published peer sets (PEERBRIDGE_STATE_FILE), on a
+        # Docker volume of the host that outlives the allocation.
+        mount {
+          type   = "volume"
+          target = "/var/lib/peerbridge"
+          source = "peerbridge-state"
+        }
       }
 
       # The workload identity's token in NOMAD_TOKEN; it is good for the
@@ -66,6 +73,7 @@ job "peerbridge" {
       }
 
       env {
+        PEERBRIDGE_STATE_FILE    = "/var/lib/peerbridge/state.json"
         PEERBRIDGE_PROVIDER      = "nomad"
         PEERBRIDGE_SERVICE       = "myapp"
         PEERBRIDGE_NOMAD_SERVICE = "myapp"
