@@ -105,16 +105,23 @@ func headings(text, level string) []string {
 }
 
 // section is the text under the second-level heading name, up to the
-// next one.
+// next one; a "## " line in a code block is no heading.
 func section(text, name string) string {
-	_, after, ok := strings.Cut(text, "\n## "+name+"\n")
-	if !ok {
-		return ""
+	var b strings.Builder
+	in, fenced := false, false
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "```") {
+			fenced = !fenced
+		}
+		if !fenced && strings.HasPrefix(line, "## ") {
+			in = strings.TrimSpace(strings.TrimPrefix(line, "## ")) == name
+			continue
+		}
+		if in {
+			b.WriteString(line + "\n")
+		}
 	}
-	if i := strings.Index(after, "\n## "); i >= 0 {
-		after = after[:i]
-	}
-	return after
+	return b.String()
 }
 
 // TestProviderDocs keeps one reference per registered provider,
