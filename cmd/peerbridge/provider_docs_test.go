@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -246,5 +247,72 @@ func TestProviderDocsLinks(t *testing.T) {
 				t.Errorf("%s links to %s, which does not exist", path, l)
 			}
 		}
+	}
+}
+
+// fencedBlock is the first code block of the given language in the
+// section name of a provider's reference.
+func fencedBlock(t *testing.T, path, name, lang string) string {
+	t.Helper()
+	_, block, ok := strings.Cut(section(repoFile(t, path), name), "```"+lang+"\n")
+	block, _, ok2 := strings.Cut(block, "```")
+	if !ok || !ok2 {
+		t.Fatalf("%s has no %s block in its %s section", path, lang, name)
+	}
+	return block
+}
+
+// TestProviderDocsECSPolicy keeps the ecs reference's IAM policy to the
+// actions of deploy/ecs/iam-policy.json, which scopes the same actions
+// to one cluster.
+func TestProviderDocsECSPolicy(t *testing.T) {
+	type policy struct {
+		Statement []struct {
+			Effect string
+			Action any // a string or a list
+		}
+	}
+	actions := func(text, what string) []string {
+		var p policy
+		if err := json.Unmarshal([]byte(text), &p); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		var as []string
+		for _, s := range p.Statement {
+			if s.Effect != "Allow" {
+				t.Errorf("%s: effect %q", what, s.Effect)
+			}
+			switch a := s.Action.(type) {
+			case string:
+				as = append(as, a)
+			case []any:
+				for _, x := range a {
+					as = append(as, fmt.Sprint(x))
+				}
+			}
+		}
+		slices.Sort(as)
+		return as
+	}
+	doc := actions(fencedBlock(t, "providers/ecs/README.md", "Permissions needed", "json"), "providers/ecs/README.md")
+	file := actions(repoFile(t, "deploy/ecs/iam-policy.json"), "deploy/ecs/iam-policy.json")
+	want := []string{"ec2:DescribeInstances", "ecs:DescribeContainerInstances", "ecs:DescribeTasks", "ecs:ListTasks"}
+	if !slices.Equal(doc, want) || !slices.Equal(file, want) {
+		t.Errorf("actions: providers/ecs/README.md %q, deploy/ecs/iam-policy.json %q, want %q", doc, file, want)
+	}
+}
+
+// TestProviderDocsNomadPolicy keeps the nomad reference's ACL policy
+// equal to deploy/nomad/peerbridge-read.policy.hcl, comments aside.
+func TestProviderDocsNomadPolicy(t *testing.T) {
+	doc := fencedBlock(t, "providers/nomad/README.md", "Permissions needed", "hcl")
+	var file []string
+	for _, line := range strings.Split(repoFile(t, "deploy/nomad/peerbridge-read.policy.hcl"), "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(line), "#") {
+			file = append(file, line)
+		}
+	}
+	if got, want := strings.TrimSpace(doc), strings.TrimSpace(strings.Join(file, "\n")); got != want {
+		t.Errorf("providers/nomad/README.md's policy\n%s\ndeploy/nomad/peerbridge-read.policy.hcl's\n%s", got, want)
 	}
 }
