@@ -60,10 +60,17 @@ func providerEnvReference(t *testing.T, p provider) string {
 			t.Fatal(err)
 		}
 	}
+	// The vendor variables the registry has no descriptions of share
+	// one row: what they mean is the vendor's to say, and Credentials
+	// says how the provider uses them.
+	var rest []string
 	for _, v := range p.VendorVars {
 		if !slices.Contains(described, v) {
-			fmt.Fprintf(&b, "| `%s` |  | the vendor's own variable, read as its tools read it (see Credentials); one for the process |\n", v)
+			rest = append(rest, "`"+v+"`")
 		}
+	}
+	if len(rest) > 0 {
+		fmt.Fprintf(&b, "| %s |  | the vendor's own variables, read as its tools read them (see Credentials); one value for the whole process, not per topology |\n", strings.Join(rest, ", "))
 	}
 	return b.String()
 }
