@@ -163,28 +163,28 @@ func TestRunEC2(t *testing.T) {
 	}
 }
 
-// TestEC2PolicyDocumented keeps the README's IAM policy equal to the
-// deploy file's: ec2:DescribeInstances and nothing more.
+// TestEC2PolicyDocumented keeps the ec2 reference's IAM policy equal to
+// the deploy file's: ec2:DescribeInstances and nothing more.
 func TestEC2PolicyDocumented(t *testing.T) {
-	readme := repoFile(t, "README.md")
-	_, after, ok := strings.Cut(readme, "## AWS EC2 instances")
+	readme := repoFile(t, "providers/ec2/README.md")
+	_, after, ok := strings.Cut(readme, "\n## Permissions needed\n")
 	_, block, ok2 := strings.Cut(after, "```json\n")
 	block, _, ok3 := strings.Cut(block, "```")
 	if !ok || !ok2 || !ok3 {
-		t.Fatal("README has no IAM policy in its EC2 section")
+		t.Fatal("providers/ec2/README.md has no IAM policy in its Permissions needed section")
 	}
 	type policy struct {
 		Statement []struct{ Effect, Action, Resource string }
 	}
 	var doc, file policy
 	if err := json.Unmarshal([]byte(block), &doc); err != nil {
-		t.Fatalf("README's policy: %v", err)
+		t.Fatalf("providers/ec2/README.md's policy: %v", err)
 	}
 	if err := json.Unmarshal([]byte(repoFile(t, "deploy/aws/iam-policy.json")), &file); err != nil {
 		t.Fatal(err)
 	}
 	if len(doc.Statement) != 1 || len(file.Statement) != 1 || doc.Statement[0] != file.Statement[0] ||
 		doc.Statement[0].Action != "ec2:DescribeInstances" || doc.Statement[0].Effect != "Allow" {
-		t.Errorf("README's policy %+v, deploy/aws/iam-policy.json %+v", doc, file)
+		t.Errorf("providers/ec2/README.md's policy %+v, deploy/aws/iam-policy.json %+v", doc, file)
 	}
 }
