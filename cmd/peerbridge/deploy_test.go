@@ -345,7 +345,7 @@ func TestDeployRules(t *testing.T) {
 		case strings.HasSuffix(f, ".socket"):
 			continue // held to systemd-analyze and to peerbridge's order (lifecycle_deploy_test.go)
 		case f == "deploy/aws/iam-policy.json", f == "deploy/grafana/peerbridge.json":
-			continue // held to the README's policy (ec2_test.go) and to the metrics (metrics_test.go)
+			continue // held to the ec2 reference's policy (ec2_test.go) and to the metrics (metrics_test.go)
 		default:
 			t.Errorf("%s: no rules for this kind of file; add them to TestDeployRules", f)
 			continue
