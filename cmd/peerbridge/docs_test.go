@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/consul/api"
 	"github.com/kelseyhightower/envconfig"
 	"github.com/peerbridge/peerbridge/bridge/bridgetest"
 )
@@ -425,5 +426,56 @@ func TestDocsREADMEDig(t *testing.T) {
 	}
 	if commands < 6 {
 		t.Fatalf("only %d dig commands in README.md's What it serves: A, AAAA, SRV, PTR, TXT and SOA", commands)
+	}
+}
+
+// TestDocsConsulACLCommands runs the Consul reference's three commands
+// (sed, consul acl policy create, consul acl token create) as an operator
+// would, with the real consul command against an agent that denies by
+// default: the token they make may write the leader lock's keys, and
+// nothing else.
+func TestDocsConsulACLCommands(t *testing.T) {
+	doc := repoFile(t, consulDoc)
+	_, block, _ := strings.Cut(doc, "\n## Consul with ACLs\n")
+	_, block, _ = strings.Cut(block, "```sh\n")
+	block, _, _ = strings.Cut(block, "```")
+	if strings.Count(block, "\n") != 3 || !strings.HasPrefix(block, "sed ") {
+		t.Fatalf("%s's Consul with ACLs has no block of the three commands:\n%s", consulDoc, block)
+	}
+	agent := startACLConsul(t, "")
+	admin, _, err := agent.root.ACL().TokenCreate(&api.ACLToken{
+		Description: "operator", Policies: []*api.ACLTokenPolicyLink{{Name: "global-management"}},
+	}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "deploy", "consul"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "deploy", "consul", "policy.hcl"), []byte(repoFile(t, "deploy/consul/policy.hcl")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", "-e", "-c", block)
+	cmd.Dir = dir
+	cmd.Env = append(cleanEnv(), "PATH="+filepath.Dir(bridgetest.ConsulBinary(t))+string(os.PathListSeparator)+os.Getenv("PATH"),
+		"CONSUL_HTTP_ADDR="+agent.Addr, "CONSUL_HTTP_TOKEN="+admin.SecretID)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("the commands: %v\n%s", err, out)
+	}
+	m := regexp.MustCompile(`(?m)^SecretID:\s+(\S+)$`).FindSubmatch(out)
+	if m == nil {
+		t.Fatalf("consul acl token create printed no SecretID:\n%s", out)
+	}
+	client, err := api.NewClient(&api.Config{Address: agent.Addr, Token: string(m[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "peerbridge/leader/peerbridge/stamp", Value: []byte("x")}, nil); err != nil {
+		t.Errorf("the token may not write the leader's stamp: %v", err)
+	}
+	if _, err := client.KV().Put(&api.KVPair{Key: "elsewhere", Value: []byte("x")}, nil); err == nil {
+		t.Error("the token may write any key")
 	}
 }
