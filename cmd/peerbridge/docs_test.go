@@ -479,3 +479,38 @@ func TestDocsConsulACLCommands(t *testing.T) {
 		t.Error("the token may write any key")
 	}
 }
+
+// TestDocsQueryCommands runs every dig and curl line the troubleshooting
+// and DNS references show against the quick start's server (with zone
+// transfers allowed to loopback, as the DNS reference says to try them):
+// each must succeed and print an answer, never an error status.
+func TestDocsQueryCommands(t *testing.T) {
+	dig := bridgetest.RequireTool(t, "dig", "apt-get install dnsutils")
+	bridgetest.RequireTool(t, "jq", "apt-get install jq")
+	env := maps.Clone(quickStart)
+	env["PEERBRIDGE_PORT_NAME"] = "epmd"
+	env["PEERBRIDGE_DNS_TRANSFER_ALLOW"] = "127.0.0.1"
+	setEnv(t, env)
+	run := startMain(t)
+	waitReady(t, "http://"+run.http)
+	_, port, _ := net.SplitHostPort(run.dns)
+
+	lineRE := regexp.MustCompile(`(?m)^(dig @127\.0\.0\.1 -p 8653 |curl -s 127\.0\.0\.1:8654/).*$`)
+	// (A ready /status has no not_ready: jq prints null for it.)
+	bad := regexp.MustCompile(`status: (REFUSED|NXDOMAIN|SERVFAIL|FORMERR)|Transfer failed|connection refused|timed out`)
+	commands := 0
+	for _, doc := range []string{troubleshootingDoc, "dnsserver/README.md"} {
+		for _, line := range lineRE.FindAllString(repoFile(t, doc), -1) {
+			commands++
+			shell := strings.NewReplacer("dig @127.0.0.1 -p 8653 ", dig+" @127.0.0.1 -p "+port+" +time=2 +tries=2 ",
+				"127.0.0.1:8654/", run.http+"/").Replace(line)
+			out, err := exec.Command("bash", "-e", "-o", "pipefail", "-c", shell).CombinedOutput()
+			if err != nil || len(bytes.TrimSpace(out)) == 0 || bad.Match(out) {
+				t.Errorf("%s: %s: %v\n%s", doc, line, err, out)
+			}
+		}
+	}
+	if commands < 6 {
+		t.Fatalf("only %d commands found: the pattern is broken", commands)
+	}
+}
