@@ -10,7 +10,7 @@ import (
 	"github.com/miekg/dns"
 )
 
-// The README's forwarding recipes, each run with the real resolver in
+// The forwarding recipes of README.md (this package's reference), each run with the real resolver in
 // front of peerbridge: a peer resolves through it, and so does a service
 // of 300 peers, whose answer comes truncated over UDP and whole over TCP.
 
@@ -22,7 +22,7 @@ func startDnsmasq(t *testing.T, upstreamPort int) string {
 	dnsmasq := program(t, "dnsmasq", "", "apt-get install dnsmasq")
 	dir := t.TempDir()
 	port := freePort(t)
-	// The README's line, with loopback ports; no system resolver, no
+	// README.md's line, with loopback ports; no system resolver, no
 	// hosts file, no cache, so every answer comes from peerbridge.
 	conf := writeFile(t, dir, "dnsmasq.conf", `port=%d
 listen-address=127.0.0.1
@@ -53,7 +53,7 @@ func startUnbound(t *testing.T, upstreamPort int) string {
     use-syslog: no
     logfile: ""
     access-control: 127.0.0.0/8 allow
-    # The README's lines: peerbridge listens on loopback, and its zone is
+    # README.md's lines: peerbridge listens on loopback, and its zone is
     # not signed.
     do-not-query-localhost: no
     domain-insecure: "peers.internal"

@@ -36,8 +36,9 @@ func startACLConsul(t *testing.T, extraHCL string) *aclAgent {
 	return &aclAgent{Consul: c, root: client}
 }
 
-// policyRules fills deploy/consul/policy.hcl as the README's sed line
-// does.
+// policyRules fills deploy/consul/policy.hcl as the sed line of the
+// Consul reference (bridge/consulpub/README.md) does; TestDocsConsulPolicySed
+// runs that line and compares.
 func policyRules(t *testing.T, owner, service string) string {
 	t.Helper()
 	return strings.NewReplacer("<owner>", owner, "<service>", service).Replace(repoFile(t, "deploy/consul/policy.hcl"))

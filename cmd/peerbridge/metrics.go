@@ -273,7 +273,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // failureKindsText lists every bridge.FailureKind, each quoted with q,
-// for the metric's help and the README.
+// for the metric's help and METRICS.md.
 func failureKindsText(q, sep string) string {
 	kinds := bridge.FailureKinds()
 	out := make([]string, len(kinds))

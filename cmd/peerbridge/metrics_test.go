@@ -105,7 +105,7 @@ func startCompleteBridge(t *testing.T) (*running, *fakeDigitalOcean) {
 }
 
 // TestMetricsOfAHealthyBridge: after a few polls and a query every family
-// the README lists is there and no other, promtool finds nothing to say,
+// METRICS.md lists is there and no other, promtool finds nothing to say,
 // and the Grafana dashboard asks only for metrics that exist.
 func TestMetricsOfAHealthyBridge(t *testing.T) {
 	run, _ := startCompleteBridge(t)
@@ -123,8 +123,8 @@ func TestMetricsOfAHealthyBridge(t *testing.T) {
 	body := waitMetrics(t, "http://"+run.http, atLeast)
 	fams := metricFamilies(body)
 
-	t.Run("every family the README lists, and only those", func(t *testing.T) {
-		documented := readmeMetrics(t)
+	t.Run("every family METRICS.md lists, and only those", func(t *testing.T) {
+		documented := documentedMetrics(t)
 		var got []string
 		for name := range fams {
 			if strings.HasPrefix(name, "peerbridge_") {
@@ -133,7 +133,7 @@ func TestMetricsOfAHealthyBridge(t *testing.T) {
 		}
 		slices.Sort(got)
 		if !slices.Equal(got, documented) {
-			t.Errorf("exposed  %v\nREADME   %v", got, documented)
+			t.Errorf("exposed     %v\nMETRICS.md  %v", got, documented)
 		}
 		for _, want := range []string{
 			`peerbridge_poll_failures_total{kind="timeout",provider="droplet",topology="db"} 0`,
@@ -190,19 +190,20 @@ func TestMetricsWhenPollsFail(t *testing.T) {
 	promtoolCheck(t, body)
 }
 
-var readmeMetricRowRE = regexp.MustCompile("(?m)^\\| (`peerbridge_[^|]*)\\|")
+var metricRowRE = regexp.MustCompile("(?m)^\\| (`peerbridge_[^|]*)\\|")
 
-// readmeMetrics returns the metric names of the README's table, sorted.
-func readmeMetrics(t *testing.T) []string {
+// documentedMetrics returns the metric names of METRICS.md's table,
+// sorted.
+func documentedMetrics(t *testing.T) []string {
 	t.Helper()
 	var names []string
-	for _, row := range readmeMetricRowRE.FindAllStringSubmatch(repoFile(t, "README.md"), -1) {
+	for _, row := range metricRowRE.FindAllStringSubmatch(repoFile(t, metricsDoc), -1) {
 		for _, n := range regexp.MustCompile("`(peerbridge_[a-z_]+)`").FindAllStringSubmatch(row[1], -1) {
 			names = append(names, n[1])
 		}
 	}
 	if len(names) < 15 {
-		t.Fatalf("README lists only %d metrics: the pattern is broken", len(names))
+		t.Fatalf("%s lists only %d metrics: the pattern is broken", metricsDoc, len(names))
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
@@ -403,11 +404,11 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
-// TestFailureKindsDocumented: the README's row of the failures metric
+// TestFailureKindsDocumented: METRICS.md's row of the failures metric
 // names every kind the metric has.
 func TestFailureKindsDocumented(t *testing.T) {
 	want := "| `peerbridge_poll_failures_total` | `topology`, `provider`, `kind` | failed polls: " + failureKindsText("`", ", ") + " (each at 0 from the start) |"
-	if !strings.Contains(repoFile(t, "README.md"), want) {
-		t.Errorf("README.md lacks the row\n%s", want)
+	if !strings.Contains(repoFile(t, metricsDoc), want) {
+		t.Errorf("%s lacks the row\n%s", metricsDoc, want)
 	}
 }

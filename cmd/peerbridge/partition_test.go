@@ -508,7 +508,7 @@ func TestHAPartitionRaft(t *testing.T) {
 	}
 	took := partition(t, h, fakeAPI, rs, nsOf, log)
 	// Bounded by Consul's gossip failure detection, not by peerbridge's
-	// timings: see README.
+	// timings: see bridge/consulpub/README.md.
 	if took > 20*time.Second {
 		t.Errorf("failover after the server's cut took %v", took)
 	}

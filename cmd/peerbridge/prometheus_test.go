@@ -278,23 +278,3 @@ scrape_configs:
 		})
 	})
 }
-
-// TestREADMEScrapeConfig checks the README's http_sd recipe with promtool.
-func TestREADMEScrapeConfig(t *testing.T) {
-	promtool := bridgetest.RequireTool(t, "promtool", "apt-get install prometheus")
-	readme := repoFile(t, "README.md")
-	const marker = "# Prometheus: scrape node_exporter on every peer of the web topology, through peerbridge's http_sd\n"
-	start := strings.Index(readme, marker)
-	if start < 0 {
-		t.Fatal("README.md lacks the http_sd recipe")
-	}
-	block := readme[start:]
-	block = block[:strings.Index(block, "```")]
-	path := filepath.Join(t.TempDir(), "prometheus.yml")
-	if err := os.WriteFile(path, []byte(block), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if out, err := exec.Command(promtool, "check", "config", path).CombinedOutput(); err != nil {
-		t.Fatalf("promtool check config: %v\n%s\n%s", err, out, block)
-	}
-}

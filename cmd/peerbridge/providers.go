@@ -45,7 +45,7 @@ type provider struct {
 	// the provider's source.
 	configure func(env any, port uint16) source
 	// vendor, if set, documents the vendor variables with their
-	// descriptions, for help and the README.
+	// descriptions, for help and CONFIGURATION.md.
 	vendor *vendorEnv
 }
 

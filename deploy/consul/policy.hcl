@@ -1,6 +1,6 @@
 # peerbridge's least-privilege Consul ACL policy. A template: <owner> is
 # PEERBRIDGE_OWNER (default peerbridge), <service> a service name it
-# publishes. Fill it in and make the token (README, "Consul with ACLs"):
+# publishes. Fill it in and make the token (bridge/consulpub/README.md, "Consul with ACLs"):
 #   sed -e 's/<owner>/peerbridge/g' -e 's/<service>/myapp/g' deploy/consul/policy.hcl > peerbridge-policy.hcl
 #   consul acl policy create -name peerbridge -rules @peerbridge-policy.hcl
 #   consul acl token create -description peerbridge -policy-name peerbridge
