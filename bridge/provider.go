@@ -29,6 +29,10 @@ type ProviderInfo struct {
 	// uint16 field, which the command sets; their topology's
 	// Service.Port stays 0, so that Service.PortFor takes the peer's.
 	ContainerPort bool
+	// Configured providers know their peers from their configuration
+	// alone (static): Peers asks nothing of anyone, so the command can
+	// check them at start, for Consul node names two topologies share.
+	Configured bool
 }
 
 // VariableError is a problem with a variable outside the PEERBRIDGE_

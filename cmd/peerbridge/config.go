@@ -1,8 +1,6 @@
 package main
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"net"
@@ -388,18 +386,4 @@ func checkTransfer(r *reader, dns *dnsserver.Config, g GlobalEnv) {
 	} else if err := dnsserver.CheckNameServers(dns.Zone, dns.NS); err != nil {
 		r.add("PEERBRIDGE_DNS_NS", "%v", err)
 	}
-}
-
-// fingerprint hashes what decides a topology's peers: its provider, its
-// variables (filters, addresses, endpoints: every PEERBRIDGE_ one it
-// reads; no token is among them) and its settings as logged at start
-// (what vendor variables decide, such as a region; never a secret). A
-// saved set is served again only under the same fingerprint.
-func fingerprint(provider string, env any, details []any) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%q\n%#v\n", provider, env)
-	for _, d := range details {
-		fmt.Fprintf(h, "%v\n", d)
-	}
-	return hex.EncodeToString(h.Sum(nil)[:16])
 }

@@ -15,8 +15,9 @@ import (
 // peers of two topologies would share (consulpub.Collision): node names
 // join owner, service and peer label with hyphens, so service web's peer
 // api-1 and service web-api's peer 1 are both node <owner>-web-api-1.
-// Static topologies' peers are known now: a collision among them is an
-// error naming both. Other providers' peers are known once polled, so a
+// The peers of topologies whose provider knows them from its
+// configuration (bridge.ProviderInfo.Configured: static) are known now: a
+// collision among them is an error naming both. Other providers' peers are known once polled, so a
 // service name that is another's plus a hyphen and more gets a warning;
 // the publisher then skips a colliding peer and logs it.
 func checkNodeNames(ctx context.Context, cfg *config, log *slog.Logger) error {
@@ -27,7 +28,7 @@ func checkNodeNames(ctx context.Context, cfg *config, log *slog.Logger) error {
 	services := make(map[string]string, len(cfg.topologies)) // topology by service
 	for _, t := range cfg.topologies {
 		services[t.service] = t.name
-		if t.provider != "static" {
+		if p, ok := lookupProvider(t.provider); !ok || !p.Configured {
 			continue
 		}
 		p, err := t.newSource(slog.New(slog.DiscardHandler))
@@ -42,7 +43,7 @@ func checkNodeNames(ctx context.Context, cfg *config, log *slog.Logger) error {
 	}
 	var errs []error
 	for _, c := range consulpub.Collisions(cfg.consul.owner, sets) {
-		errs = append(errs, fmt.Errorf("topologies %s and %s: their static peers %q and %q would both be Consul node %s; "+
+		errs = append(errs, fmt.Errorf("topologies %s and %s: their peers %q and %q would both be Consul node %s; "+
 			"rename a service (PEERBRIDGE_<TOPOLOGY>_SERVICE) or a peer", c.Topology, c.Other, c.Peer, c.OtherPeer, c.Node))
 	}
 	if len(errs) > 0 {

@@ -48,7 +48,7 @@ func TestNodeNameCollisionAtStart(t *testing.T) {
 			<-done
 			t.Fatal("still running 10s after start, despite the collision")
 		}
-		want := `topologies web and web-api: their static peers "api-1" and "1" would both be Consul node pb-web-api-1`
+		want := `topologies web and web-api: their peers "api-1" and "1" would both be Consul node pb-web-api-1`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Run = %v, want %s", err, want)
 		}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -156,4 +158,18 @@ func warmFromConsul(ctx context.Context, cfg *config, log *slog.Logger, client *
 		dns.Restore(0, sets...)
 		log.Info("serving peer sets read from Consul until the first complete poll", "topologies", len(sets))
 	}
+}
+
+// fingerprint hashes what decides a topology's peers: its provider, its
+// variables (filters, addresses, endpoints: every PEERBRIDGE_ one it
+// reads; no token is among them) and its settings as logged at start
+// (what vendor variables decide, such as a region; never a secret). A
+// saved set is served again only under the same fingerprint.
+func fingerprint(provider string, env any, details []any) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n%#v\n", provider, env)
+	for _, d := range details {
+		fmt.Fprintf(h, "%v\n", d)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
 }

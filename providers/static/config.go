@@ -10,8 +10,9 @@ import (
 
 // Info describes the provider for the command's registry.
 var Info = bridge.ProviderInfo{
-	Name:    "static",
-	Summary: "peers listed in the configuration, name=addr,...",
+	Name:       "static",
+	Summary:    "peers listed in the configuration, name=addr,...",
+	Configured: true,
 }
 
 // Env is the provider's environment spec (see the command's registry).
