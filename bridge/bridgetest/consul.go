@@ -2,6 +2,7 @@ package bridgetest
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -127,7 +128,7 @@ func (c *Consul) start() error {
 			var b bytes.Buffer
 			b.ReadFrom(resp.Body)
 			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK && len(bytes.Trim(b.Bytes(), "\"\n")) > 0 {
+			if resp.StatusCode == http.StatusOK && len(bytes.Trim(b.Bytes(), "\"\n")) > 0 && c.nodeRegistered() {
 				return nil
 			}
 		}
@@ -135,6 +136,20 @@ func (c *Consul) start() error {
 	}
 	c.Stop()
 	return fmt.Errorf("no leader after 30s")
+}
+
+// nodeRegistered reports whether the agent's own node is in the catalog.
+// A leader is elected before the agent has synced its node there, and
+// until it has, a session on that node fails with "Missing node
+// registration": a test that takes a lock at once failed so under load.
+func (c *Consul) nodeRegistered() bool {
+	resp, err := http.Get("http://" + c.Addr + "/v1/catalog/nodes")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var nodes []struct{ Node string }
+	return resp.StatusCode == http.StatusOK && json.NewDecoder(resp.Body).Decode(&nodes) == nil && len(nodes) > 0
 }
 
 // Stop kills the agent; its catalog is gone.
