@@ -116,7 +116,7 @@ func (p *Provider) derive(droplets []godo.Droplet) *page {
 // droplets (an empty list, not a missing one), the same links and meta.
 func stub(resp *godo.Response) []byte {
 	root := struct {
-		Droplets []struct{} `json:"droplets"`
+		Droplets []struct{}  `json:"droplets"`
 		Links    *godo.Links `json:"links,omitempty"`
 		Meta     *godo.Meta  `json:"meta,omitempty"`
 	}{Droplets: []struct{}{}}
