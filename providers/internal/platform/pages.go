@@ -3,6 +3,7 @@ package platform
 import (
 	"bytes"
 	"context"
+	"errors"
 	"hash/maphash"
 	"io"
 	"net/http"
@@ -159,31 +160,60 @@ func (t *skipTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil || !ok || resp == nil || resp.Body == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp, err
 	}
-	body, rerr := readBody(resp)
+	buf := bodies.Get().(*bytes.Buffer)
+	buf.Reset()
+	if n := resp.ContentLength; n > 0 && n < 64<<20 {
+		buf.Grow(int(n) + 1) // the cap beneath still bounds what is read
+	}
+	_, rerr := buf.ReadFrom(resp.Body)
 	resp.Body.Close()
 	if rerr != nil {
+		body := bytes.Clone(buf.Bytes())
+		bodies.Put(buf)
 		resp.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{rerr}))
 		return resp, nil
 	}
-	if stub := pr.probe(body); stub != nil {
-		body = stub
+	if stub := pr.probe(buf.Bytes()); stub != nil {
+		bodies.Put(buf)
 		resp.ContentLength = int64(len(stub))
 		resp.Header = resp.Header.Clone()
 		resp.Header.Del("Content-Length")
+		resp.Body = io.NopCloser(bytes.NewReader(stub))
+		return resp, nil
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.Body = &pooledBody{buf: buf}
 	return resp, nil
 }
 
-// readBody reads all of resp's body, in one allocation when its length
-// is announced (the cap beneath still bounds what is read).
-func readBody(resp *http.Response) ([]byte, error) {
-	if n := resp.ContentLength; n > 0 && n < 64<<20 {
-		buf := bytes.NewBuffer(make([]byte, 0, n+1))
-		_, err := buf.ReadFrom(resp.Body)
-		return buf.Bytes(), err
+// bodies are the buffers pages are read into: a steady poll of a big
+// fleet reads megabytes it then drops, and fresh buffers for them were
+// most of its garbage.
+var bodies = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// pooledBody hands a read body on, and its buffer back to the pool when
+// the SDK closes it: the SDKs read a body into buffers of their own.
+type pooledBody struct {
+	mu  sync.Mutex
+	buf *bytes.Buffer
+}
+
+func (b *pooledBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf == nil {
+		return 0, errors.New("read of a closed body")
 	}
-	return io.ReadAll(resp.Body)
+	return b.buf.Read(p)
+}
+
+func (b *pooledBody) Close() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf != nil {
+		bodies.Put(b.buf)
+		b.buf = nil
+	}
+	return nil
 }
 
 type errReader struct{ err error }
