@@ -26,7 +26,8 @@ import (
 // two listings, and a page is only ever compared with the same request
 // (the same key: page number, token position) of the last one.
 type Pages[R any] struct {
-	seed maphash.Seed
+	seed  maphash.Seed
+	shape Shape
 
 	mu   sync.Mutex
 	last map[string]Page[R]
@@ -47,6 +48,47 @@ type Page[R any] struct {
 // NewPages returns an empty memory: the first listing decodes every page.
 func NewPages[R any]() *Pages[R] {
 	return &Pages[R]{seed: maphash.MakeSeed()}
+}
+
+// Shape says what of an API's answers differs from answer to answer
+// without being news: EC2 puts a fresh requestId in every answer, and
+// its paging tokens are opaque.
+type Shape struct {
+	// Volatile returns the parts of body (sub-slices of it, in order, not
+	// overlapping) left out of the digest.
+	Volatile func(body []byte) [][]byte
+	// Stub makes the stub for an unchanged body from the body itself
+	// (its volatile parts: the token to the next page), instead of the
+	// stub kept with the page; nil when it cannot.
+	Stub func(body []byte) []byte
+}
+
+// NewShapedPages is NewPages for answers of that shape.
+func NewShapedPages[R any](shape Shape) *Pages[R] {
+	return &Pages[R]{seed: maphash.MakeSeed(), shape: shape}
+}
+
+// digest is the body's hash, its volatile parts left out.
+func (p *Pages[R]) digest(body []byte) uint64 {
+	if p.shape.Volatile == nil {
+		return maphash.Bytes(p.seed, body)
+	}
+	var h maphash.Hash
+	h.SetSeed(p.seed)
+	rest := body
+	for _, v := range p.shape.Volatile(body) {
+		// v is a sub-slice of body: its offset is where it starts.
+		start := cap(body) - cap(v)
+		at := cap(body) - cap(rest)
+		if start < at || start+len(v) > len(body) {
+			continue // not in order: digested as it is
+		}
+		h.Write(rest[:start-at])
+		h.WriteByte(0) // a volatile part was here
+		rest = body[start+len(v):]
+	}
+	h.Write(rest)
+	return h.Sum64()
 }
 
 // Begin starts a listing. A provider's polls do not overlap; a listing
@@ -97,15 +139,23 @@ type Fetch[R any] struct {
 // instead when the body is that of the same page of the last complete
 // listing; nil otherwise.
 func (f *Fetch[R]) probe(body []byte) []byte {
-	sum := maphash.Bytes(f.l.pages.seed, body)
+	pages := f.l.pages
+	sum := pages.digest(body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.probed, f.sum, f.size, f.hit = true, sum, len(body), nil
-	if p, ok := f.l.last[f.key]; ok && p.sum == sum && p.size == len(body) && p.stub != nil {
-		f.hit = &p
-		return p.stub
+	p, ok := f.l.last[f.key]
+	if !ok || p.sum != sum || p.size != len(body) {
+		return nil
 	}
-	return nil
+	stub := p.stub
+	if pages.shape.Stub != nil {
+		stub = pages.shape.Stub(body)
+	}
+	if stub != nil {
+		f.hit = &p
+	}
+	return stub
 }
 
 // Unchanged returns what the page gave on the last complete listing when
@@ -123,12 +173,13 @@ func (f *Fetch[R]) Unchanged() (R, bool) {
 }
 
 // Keep records what a decoded page gave, and the stub to decode in its
-// place while it stays unchanged. A page whose body the transport did not
-// see (no 2xx answer, no transport in place) is not kept.
+// place while it stays unchanged (nil with a Shape that makes stubs). A
+// page whose body the transport did not see (no 2xx answer, no
+// transport in place) is not kept.
 func (f *Fetch[R]) Keep(result R, stub []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if !f.probed || stub == nil {
+	if !f.probed || (stub == nil && f.l.pages.shape.Stub == nil) {
 		return
 	}
 	f.l.next[f.key] = Page[R]{sum: f.sum, size: f.size, stub: stub, result: result}
@@ -156,6 +207,14 @@ type skipTransport struct{ next http.RoundTripper }
 
 func (t *skipTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
+	return Substitute(r, resp, err)
+}
+
+// Substitute is SkipUnchanged's work on one answer, for the clients that
+// are no RoundTripper (the AWS SDK's HTTPClient): it returns resp with
+// the stub for its body when the body did not change, or with the body
+// read into memory.
+func Substitute(r *http.Request, resp *http.Response, err error) (*http.Response, error) {
 	pr, ok := r.Context().Value(probeKey{}).(prober)
 	if err != nil || !ok || resp == nil || resp.Body == nil || resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return resp, err
