@@ -59,10 +59,11 @@ var (
 	tokenOpen, tokenClose         = []byte("<nextToken>"), []byte("</nextToken>")
 )
 
-// element returns the text of the first (or, last, the last) element
-// opened by open in body; nil without one. XML escapes < in text, so an
-// element's tags cannot hide in another's text.
-func element(body, open, close []byte, last bool) []byte {
+// element returns the [start, end) offsets of the text of the first (or,
+// last, the last) element opened by open in body; ok false without one.
+// XML escapes < in text, so an element's tags cannot hide in another's
+// text.
+func element(body, open, close []byte, last bool) (span [2]int, ok bool) {
 	var i int
 	if last {
 		i = bytes.LastIndex(body, open)
@@ -70,24 +71,24 @@ func element(body, open, close []byte, last bool) []byte {
 		i = bytes.Index(body, open)
 	}
 	if i < 0 {
-		return nil
+		return span, false
 	}
-	rest := body[i+len(open):]
-	j := bytes.Index(rest, close)
+	start := i + len(open)
+	j := bytes.Index(body[start:], close)
 	if j < 0 {
-		return nil
+		return span, false
 	}
-	return rest[:j:j]
+	return [2]int{start, start + j}, true
 }
 
 // volatile is the requestId, which comes first, and the nextToken, which
 // comes after the reservationSet.
-func volatile(body []byte) [][]byte {
-	var out [][]byte
-	if id := element(body, requestIDOpen, requestIDClose, false); id != nil {
+func volatile(body []byte) [][2]int {
+	var out [][2]int
+	if id, ok := element(body, requestIDOpen, requestIDClose, false); ok {
 		out = append(out, id)
 	}
-	if tok := element(body, tokenOpen, tokenClose, true); tok != nil {
+	if tok, ok := element(body, tokenOpen, tokenClose, true); ok {
 		out = append(out, tok)
 	}
 	return out
@@ -100,11 +101,13 @@ func stubOf(body []byte) []byte {
 	var b bytes.Buffer
 	b.WriteString(`<?xml version="1.0" encoding="UTF-8"?>` + "\n" +
 		`<DescribeInstancesResponse xmlns="http://ec2.amazonaws.com/doc/2016-11-15/"><requestId>`)
-	b.Write(element(body, requestIDOpen, requestIDClose, false))
+	if id, ok := element(body, requestIDOpen, requestIDClose, false); ok {
+		b.Write(body[id[0]:id[1]])
+	}
 	b.WriteString(`</requestId><reservationSet/>`)
-	if tok := element(body, tokenOpen, tokenClose, true); len(tok) > 0 {
+	if tok, ok := element(body, tokenOpen, tokenClose, true); ok && tok[1] > tok[0] {
 		b.WriteString(`<nextToken>`)
-		b.Write(tok)
+		b.Write(body[tok[0]:tok[1]])
 		b.WriteString(`</nextToken>`)
 	}
 	b.WriteString(`</DescribeInstancesResponse>`)

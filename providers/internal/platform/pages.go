@@ -54,9 +54,9 @@ func NewPages[R any]() *Pages[R] {
 // without being news: EC2 puts a fresh requestId in every answer, and
 // its paging tokens are opaque.
 type Shape struct {
-	// Volatile returns the parts of body (sub-slices of it, in order, not
-	// overlapping) left out of the digest.
-	Volatile func(body []byte) [][]byte
+	// Volatile returns the parts of body left out of the digest: the
+	// [start, end) byte offsets of each, in order, not overlapping.
+	Volatile func(body []byte) [][2]int
 	// Stub makes the stub for an unchanged body from the body itself
 	// (its volatile parts: the token to the next page), instead of the
 	// stub kept with the page; nil when it cannot.
@@ -68,27 +68,25 @@ func NewShapedPages[R any](shape Shape) *Pages[R] {
 	return &Pages[R]{seed: maphash.MakeSeed(), shape: shape}
 }
 
-// digest is the body's hash, its volatile parts left out.
-func (p *Pages[R]) digest(body []byte) uint64 {
+// digest is the body's hash and length, its volatile parts left out.
+func (p *Pages[R]) digest(body []byte) (sum uint64, size int) {
 	if p.shape.Volatile == nil {
-		return maphash.Bytes(p.seed, body)
+		return maphash.Bytes(p.seed, body), len(body)
 	}
 	var h maphash.Hash
 	h.SetSeed(p.seed)
-	rest := body
+	at := 0
 	for _, v := range p.shape.Volatile(body) {
-		// v is a sub-slice of body: its offset is where it starts.
-		start := cap(body) - cap(v)
-		at := cap(body) - cap(rest)
-		if start < at || start+len(v) > len(body) {
-			continue // not in order: digested as it is
+		if v[0] < at || v[1] < v[0] || v[1] > len(body) {
+			continue // out of order: digested as it is
 		}
-		h.Write(rest[:start-at])
+		h.Write(body[at:v[0]])
 		h.WriteByte(0) // a volatile part was here
-		rest = body[start+len(v):]
+		size += v[0] - at + 1
+		at = v[1]
 	}
-	h.Write(rest)
-	return h.Sum64()
+	h.Write(body[at:])
+	return h.Sum64(), size + len(body) - at
 }
 
 // Begin starts a listing. A provider's polls do not overlap; a listing
@@ -140,12 +138,12 @@ type Fetch[R any] struct {
 // listing; nil otherwise.
 func (f *Fetch[R]) probe(body []byte) []byte {
 	pages := f.l.pages
-	sum := pages.digest(body)
+	sum, size := pages.digest(body)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.probed, f.sum, f.size, f.hit = true, sum, len(body), nil
+	f.probed, f.sum, f.size, f.hit = true, sum, size, nil
 	p, ok := f.l.last[f.key]
-	if !ok || p.sum != sum || p.size != len(body) {
+	if !ok || p.sum != sum || p.size != size {
 		return nil
 	}
 	stub := p.stub
