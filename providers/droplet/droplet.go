@@ -106,11 +106,11 @@ type Provider struct {
 	skips *platform.Skips
 
 	// pages remembers the last complete listing's pages; decoded counts
-	// the pages decoded (not found unchanged), for tests. lastCount sizes
-	// the next listing's duplicate check. Polls do not overlap.
+	// the pages decoded (not found unchanged), for tests; lastCount, the
+	// ids of the last listing, sizes the next one's duplicate check.
 	pages     *platform.Pages[*page]
 	decoded   atomic.Int64
-	lastCount int
+	lastCount atomic.Int64
 }
 
 // listFunc lists one page: one method of godo's DropletsService, bound to

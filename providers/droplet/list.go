@@ -30,7 +30,7 @@ import (
 // The checks above run on every page alike, cached or decoded.
 func (p *Provider) listAll(ctx context.Context) ([]*page, error) {
 	var all []*page
-	seen := make(map[int]int, p.lastCount) // droplet id: the page it was on
+	seen := make(map[int]int, p.lastCount.Load()) // droplet id: the page it was on
 	total := -1
 	listing := p.pages.Begin()
 	opt := &godo.ListOptions{Page: 1, PerPage: perPage}
@@ -70,7 +70,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*page, error) {
 		}
 		if next == 0 {
 			listing.Done()
-			p.lastCount = len(seen)
+			p.lastCount.Store(int64(len(seen)))
 			return all, nil
 		}
 		opt.Page = next

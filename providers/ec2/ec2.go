@@ -100,11 +100,11 @@ type Provider struct {
 	requests atomic.Int64
 
 	// pages remembers the last complete listing's pages; decoded counts
-	// the pages decoded (not found unchanged), for tests. lastCount sizes
-	// the next listing's duplicate check. Polls do not overlap.
+	// the pages decoded (not found unchanged), for tests; lastCount, the
+	// ids of the last listing, sizes the next one's duplicate check.
 	pages     *platform.Pages[*page]
 	decoded   atomic.Int64
-	lastCount int
+	lastCount atomic.Int64
 
 	mu      sync.Mutex
 	secrets []string // of every credential seen, to scrub from errors
@@ -254,7 +254,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*page, error) {
 		Filters: p.filters, MaxResults: aws.Int32(pageSize),
 	})
 	var all []*page
-	seen := make(map[string]int, p.lastCount) // instance id: the page it was on
+	seen := make(map[string]int, p.lastCount.Load()) // instance id: the page it was on
 	tokens := map[string]bool{}
 	listing := p.pages.Begin()
 	for n := 1; pager.HasMorePages(); n++ {
@@ -291,7 +291,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*page, error) {
 		}
 	}
 	listing.Done()
-	p.lastCount = len(seen)
+	p.lastCount.Store(int64(len(seen)))
 	return all, nil
 }
 

@@ -255,11 +255,11 @@ type Provider struct {
 
 	// zonePages and aggregatedPages remember the last complete listing's
 	// pages; decoded counts the pages decoded (not found unchanged), for
-	// tests. lastCount sizes the next listing's duplicate check. Polls do
-	// not overlap.
+	// tests; lastCount, the ids of the last listing, sizes the next one's
+	// duplicate check.
 	zonePages, aggregatedPages *platform.Pages[[]scoped]
 	decoded                    atomic.Int64
-	lastCount                  int
+	lastCount                  atomic.Int64
 }
 
 // New returns a provider. It fails on options that cannot work; it makes

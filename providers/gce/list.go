@@ -36,7 +36,7 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 }
 
 func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
-	l := &listing{seen: make(map[uint64]string, p.lastCount)}
+	l := &listing{seen: make(map[uint64]string, p.lastCount.Load())}
 	var err error
 	if len(p.opts.Zones) > 0 {
 		l.pages = p.zonePages.Begin()
@@ -53,7 +53,7 @@ func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
 		return nil, err
 	}
 	l.pages.Done()
-	p.lastCount = len(l.seen)
+	p.lastCount.Store(int64(len(l.seen)))
 	peers := make([]bridge.Peer, 0, len(l.instances))
 	for _, in := range l.instances {
 		if in.Status != "RUNNING" {

@@ -72,7 +72,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 		Status:   []hcloud.ServerStatus{hcloud.ServerStatusRunning},
 	}
 	var all []*hcloud.Server
-	seen := make(map[int64]int, p.lastCount) // server id: the page it was on
+	seen := make(map[int64]int, p.lastCount.Load()) // server id: the page it was on
 	total := -1
 	listing := p.pages.Begin()
 	for range maxPages {
@@ -129,7 +129,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 // the next listing compares with.
 func (p *Provider) done(listing *platform.Listing[[]*hcloud.Server], all []*hcloud.Server) []*hcloud.Server {
 	listing.Done()
-	p.lastCount = len(all)
+	p.lastCount.Store(int64(len(all)))
 	return all
 }
 
