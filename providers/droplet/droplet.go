@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/digitalocean/godo"
 
@@ -103,6 +104,13 @@ type Provider struct {
 	self  *selfLookup
 	log   *slog.Logger
 	skips *platform.Skips
+
+	// pages remembers the last complete listing's pages; decoded counts
+	// the pages decoded (not found unchanged), for tests; lastCount, the
+	// ids of the last listing, sizes the next one's duplicate check.
+	pages     *platform.Pages[*page]
+	decoded   atomic.Int64
+	lastCount atomic.Int64
 }
 
 // listFunc lists one page: one method of godo's DropletsService, bound to
@@ -151,7 +159,7 @@ func New(opts Options) (*Provider, error) {
 		opts.MetadataURL = DefaultMetadataURL
 	}
 	log := platform.Logger(opts.Logger)
-	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
+	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log), pages: platform.NewPages[*page]()}
 	base, api := p.Meter.Client(opts.HTTPClient)
 	// Redirects stay on the API's host and bodies are capped: the bearer
 	// transport adds the token beneath http.Client, so net/http's removal
@@ -162,7 +170,9 @@ func New(opts Options) (*Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("api url: %w", err)
 	}
-	api.Transport = &bearer{token: opts.Token, host: apiURL.Host, next: api.Transport}
+	// Unchanged pages are recognised above the cap, so what is read and
+	// hashed is bounded as the SDK's own reading is.
+	api.Transport = &bearer{token: opts.Token, host: apiURL.Host, next: platform.SkipUnchanged(api.Transport)}
 	client, err := godo.New(api, godo.SetBaseURL(opts.APIURL), godo.SetUserAgent("peerbridge"))
 	if err != nil {
 		return nil, fmt.Errorf("api client: %w", err)
@@ -190,7 +200,7 @@ func New(opts Options) (*Provider, error) {
 // filters and have an address of the configured kind. Any failure fails
 // the whole poll: a partial listing is never a peer set.
 func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
-	droplets, err := p.listAll(ctx)
+	pages, err := p.listAll(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -198,17 +208,26 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 	if p.self != nil {
 		selfID = p.self.id(ctx)
 	}
-	peers := make([]bridge.Peer, 0, len(droplets))
-	for _, d := range droplets {
-		if d.Status != "active" || (selfID != 0 && d.ID == selfID) || !p.matches(d) {
-			continue
+	self := strconv.Itoa(selfID)
+	n := 0
+	for _, pg := range pages {
+		n += len(pg.peers)
+	}
+	// The peers are shared with the pages' memory: the loop normalizes
+	// (deep-copies) a set before it keeps or changes anything of it.
+	peers := make([]bridge.Peer, 0, n)
+	for _, pg := range pages {
+		for _, pr := range pg.peers {
+			if selfID != 0 && pr.ID == self {
+				continue
+			}
+			peers = append(peers, pr)
 		}
-		addrs := p.addresses(d)
-		if len(addrs) == 0 {
-			p.noAddress(d)
-			continue
+		for _, s := range pg.skipped {
+			if selfID == 0 || s.id != selfID {
+				p.noAddress(s.id, s.name)
+			}
 		}
-		peers = append(peers, peer(d, addrs))
 	}
 	p.skips.PollDone()
 	return peers, nil
@@ -248,9 +267,9 @@ func (p *Provider) addresses(d godo.Droplet) []netip.Addr {
 
 // noAddress counts a droplet skipped for want of an address, and logs it
 // the first time only.
-func (p *Provider) noAddress(d godo.Droplet) {
-	p.skips.Skip(strconv.Itoa(d.ID), "droplet skipped: no address of the configured kind",
-		"droplet_id", d.ID, "droplet", d.Name, "network", p.opts.Network,
+func (p *Provider) noAddress(id int, name string) {
+	p.skips.Skip(strconv.Itoa(id), "droplet skipped: no address of the configured kind",
+		"droplet_id", id, "droplet", name, "network", p.opts.Network,
 		"ipv4", p.opts.IPVersion.V4, "ipv6", p.opts.IPVersion.V6)
 }
 

@@ -21,9 +21,15 @@ import (
 
 func newProvider(t testing.TB, api *droplettest.API, opts Options) (*Provider, *bridgetest.Buffer) {
 	t.Helper()
+	return newProviderAt(t, api.URL(), opts)
+}
+
+// newProviderAt is newProvider for a fake served at url.
+func newProviderAt(t testing.TB, url string, opts Options) (*Provider, *bridgetest.Buffer) {
+	t.Helper()
 	logs := &bridgetest.Buffer{}
 	opts.Token = droplettest.Token
-	opts.APIURL = api.URL()
+	opts.APIURL = url
 	if opts.Network == "" {
 		opts.Network = Private
 	}

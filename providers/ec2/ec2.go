@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -98,6 +99,13 @@ type Provider struct {
 	skips    *platform.Skips
 	requests atomic.Int64
 
+	// pages remembers the last complete listing's pages; decoded counts
+	// the pages decoded (not found unchanged), for tests; lastCount, the
+	// ids of the last listing, sizes the next one's duplicate check.
+	pages     *platform.Pages[*page]
+	decoded   atomic.Int64
+	lastCount atomic.Int64
+
 	mu      sync.Mutex
 	secrets []string // of every credential seen, to scrub from errors
 }
@@ -147,6 +155,7 @@ func NewContext(ctx context.Context, opts Options) (*Provider, error) {
 		labelTag: cmp.Or(opts.LabelTag, DefaultLabelTag),
 		log:      log,
 		skips:    platform.NewSkips(log),
+		pages:    platform.NewShapedPages[*page](pageShape),
 	}
 	creds, err := cfg.Credentials.Retrieve(ctx)
 	if err != nil {
@@ -164,7 +173,9 @@ func NewContext(ctx context.Context, opts Options) (*Provider, error) {
 		o.RetryMaxAttempts = 0
 		// Request logging would write signed headers to stderr.
 		o.ClientLogMode = 0
-		o.HTTPClient = awsapi.HTTPClient(o.HTTPClient, &p.requests, maxBody)
+		// Unchanged pages are recognised above the cap, so what is read
+		// and hashed is bounded as the SDK's own reading is.
+		o.HTTPClient = awsapi.SkipUnchanged(awsapi.HTTPClient(o.HTTPClient, &p.requests, maxBody))
 	})
 	p.client = client
 	attrs := []any{"region", cfg.Region, "credentials_source", creds.Source, "filters", FormatFilters(p.filters),
@@ -203,25 +214,23 @@ func (p *Provider) scrub(ctx context.Context, err error) error {
 // address of the configured kind. Any failure fails the whole poll: a
 // partial listing is never a peer set.
 func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
-	instances, err := p.listAll(ctx)
+	pages, err := p.listAll(ctx)
 	if err != nil {
 		return nil, p.scrub(ctx, err)
 	}
-	peers := make([]bridge.Peer, 0, len(instances))
-	for _, in := range instances {
-		// The server filters on the state already; an instance that
-		// changed state between pages is no peer either.
-		if in.State == nil || in.State.Name != types.InstanceStateNameRunning {
-			continue
+	n := 0
+	for _, pg := range pages {
+		n += len(pg.peers)
+	}
+	// The peers are shared with the pages' memory: the loop normalizes
+	// (deep-copies) a set before it keeps or changes anything of it.
+	peers := make([]bridge.Peer, 0, n)
+	for _, pg := range pages {
+		peers = append(peers, pg.peers...)
+		for _, s := range pg.skipped {
+			p.skips.Skip(s.id, "instance skipped: no address of the configured kind",
+				"instance_id", s.id, "name", s.name, "address", p.address)
 		}
-		addr, ok := p.addressOf(in)
-		if !ok {
-			id := aws.ToString(in.InstanceId)
-			p.skips.Skip(id, "instance skipped: no address of the configured kind",
-				"instance_id", id, "name", tag(in.Tags, p.labelTag), "address", p.address)
-			continue
-		}
-		peers = append(peers, p.peer(in, addr))
 	}
 	p.skips.PollDone()
 	return peers, nil
@@ -234,45 +243,55 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 // (bridge.ErrInconsistentListing), never two peers. An answer without a
 // reservationSet (another API's XML) is malformed, never zero instances:
 // the SDK gives an empty set as an empty slice, a missing one as nil.
-func (p *Provider) listAll(ctx context.Context) ([]types.Instance, error) {
+//
+// A page whose answer is the same as the same page's of the last complete
+// listing (its requestId and nextToken aside) is not decoded again
+// (platform.Pages): the SDK decodes a stub with an empty reservationSet
+// and the answer's token, and the page's instances are what it gave last
+// time. The checks above run on every page alike.
+func (p *Provider) listAll(ctx context.Context) ([]*page, error) {
 	pager := ec2.NewDescribeInstancesPaginator(p.client, &ec2.DescribeInstancesInput{
 		Filters: p.filters, MaxResults: aws.Int32(pageSize),
 	})
-	var all []types.Instance
-	seen := map[string]int{} // instance id: the page it was on
+	var all []*page
+	seen := make(map[string]int, p.lastCount.Load()) // instance id: the page it was on
 	tokens := map[string]bool{}
-	for page := 1; pager.HasMorePages(); page++ {
-		if page > maxPages {
+	listing := p.pages.Begin()
+	for n := 1; pager.HasMorePages(); n++ {
+		if n > maxPages {
 			return nil, fmt.Errorf("describing instances: more than %d pages", maxPages)
 		}
-		out, err := pager.NextPage(ctx)
+		pctx, fetch := listing.Request(ctx, strconv.Itoa(n))
+		out, err := pager.NextPage(pctx)
 		if err != nil {
-			return nil, fmt.Errorf("describing instances page %d: %w", page, classify(err))
+			return nil, fmt.Errorf("describing instances page %d: %w", n, classify(err))
 		}
 		if out.Reservations == nil {
-			return nil, platform.Transient(fmt.Errorf("describing instances page %d: malformed answer: no reservationSet", page))
+			return nil, platform.Transient(fmt.Errorf("describing instances page %d: malformed answer: no reservationSet", n))
 		}
-		for _, r := range out.Reservations {
-			for _, in := range r.Instances {
-				id := aws.ToString(in.InstanceId)
-				if id == "" {
-					continue // no instance to name or publish
-				}
-				if first, dup := seen[id]; dup {
-					return nil, platform.Inconsistent(fmt.Errorf("describing instances page %d: instance %s was on page %d already", page, id, first))
-				}
-				seen[id] = page
-				all = append(all, in)
+		pg, ok := fetch.Unchanged()
+		if !ok {
+			p.decoded.Add(1)
+			pg = p.derive(out.Reservations)
+			fetch.Keep(pg, nil)
+		}
+		for _, id := range pg.ids {
+			if first, dup := seen[id]; dup {
+				return nil, platform.Inconsistent(fmt.Errorf("describing instances page %d: instance %s was on page %d already", n, id, first))
 			}
+			seen[id] = n
 		}
+		all = append(all, pg)
 		if t := aws.ToString(out.NextToken); t != "" {
 			// A token seen before would loop until the poll times out.
 			if tokens[t] {
-				return nil, platform.Transient(fmt.Errorf("describing instances page %d: nextToken repeats an earlier page's", page))
+				return nil, platform.Transient(fmt.Errorf("describing instances page %d: nextToken repeats an earlier page's", n))
 			}
 			tokens[t] = true
 		}
 	}
+	listing.Done()
+	p.lastCount.Store(int64(len(seen)))
 	return all, nil
 }
 

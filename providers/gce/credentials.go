@@ -140,7 +140,9 @@ func (p *Provider) httpClient(base *url.URL) *http.Client {
 		next: &oauth2.Transport{
 			// ADC's sources cache their token until near expiry.
 			Source: p.tokens,
-			Base:   p.meter.Transport(capped{next}),
+			// Unchanged pages are recognised above the cap, so what is
+			// read and hashed is bounded as the SDK's own reading is.
+			Base: platform.SkipUnchanged(p.meter.Transport(capped{next})),
 		},
 	}
 	client.CheckRedirect = func(req *http.Request, via []*http.Request) error {

@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -251,6 +252,14 @@ type Provider struct {
 	log     *slog.Logger
 	skips   *platform.Skips
 	tokens  *seenTokens
+
+	// zonePages and aggregatedPages remember the last complete listing's
+	// pages; decoded counts the pages decoded (not found unchanged), for
+	// tests; lastCount, the ids of the last listing, sizes the next one's
+	// duplicate check.
+	zonePages, aggregatedPages *platform.Pages[[]scoped]
+	decoded                    atomic.Int64
+	lastCount                  atomic.Int64
 }
 
 // New returns a provider. It fails on options that cannot work; it makes
@@ -271,7 +280,9 @@ func New(opts Options) (*Provider, error) {
 	log := platform.Logger(opts.Logger)
 	p := &Provider{
 		meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log),
-		tokens: &seenTokens{src: opts.TokenSource},
+		tokens:          &seenTokens{src: opts.TokenSource},
+		zonePages:       platform.NewShapedPages[[]scoped](zoneShape),
+		aggregatedPages: platform.NewShapedPages[[]scoped](aggregatedShape),
 	}
 	client := p.httpClient(base)
 	p.service, err = compute.NewService(context.Background(),

@@ -36,20 +36,24 @@ func (p *Provider) Peers(ctx context.Context) ([]bridge.Peer, error) {
 }
 
 func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
-	l := &listing{seen: map[uint64]string{}}
+	l := &listing{seen: make(map[uint64]string, p.lastCount.Load())}
 	var err error
 	if len(p.opts.Zones) > 0 {
+		l.pages = p.zonePages.Begin()
 		for _, zone := range p.opts.Zones {
 			if err = p.listZone(ctx, zone, l); err != nil {
 				break
 			}
 		}
 	} else {
+		l.pages = p.aggregatedPages.Begin()
 		err = p.listAggregated(ctx, l)
 	}
 	if err != nil {
 		return nil, err
 	}
+	l.pages.Done()
+	p.lastCount.Store(int64(len(l.seen)))
 	peers := make([]bridge.Peer, 0, len(l.instances))
 	for _, in := range l.instances {
 		if in.Status != "RUNNING" {
@@ -72,6 +76,7 @@ func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
 type listing struct {
 	instances []*compute.Instance
 	seen      map[uint64]string
+	pages     *platform.Listing[[]scoped]
 }
 
 // add takes a page's instances. The same instance twice means pages that
@@ -93,7 +98,7 @@ func (l *listing) add(where string, items []*compute.Instance) error {
 
 // listZone reads every page of instances.list in one zone.
 func (p *Provider) listZone(ctx context.Context, zone string, l *listing) error {
-	call := p.service.Instances.List(p.opts.Project, zone).MaxResults(pageSize).Context(ctx)
+	call := p.service.Instances.List(p.opts.Project, zone).MaxResults(pageSize)
 	if p.opts.Filter != "" {
 		call.Filter(p.opts.Filter)
 	}
@@ -103,14 +108,21 @@ func (p *Provider) listZone(ctx context.Context, zone string, l *listing) error 
 		if token != "" {
 			call.PageToken(token)
 		}
-		list, err := call.Do()
+		pctx, fetch := l.pages.Request(ctx, zone+"/"+strconv.Itoa(page))
+		list, err := call.Context(pctx).Do()
 		if err != nil {
 			return fmt.Errorf("listing instances in %s: %w", where, classify(err))
 		}
 		if w := list.Warning; w != nil && w.Code != noResults {
 			return platform.Transient(fmt.Errorf("listing instances in %s: warning %s: %s", where, w.Code, w.Message))
 		}
-		if err := l.add(where, list.Items); err != nil {
+		scopes, ok := fetch.Unchanged()
+		if !ok {
+			p.decoded.Add(1)
+			scopes = []scoped{{items: trim(list.Items)}}
+			fetch.Keep(scopes, nil)
+		}
+		if err := l.add(where, scopes[0].items); err != nil {
 			return err
 		}
 		if list.NextPageToken == "" {
@@ -127,7 +139,7 @@ func (p *Provider) listZone(ctx context.Context, zone string, l *listing) error 
 // listAggregated reads every page of instances.aggregatedList: every
 // zone at once, the pages spanning zones.
 func (p *Provider) listAggregated(ctx context.Context, l *listing) error {
-	call := p.service.Instances.AggregatedList(p.opts.Project).MaxResults(pageSize).Context(ctx)
+	call := p.service.Instances.AggregatedList(p.opts.Project).MaxResults(pageSize)
 	if p.opts.Filter != "" {
 		call.Filter(p.opts.Filter)
 	}
@@ -137,7 +149,8 @@ func (p *Provider) listAggregated(ctx context.Context, l *listing) error {
 		if token != "" {
 			call.PageToken(token)
 		}
-		list, err := call.Do()
+		pctx, fetch := l.pages.Request(ctx, strconv.Itoa(page))
+		list, err := call.Context(pctx).Do()
 		if err != nil {
 			return fmt.Errorf("listing instances, %s: %w", where, classify(err))
 		}
@@ -147,12 +160,21 @@ func (p *Provider) listAggregated(ctx context.Context, l *listing) error {
 		if w := list.Warning; w != nil && w.Code != noResults {
 			return platform.Transient(fmt.Errorf("listing instances, %s: warning %s: %s", where, w.Code, w.Message))
 		}
-		for _, scope := range slices.Sorted(maps.Keys(list.Items)) {
-			scoped := list.Items[scope]
-			if w := scoped.Warning; w != nil && w.Code != noResults {
-				return platform.Transient(fmt.Errorf("listing instances, %s: %s: warning %s: %s", where, scope, w.Code, w.Message))
+		scopes, ok := fetch.Unchanged()
+		if !ok {
+			p.decoded.Add(1)
+			scopes = scopes[:0]
+			for _, scope := range slices.Sorted(maps.Keys(list.Items)) {
+				s := list.Items[scope]
+				if w := s.Warning; w != nil && w.Code != noResults {
+					return platform.Transient(fmt.Errorf("listing instances, %s: %s: warning %s: %s", where, scope, w.Code, w.Message))
+				}
+				scopes = append(scopes, scoped{scope: scope, items: trim(s.Instances)})
 			}
-			if err := l.add(where+" "+scope, scoped.Instances); err != nil {
+			fetch.Keep(scopes, nil)
+		}
+		for _, s := range scopes {
+			if err := l.add(where+" "+s.scope, s.items); err != nil {
 				return err
 			}
 		}

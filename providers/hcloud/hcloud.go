@@ -21,6 +21,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
 	"golang.org/x/net/http/httpguts"
@@ -119,6 +120,13 @@ type Provider struct {
 	mu      sync.Mutex
 	netID   int64
 	netSeen bool
+
+	// pages remembers the last complete listing's pages; decoded counts
+	// the pages decoded (not found unchanged), for tests; lastCount, the
+	// ids of the last listing, sizes the next one's duplicate check.
+	pages     *platform.Pages[[]*hcloud.Server]
+	decoded   atomic.Int64
+	lastCount atomic.Int64
 }
 
 // New returns a provider. It fails on options that cannot work; it makes
@@ -135,11 +143,14 @@ func New(opts Options) (*Provider, error) {
 	}
 	opts.APIURL = cmp.Or(opts.APIURL, DefaultAPIURL)
 	log := platform.Logger(opts.Logger)
-	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log)}
+	p := &Provider{Meter: platform.NewMeter(), opts: opts, log: log, skips: platform.NewSkips(log), pages: platform.NewPages[[]*hcloud.Server]()}
 	_, api := p.Meter.Client(opts.HTTPClient)
 	// Redirects stay on the API's host, and no answer is read without
 	// bound.
 	api = platform.Guard(api, platform.MaxBody(perPage, maxServer))
+	// Unchanged pages are recognised above the cap, so what is read and
+	// hashed is bounded as the SDK's own reading is.
+	api.Transport = platform.SkipUnchanged(api.Transport)
 	p.client = hcloud.NewClient(
 		hcloud.WithEndpoint(opts.APIURL),
 		hcloud.WithToken(opts.Token),

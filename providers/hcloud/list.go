@@ -6,8 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/hetznercloud/hcloud-go/v2/hcloud"
+	"github.com/hetznercloud/hcloud-go/v2/hcloud/schema"
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/providers/internal/platform"
@@ -58,6 +60,11 @@ func (p *Provider) peers(ctx context.Context) ([]bridge.Peer, error) {
 // disagrees with it, is therefore no peer set either, but a listing whose
 // pages disagree (bridge.ErrInconsistentListing). A page without its
 // servers key (another API's JSON, {}) is malformed, never zero servers.
+//
+// A page whose body is the same as on the last complete listing is not
+// decoded again (platform.Pages): the SDK decodes a stub with the page's
+// pagination, and the page's servers are what it gave last time, trimmed
+// to what peerbridge reads. The checks above run on every page alike.
 func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 	opts := hcloud.ServerListOpts{
 		ListOpts: hcloud.ListOpts{Page: 1, PerPage: perPage, LabelSelector: p.opts.LabelSelector},
@@ -65,15 +72,24 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 		Status:   []hcloud.ServerStatus{hcloud.ServerStatusRunning},
 	}
 	var all []*hcloud.Server
-	seen := map[int64]int{} // server id: the page it was on
+	seen := make(map[int64]int, p.lastCount.Load()) // server id: the page it was on
 	total := -1
+	listing := p.pages.Begin()
 	for range maxPages {
-		servers, resp, err := p.client.Server.List(ctx, opts)
+		pctx, fetch := listing.Request(ctx, strconv.Itoa(opts.Page))
+		servers, resp, err := p.client.Server.List(pctx, opts)
 		if err != nil {
 			return nil, fmt.Errorf("listing servers page %d: %w", opts.Page, classify(resp, err))
 		}
 		if err := hasKey(resp, "servers"); err != nil {
 			return nil, fmt.Errorf("listing servers page %d: %w", opts.Page, err)
+		}
+		if cached, ok := fetch.Unchanged(); ok {
+			servers = cached
+		} else {
+			p.decoded.Add(1)
+			servers = trim(servers)
+			fetch.Keep(servers, stub(resp))
 		}
 		for _, s := range servers {
 			if page, dup := seen[s.ID]; dup {
@@ -85,7 +101,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 		pg := resp.Meta.Pagination
 		if pg == nil {
 			// No pagination: an API that serves everything at once.
-			return all, nil
+			return p.done(listing, all), nil
 		}
 		// total_entries is null (0) when the API does not know it.
 		if pg.TotalEntries > 0 {
@@ -98,7 +114,7 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 			if total > 0 && total != len(all) {
 				return nil, changed(len(all), opts.Page, total)
 			}
-			return all, nil
+			return p.done(listing, all), nil
 		}
 		if pg.NextPage <= opts.Page {
 			// A next page that does not move forward would loop forever.
@@ -107,6 +123,64 @@ func (p *Provider) listAll(ctx context.Context) ([]*hcloud.Server, error) {
 		opts.Page = pg.NextPage
 	}
 	return nil, fmt.Errorf("listing servers: more than %d pages", maxPages)
+}
+
+// done ends a complete, consistent listing: its pages become the ones
+// the next listing compares with.
+func (p *Provider) done(listing *platform.Listing[[]*hcloud.Server], all []*hcloud.Server) []*hcloud.Server {
+	listing.Done()
+	p.lastCount.Store(int64(len(all)))
+	return all
+}
+
+// trim keeps of each server what keep, addresses, peer and the network
+// check read: the SDK's servers carry their type's prices, image,
+// datacenter and more, which would otherwise stay in memory with the
+// page.
+func trim(servers []*hcloud.Server) []*hcloud.Server {
+	out := make([]*hcloud.Server, len(servers))
+	for i, s := range servers {
+		t := &hcloud.Server{ID: s.ID, Name: s.Name, Status: s.Status, Labels: s.Labels}
+		t.PublicNet.IPv4.IP = s.PublicNet.IPv4.IP
+		t.PublicNet.IPv6.IP = s.PublicNet.IPv6.IP
+		t.PublicNet.IPv6.Network = s.PublicNet.IPv6.Network
+		for _, n := range s.PrivateNet {
+			tn := hcloud.ServerPrivateNet{IP: n.IP}
+			if n.Network != nil {
+				tn.Network = &hcloud.Network{ID: n.Network.ID}
+			}
+			t.PrivateNet = append(t.PrivateNet, tn)
+		}
+		if s.Location != nil {
+			t.Location = &hcloud.Location{Name: s.Location.Name}
+		}
+		if s.ServerType != nil {
+			t.ServerType = &hcloud.ServerType{Name: s.ServerType.Name}
+		}
+		out[i] = t
+	}
+	return out
+}
+
+// stub is the body the SDK decodes in place of an unchanged page: no
+// servers (an empty list, not a missing one), the same pagination.
+func stub(resp *hcloud.Response) []byte {
+	var body struct {
+		schema.ServerListResponse
+		schema.MetaResponse
+	}
+	body.Servers = []schema.Server{}
+	if pg := resp.Meta.Pagination; pg != nil {
+		body.Meta.Pagination = &schema.MetaPagination{
+			Page: pg.Page, PerPage: pg.PerPage, PreviousPage: pg.PreviousPage,
+			NextPage: pg.NextPage, LastPage: pg.LastPage, TotalEntries: pg.TotalEntries,
+		}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil // not kept: the page is decoded next time
+	}
+	return b
 }
 
 // hasKey checks that a 2xx answer's body is a JSON object with key, and

@@ -82,6 +82,10 @@ func New(t testing.TB, instances []Instance) *Server {
 // URL is the endpoint, for AWS_ENDPOINT_URL_EC2.
 func (f *Server) URL() string { return f.srv.URL }
 
+// ServeHTTP answers as the server, for a test that serves it behind a
+// handler of its own.
+func (f *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.serve(w, r) }
+
 // Close stops the server: later requests get no answer.
 func (f *Server) Close() { f.srv.Close() }
 

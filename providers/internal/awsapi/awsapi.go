@@ -204,3 +204,14 @@ func (o ownBody) Do(r *http.Request) (*http.Response, error) {
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	return o.next.Do(r)
 }
+
+// SkipUnchanged is platform.SkipUnchanged for the SDK's HTTPClient: put
+// it above HTTPClient, so that what it reads is capped.
+func SkipUnchanged(next aws.HTTPClient) aws.HTTPClient { return skipUnchanged{next} }
+
+type skipUnchanged struct{ next aws.HTTPClient }
+
+func (c skipUnchanged) Do(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.Do(r)
+	return platform.Substitute(r, resp, err)
+}

@@ -12,7 +12,9 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Elsewhere is a second host: it records the headers of every request and
@@ -104,4 +106,23 @@ func Endless(contentType, prefix, item string, limit int64, sent func(int64)) ht
 			n += int64(m)
 		}
 	}
+}
+
+// CPU is the CPU time (user and system) this process has used so far:
+// a benchmark of a poll reports its difference per poll ("ms-cpu/op"),
+// the fake API's share included, where ns/op would count waiting too.
+func CPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatalf("getrusage: %v", err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// ReportCPU reports the CPU time per operation since start as
+// ms-cpu/op.
+func ReportCPU(b *testing.B, start time.Duration) {
+	b.Helper()
+	b.ReportMetric(float64((CPU(b)-start).Microseconds())/1000/float64(b.N), "ms-cpu/op")
 }
