@@ -126,7 +126,7 @@ func TestPagesPublishSameSet(t *testing.T) {
 			cached, _ := newProvider(t, api, opts)
 			rng := rand.New(rand.NewPCG(30, 2))
 			next := 150
-			for step := range 40 {
+			for step := range 16 { // 16 random steps cover every kind of change; more only cost CI minutes under -race
 				api.Set(func(servers *[]schema.Server, _ *[]schema.Network, _ *hcloudtest.Fault) {
 					s := *servers
 					for range rng.IntN(3) { // 0: a steady poll
