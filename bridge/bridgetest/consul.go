@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -138,12 +140,24 @@ func (c *Consul) start() error {
 	return fmt.Errorf("no leader after 30s")
 }
 
+// managementToken finds the management token in ACL configuration.
+var managementToken = regexp.MustCompile(`initial_management\s*=\s*"([^"]+)"`)
+
 // nodeRegistered reports whether the agent's own node is in the catalog.
 // A leader is elected before the agent has synced its node there, and
 // until it has, a session on that node fails with "Missing node
 // registration": a test that takes a lock at once failed so under load.
 func (c *Consul) nodeRegistered() bool {
-	resp, err := http.Get("http://" + c.Addr + "/v1/catalog/nodes")
+	req, err := http.NewRequest("GET", "http://"+c.Addr+"/v1/catalog/nodes", nil)
+	if err != nil {
+		return false
+	}
+	// With ACLs on, an anonymous read sees no node: ask as the
+	// management token the test configured.
+	if m := managementToken.FindStringSubmatch(strings.Join(c.args, " ")); m != nil {
+		req.Header.Set("X-Consul-Token", m[1])
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return false
 	}
