@@ -1,6 +1,7 @@
 package dnsserver
 
 import (
+	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
 
@@ -21,57 +22,103 @@ const shuffleVariants = 8
 // packed holds one name and type's answers, in random orders.
 type packed struct {
 	plain [][]byte // without EDNS: at most 512 bytes, TC set if cut
-	edns  [][]byte // with an OPT record (DO clear): at most 1232 bytes, TC set if cut
+	// edns are the answers with an OPT record (DO clear): at most 1232
+	// bytes, TC set if cut. nil when each is its plain answer with the
+	// OPT record appended (appendOPT): so it is for every answer that fits
+	// in 512 bytes unshuffled, a peer's own name's, and storing it once
+	// halves the packed answers of a large topology.
+	edns [][]byte
 	// serialAt, when not 0, is where the SOA serial of a negative answer
 	// is, in every variant: a later snapshot takes the answer over and
 	// writes its own serial there.
 	serialAt int
 }
 
-// fastEntry is one packed answer and its key.
-type fastEntry struct {
-	key string
-	p   *packed
+// Every packed answer holds its question's name as zeros: the fast path
+// writes the name as asked over it. So the negative answers of the names
+// of one length in the zone are the same bytes (the SOA's names compress
+// against the question's by offset), and a build shares them (interner):
+// a topology's peers' AAAA NODATA answers take a few packed answers, not
+// one per peer.
+
+// optRR is the OPT record of the fast path's EDNS answers: root owner,
+// maxUDPSize, no extended rcode, version 0, DO clear, no options.
+var optRR = [...]byte{0, byte(dns.TypeOPT >> 8), byte(dns.TypeOPT), maxUDPSize >> 8, maxUDPSize & 0xff, 0, 0, 0, 0, 0, 0}
+
+// interner is what one build's packing shares: the packed answers that
+// are the same bytes (the negative ones, which repeat for every name of
+// a length), and a buffer to pack into.
+type interner struct {
+	shared map[string]*packed
+	buf    []byte
 }
 
-// fastKey is the lower-case wire-format name followed by the query type.
-func fastKey(wireName []byte, qtype uint16) string {
-	return string(binary.BigEndian.AppendUint16(append([]byte(nil), wireName...), qtype))
+func newInterner() *interner { return &interner{shared: map[string]*packed{}} }
+
+// share returns the packed answer equal to p from in, noting p there if
+// there is none; p itself when p is not a negative answer.
+func (in *interner) share(p *packed) *packed {
+	if p == nil || p.serialAt == 0 || len(p.plain) != 1 || p.edns != nil {
+		return p
+	}
+	if q, ok := in.shared[string(p.plain[0])]; ok && q.serialAt == p.serialAt {
+		return q
+	}
+	in.shared[string(p.plain[0])] = p
+	return p
 }
 
-// pack returns the packed answers of the fast path for name, whose node
-// is n: answer's own replies to the queries cluster clients repeat. A and
+// pack packs the answers of the fast path for name, whose node is n, into
+// n: answer's own replies to the queries cluster clients repeat. A and
 // AAAA (stub resolvers ask for both, so NODATA too) and SRV. TXT, PTR,
 // SOA, NS and misses are rare and take the slow path; packing them would
-// only make a change of a large cluster slower.
-func (s *Snapshot) pack(name string, n *node) []fastEntry {
+// only make a change of a large cluster slower. in shares equal answers.
+func (s *Snapshot) pack(name string, n *node, in *interner) {
 	wire := make([]byte, maxNameOctets)
 	l, err := dns.PackDomainName(name, wire, 0, nil, false)
-	if err != nil {
-		return nil
+	if err != nil || !fastName(wire[:l]) {
+		return // the fast path could not find it
 	}
-	wire = wire[:l]
-	out := make([]fastEntry, 0, 3)
-	add := func(qtype uint16, shuffle bool) {
-		if p := s.packOne(name, qtype, shuffle); p != nil {
-			out = append(out, fastEntry{fastKey(wire, qtype), p})
-		}
-	}
-	add(dns.TypeA, n.shuffle && len(n.a) > 1)
-	add(dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1)
+	n.fastA = in.share(s.packOne(in, name, l, dns.TypeA, n.shuffle && len(n.a) > 1))
+	n.fastAAAA = in.share(s.packOne(in, name, l, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1))
 	if len(n.srv) > 0 {
-		add(dns.TypeSRV, n.shuffle && len(n.srv) > 1)
+		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.srv) > 1)
 	}
-	return out
 }
 
-// packOne packs the answers to one name and type, nil if they do not pack.
-func (s *Snapshot) packOne(name string, qtype uint16, shuffle bool) *packed {
+// fastName reports whether a wire-format name's text form is its labels
+// joined by dots, with nothing to escape: the fast path looks names up by
+// that text, and leaves the others to the slow path.
+func fastName(wire []byte) bool {
+	for off := 0; off < len(wire); {
+		l := int(wire[off])
+		if l == 0 {
+			return off > 0
+		}
+		for _, c := range wire[off+1 : min(off+1+l, len(wire))] {
+			if !plainByte(c) {
+				return false
+			}
+		}
+		off += 1 + l
+	}
+	return false
+}
+
+// plainByte reports whether c stands for itself in a name's text form.
+// Upper-case letters do not: names are looked up in lower case.
+func plainByte(c byte) bool {
+	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '*'
+}
+
+// packOne packs the answers to one name, whose wire form is nameLen bytes
+// long, and type; nil if they do not pack.
+func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16, shuffle bool) *packed {
 	variants := 1
 	if shuffle {
 		variants = shuffleVariants
 	}
-	p := &packed{plain: make([][]byte, 0, variants), edns: make([][]byte, 0, variants)}
+	p := &packed{plain: make([][]byte, 0, variants)}
 	req := new(dns.Msg).SetQuestion(name, qtype)
 	req.RecursionDesired = false
 	for _, edns := range []bool{false, true} {
@@ -83,8 +130,14 @@ func (s *Snapshot) packOne(name string, qtype uint16, shuffle bool) *packed {
 			// comes back over TCP, and this one must cost no more than
 			// a small answer (RFC 2181 9 allows either).
 			m := s.answer(req, false)
-			out, err := m.Pack()
-			if err != nil {
+			// Packed into the build's buffer and copied out: Pack
+			// leaves room for the answer uncompressed, half again its
+			// size, in every answer kept.
+			if in.buf == nil {
+				in.buf = make([]byte, 4*maxUDPSize)
+			}
+			out, err := m.PackBuffer(in.buf)
+			if err != nil || len(out) < headerLen+nameLen {
 				return nil
 			}
 			if len(m.Answer) == 0 && len(m.Ns) == 1 {
@@ -94,6 +147,11 @@ func (s *Snapshot) packOne(name string, qtype uint16, shuffle bool) *packed {
 				}
 				p.serialAt = at
 			}
+			clear(out[headerLen : headerLen+nameLen]) // written as asked
+			if edns && variants == 1 && isWithOPT(out, p.plain[0]) {
+				break // the plain answer and OPT: p.edns stays nil
+			}
+			out = bytes.Clone(out)
 			if edns {
 				p.edns = append(p.edns, out)
 			} else {
@@ -101,7 +159,28 @@ func (s *Snapshot) packOne(name string, qtype uint16, shuffle bool) *packed {
 			}
 		}
 	}
+	if len(p.edns) == 0 {
+		p.edns = nil
+	}
 	return p
+}
+
+// isWithOPT reports whether msg is plain, a packed answer without EDNS,
+// with optRR added (appendOPT).
+func isWithOPT(msg, plain []byte) bool {
+	return len(msg) == len(plain)+len(optRR) && len(plain) >= headerLen &&
+		bytes.Equal(msg[:offARCount], plain[:offARCount]) &&
+		binary.BigEndian.Uint16(msg[offARCount:]) == binary.BigEndian.Uint16(plain[offARCount:])+1 &&
+		bytes.Equal(msg[headerLen:len(plain)], plain[headerLen:]) && bytes.Equal(msg[len(plain):], optRR[:])
+}
+
+// appendOPT appends to dst msg, a packed answer without EDNS, with optRR
+// added to its additional section.
+func appendOPT(dst, msg []byte) []byte {
+	at := len(dst)
+	dst = append(append(dst, msg...), optRR[:]...)
+	binary.BigEndian.PutUint16(dst[at+offARCount:], binary.BigEndian.Uint16(dst[at+offARCount:])+1)
+	return dst
 }
 
 // serialOffset finds the SOA serial in a packed negative answer: one
@@ -151,11 +230,14 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
 		return 0, 0
 	}
-	// The name: uncompressed labels, lower-cased into key.
+	// The name: uncompressed labels, lower-cased into key, and its text
+	// form in text, by which the snapshot's names are found.
 	var key [255 + 2]byte
+	var text [255]byte
 	var starts [128]uint8 // where each label begins in key
 	labels := 0
 	mixed := false // upper-case letters in the name
+	plain := true  // nothing to escape in the text form
 	off := headerLen
 	for {
 		if off >= len(req) || off-headerLen >= 255 {
@@ -179,8 +261,11 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 				mixed = true
 			}
 			key[i-headerLen] = c
+			text[i-headerLen-1] = c
+			plain = plain && plainByte(c)
 		}
 		off += 1 + l
+		text[off-headerLen-1] = '.'
 	}
 	nameEnd := off
 	if nameEnd-headerLen > 255 || off+4 > len(req) {
@@ -229,21 +314,41 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	if part == nil {
 		return 0, 0
 	}
-	key[keyLen] = byte(qtype >> 8)
-	key[keyLen+1] = byte(qtype)
-	p := part.fast[string(key[:keyLen+2])]
+	if !plain || labels == 0 {
+		return 0, 0
+	}
+	nd := part.names[string(text[:keyLen-1])]
+	if nd == nil {
+		return 0, 0
+	}
+	var p *packed
+	switch qtype {
+	case dns.TypeA:
+		p = nd.fastA
+	case dns.TypeAAAA:
+		p = nd.fastAAAA
+	case dns.TypeSRV:
+		p = nd.fastSRV
+	}
 	if p == nil {
 		return 0, 0
 	}
-	variants := p.plain
+	variants, opt := p.plain, false
 	if edns {
-		variants = p.edns
+		variants, opt = p.edns, p.edns == nil
+		if opt {
+			variants = p.plain
+		}
 	}
 	if len(variants) == 0 {
 		return 0, 0
 	}
 	ans := variants[rand.IntN(len(variants))]
-	if len(ans) > size || len(ans) > len(out) {
+	length := len(ans)
+	if opt {
+		length += len(optRR)
+	}
+	if length > size || length > len(out) {
 		return 0, 0
 	}
 	// For a name asked in mixed case, the full path writes the owner names
@@ -251,10 +356,14 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	// against a name spelt alike: its answer is up to a name longer, and
 	// where that no longer fits it keeps fewer records. Leave the rare
 	// close calls and cut answers to it, so that the paths agree.
-	if mixed && (ans[offFlags]&(flagTC>>8) != 0 || len(ans)+keyLen > size) {
+	if mixed && (ans[offFlags]&(flagTC>>8) != 0 || length+keyLen > size) {
 		return 0, 0
 	}
-	n = copy(out, ans)
+	if opt {
+		n = len(appendOPT(out[:0], ans))
+	} else {
+		n = copy(out, ans)
+	}
 	binary.BigEndian.PutUint16(out[offID:], h.Id)
 	binary.BigEndian.PutUint16(out[offFlags:], binary.BigEndian.Uint16(out[offFlags:])|h.Bits&(flagRD|flagCD))
 	copy(out[headerLen:nameEnd], req[headerLen:nameEnd]) // the question as asked, letter case included

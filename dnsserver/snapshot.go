@@ -73,8 +73,6 @@ type Snapshot struct {
 type part struct {
 	// names holds the nodes by lower-case FQDN.
 	names map[string]*node
-	// fast holds the packed answers of the fast path, by fastKey.
-	fast map[string]*packed
 	// records is how many records zoneRecords returns for the part.
 	records int
 }
@@ -88,6 +86,9 @@ type node struct {
 	// shuffle marks service names, whose answers are served in random order
 	// so that clients spread over peers.
 	shuffle bool
+	// fastA, fastAAAA and fastSRV are the packed answers of the fast path
+	// (pack), nil for none.
+	fastA, fastAAAA, fastSRV *packed
 }
 
 func (n *node) rrset(qtype uint16) []dns.RR {
@@ -196,10 +197,11 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 		tops[l][name] = n
 	}
 	byLabel := map[string][]*topology{}
+	in := newInterner()
 	for _, set := range sets {
 		t := old[set.Service.Topology]
 		if gen := gens[set.Service.Topology]; t == nil || gen == 0 || t.gen != gen {
-			t = s.buildTopology(cfg, set, t)
+			t = s.buildTopology(cfg, set, t, in)
 			t.gen = gen
 		}
 		s.topos = append(s.topos, t)
@@ -220,10 +222,10 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 		for _, t := range ts {
 			merged.merge(t.part.names)
 		}
-		s.parts[l] = s.newPart(merged)
+		s.parts[l] = s.newPart(merged, in)
 	}
 	for l, names := range tops {
-		s.parts[l] = s.newPart(names)
+		s.parts[l] = s.newPart(names, in)
 	}
 	for _, name := range cfg.services {
 		if byLabel[name] == nil {
@@ -237,8 +239,8 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 }
 
 // newPart packs every answer of names for the fast path.
-func (s *Snapshot) newPart(names nodes) *part {
-	p := &part{names: names, fast: make(map[string]*packed, 2*len(names))}
+func (s *Snapshot) newPart(names nodes, in *interner) *part {
+	p := &part{names: names}
 	// answer looks the names up through s: make the part visible to it
 	// while packing. Nothing reads s before build returns it.
 	for name, n := range names {
@@ -247,9 +249,7 @@ func (s *Snapshot) newPart(names nodes) *part {
 	}
 	for name, n := range names {
 		p.records += n.records()
-		for _, e := range s.pack(name, n) {
-			p.fast[e.key] = e.p
-		}
+		s.pack(name, n, in)
 	}
 	return p
 }
@@ -294,6 +294,7 @@ func (ns nodes) merge(from nodes) {
 			*rrs[0] = append(slices.Clip(*rrs[0]), *rrs[1]...)
 		}
 		n.shuffle = n.shuffle || f.shuffle
+		n.fastA, n.fastAAAA, n.fastSRV = nil, nil, nil // packed anew
 	}
 }
 
@@ -325,7 +326,6 @@ type peerRecords struct {
 	// named is its SRV record under _<port name>._tcp, nil without one.
 	named dns.RR
 	ptrs  []peerPTR
-	fast  []fastEntry // the packed answers of its own name
 }
 
 type peerPTR struct {
@@ -342,14 +342,14 @@ func (pr *peerRecords) sameAs(svc bridge.Service, p bridge.Peer) bool {
 // buildTopology makes the records of set, taking over from prev (nil for
 // none) every peer whose records are the same. A service that changed
 // changes every record, so then nothing is taken over.
-func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology) *topology {
+func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology, in *interner) *topology {
 	if prev != nil && prev.set.Service != set.Service {
 		prev = nil
 	}
 	published := set.PublishedCount()
 	t := &topology{
 		set:     set,
-		part:    part{names: make(nodes, published+4), fast: make(map[string]*packed, 2*published+8)},
+		part:    part{names: make(nodes, published+4)},
 		reverse: make(map[string][]dns.RR, published),
 		peers:   make(map[string]*peerRecords, published),
 	}
@@ -409,9 +409,6 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 				t.reverse[ptr.name] = ptr.rrs
 			}
 		}
-		for _, e := range pr.fast {
-			t.part.fast[e.key] = e.p
-		}
 	}
 	top := []string{svcName}
 	if set.Service.PortName != "" {
@@ -429,15 +426,10 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		n := names[name]
 		n.clip()
 		t.part.records += n.records()
-		for _, e := range view.pack(name, n) {
-			t.part.fast[e.key] = e.p
-		}
+		view.pack(name, n, in)
 	}
 	for _, pr := range fresh {
-		pr.fast = view.pack(pr.host, pr.node)
-		for _, e := range pr.fast {
-			t.part.fast[e.key] = e.p
-		}
+		view.pack(pr.host, pr.node, in)
 	}
 	return t
 }
