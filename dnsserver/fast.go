@@ -81,8 +81,8 @@ func (s *Snapshot) pack(name string, n *node, in *interner) {
 	}
 	n.fastA = in.share(s.packOne(in, name, l, dns.TypeA, n.shuffle && len(n.a) > 1))
 	n.fastAAAA = in.share(s.packOne(in, name, l, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1))
-	if len(n.srv) > 0 {
-		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.srv) > 1)
+	if len(n.get().srv) > 0 {
+		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.get().srv) > 1)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
 	"strings"
@@ -79,16 +80,48 @@ type part struct {
 
 // node is one owner name's records. Every slice is clipped, so that an
 // append on the query path copies instead of writing into the snapshot.
+//
+// A topology has a node per peer, and a peer's name has address and TXT
+// records only: the other RRsets, which few names have, are behind more,
+// which keeps a peer's node at half the size.
 type node struct {
-	soa, ns, a, aaaa, srv, txt, ptr []dns.RR
-	// extra is the A/AAAA of the SRV targets for the additional section.
-	extra []dns.RR
-	// shuffle marks service names, whose answers are served in random order
-	// so that clients spread over peers.
-	shuffle bool
+	a, aaaa, txt []dns.RR
+	more         *nodeMore // nil: none of them
 	// fastA, fastAAAA and fastSRV are the packed answers of the fast path
 	// (pack), nil for none.
 	fastA, fastAAAA, fastSRV *packed
+	// peer is the peer whose own name this is, whose records the next
+	// build may take over; nil for other names.
+	peer *peerRecords
+	// shuffle marks service names, whose answers are served in random order
+	// so that clients spread over peers.
+	shuffle bool
+}
+
+// nodeMore is the RRsets of a node that a peer's own name never has.
+type nodeMore struct {
+	soa, ns, srv, ptr []dns.RR
+	// extra is the A/AAAA of the SRV targets for the additional section.
+	extra []dns.RR
+}
+
+// noMore is the empty nodeMore of every node without one. Never written.
+var noMore nodeMore
+
+// get returns n's rarer RRsets, for reading.
+func (n *node) get() *nodeMore {
+	if n.more == nil {
+		return &noMore
+	}
+	return n.more
+}
+
+// set returns n's rarer RRsets, for writing while n is built.
+func (n *node) set() *nodeMore {
+	if n.more == nil {
+		n.more = &nodeMore{}
+	}
+	return n.more
 }
 
 func (n *node) rrset(qtype uint16) []dns.RR {
@@ -98,18 +131,19 @@ func (n *node) rrset(qtype uint16) []dns.RR {
 	case dns.TypeAAAA:
 		return n.aaaa
 	case dns.TypeSRV:
-		return n.srv
+		return n.get().srv
 	case dns.TypeTXT:
 		return n.txt
 	case dns.TypePTR:
-		return n.ptr
+		return n.get().ptr
 	case dns.TypeSOA:
-		return n.soa
+		return n.get().soa
 	case dns.TypeNS:
-		return n.ns
+		return n.get().ns
 	case dns.TypeANY:
 		// RFC 8482: one RRset is a complete answer to ANY.
-		for _, rrs := range [][]dns.RR{n.soa, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
+		m := n.get()
+		for _, rrs := range [][]dns.RR{m.soa, n.a, n.aaaa, m.srv, n.txt, m.ptr} {
 			if len(rrs) > 0 {
 				return rrs
 			}
@@ -172,7 +206,7 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 	// The apex and the name servers' glue: a few names, built anew.
 	top := nodes{}
 	apex := top.node(cfg.zone, cfg.zone)
-	apex.soa = []dns.RR{soa(cfg.ttl)}
+	apex.set().soa = []dns.RR{soa(cfg.ttl)}
 	s.negSOA = []dns.RR{soa(min(cfg.ttl, cfg.negTTL))}
 	addNameServers(cfg, top, apex)
 
@@ -255,7 +289,9 @@ func (s *Snapshot) newPart(names nodes, in *interner) *part {
 }
 
 // records is how many records of n zoneRecords returns.
-func (n *node) records() int { return len(n.ns) + len(n.a) + len(n.aaaa) + len(n.srv) + len(n.txt) }
+func (n *node) records() int {
+	return len(n.get().ns) + len(n.a) + len(n.aaaa) + len(n.get().srv) + len(n.txt)
+}
 
 // nodes is a set of names and their nodes.
 type nodes map[string]*node
@@ -287,10 +323,13 @@ func (ns nodes) merge(from nodes) {
 			n = &node{}
 			ns[name] = n
 		}
-		for _, rrs := range [...][2]*[]dns.RR{
-			{&n.soa, &f.soa}, {&n.ns, &f.ns}, {&n.a, &f.a}, {&n.aaaa, &f.aaaa}, {&n.srv, &f.srv},
-			{&n.txt, &f.txt}, {&n.ptr, &f.ptr}, {&n.extra, &f.extra},
-		} {
+		pairs := [][2]*[]dns.RR{{&n.a, &f.a}, {&n.aaaa, &f.aaaa}, {&n.txt, &f.txt}}
+		if f.more != nil {
+			nm, fm := n.set(), f.more
+			pairs = append(pairs, [][2]*[]dns.RR{{&nm.soa, &fm.soa}, {&nm.ns, &fm.ns}, {&nm.srv, &fm.srv},
+				{&nm.ptr, &fm.ptr}, {&nm.extra, &fm.extra}}...)
+		}
+		for _, rrs := range pairs {
 			*rrs[0] = append(slices.Clip(*rrs[0]), *rrs[1]...)
 		}
 		n.shuffle = n.shuffle || f.shuffle
@@ -306,32 +345,30 @@ type topology struct {
 	gen     uint64
 	part    part
 	reverse map[string][]dns.RR
-	peers   map[string]*peerRecords // by owner name
 	tooLong []string
 }
 
 // peerRecords is one published peer's records, built from its owner name,
 // ID, addresses and port (and the topology's service and the zone's TTL, which
-// a topology's records are rebuilt for).
+// a topology's records are rebuilt for). The next build finds it through
+// its node's peer.
 type peerRecords struct {
-	host  string
+	node  // its own name's, in the part's names
 	id    string
 	addrs []netip.Addr
 	port  uint16 // in its SRV records: the service's PortFor it
-	node  *node
-	// a and aaaa are its addresses under the service name; srv is its SRV
-	// record there.
-	a, aaaa []dns.RR
-	srv     *dns.SRV
+	// svcAddrs are its A and AAAA records under the service name; srv is
+	// its SRV record there, whose target is its own name.
+	svcAddrs []dns.RR
+	srv      *dns.SRV
 	// named is its SRV record under _<port name>._tcp, nil without one.
-	named dns.RR
-	ptrs  []peerPTR
+	named *dns.SRV
+	// ptrs holds a PTR record per address, each owned by its reverse name.
+	ptrs []dns.RR
 }
 
-type peerPTR struct {
-	name string
-	rrs  []dns.RR // one record, clipped
-}
+// host is the peer's own name.
+func (pr *peerRecords) host() string { return pr.srv.Target }
 
 // sameAs reports whether pr are p's records; svc is the service of both
 // (a changed service rebuilds every peer's), and decides p's port.
@@ -351,15 +388,14 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 		set:     set,
 		part:    part{names: make(nodes, published+4)},
 		reverse: make(map[string][]dns.RR, published),
-		peers:   make(map[string]*peerRecords, published),
 	}
 	names := nodes(t.part.names)
 	svcName := set.Service.Name + "." + cfg.zone
 	svc := names.node(cfg.zone, svcName)
 	svc.shuffle = !cfg.fixedOrder
 	svc.a = make([]dns.RR, 0, published)
-	svc.srv = make([]dns.RR, 0, published)
-	svc.extra = make([]dns.RR, 0, published)
+	svcSRV := make([]dns.RR, 0, published)
+	extra := make([]dns.RR, 0, published)
 
 	// Labels over all peers, critical ones too, so that they do not move
 	// with health and match the Consul node names.
@@ -382,42 +418,45 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 		}
 		var pr *peerRecords
 		if prev != nil {
-			pr = prev.peers[host]
+			if n := prev.part.names[host]; n != nil {
+				pr = n.peer
+			}
 		}
 		if !pr.sameAs(set.Service, p) {
 			pr = newPeerRecords(cfg, set.Service, host, svcName, p)
 			fresh = append(fresh, pr)
 		}
-		t.peers[host] = pr
-		names[host] = pr.node
-		t.part.records += pr.node.records()
+		names[host] = &pr.node
+		t.part.records += pr.records()
 		// An RRset never holds a record twice (RFC 2181 5.2): peers that
 		// share an address (tasks on one host) give one record at the
 		// service name, and each keeps its own name, SRV and PTR record.
-		svc.a = appendNew(svc.a, pr.a, seen)
-		svc.aaaa = appendNew(svc.aaaa, pr.aaaa, seen)
-		svc.srv = append(svc.srv, pr.srv)
+		svc.a = appendNew(svc.a, pr.svcAddrs, dns.TypeA, seen)
+		svc.aaaa = appendNew(svc.aaaa, pr.svcAddrs, dns.TypeAAAA, seen)
+		svcSRV = append(svcSRV, pr.srv)
 		if pr.named != nil {
 			namedSRV = append(namedSRV, pr.named)
 		}
-		svc.extra = append(svc.extra, pr.node.a...)
-		svc.extra = append(svc.extra, pr.node.aaaa...)
-		for _, ptr := range pr.ptrs {
-			if rrs, ok := t.reverse[ptr.name]; ok {
-				t.reverse[ptr.name] = append(rrs, ptr.rrs...)
+		extra = append(extra, pr.a...)
+		extra = append(extra, pr.aaaa...)
+		for i, ptr := range pr.ptrs {
+			name := ptr.Header().Name
+			if rrs, ok := t.reverse[name]; ok {
+				t.reverse[name] = append(rrs, ptr)
 			} else {
-				t.reverse[ptr.name] = ptr.rrs
+				t.reverse[name] = pr.ptrs[i : i+1 : i+1]
 			}
 		}
 	}
+	svc.set().srv, svc.more.extra = svcSRV, extra
 	top := []string{svcName}
 	if set.Service.PortName != "" {
 		named := "_" + set.Service.PortName + "._tcp." + svcName
 		n := names.node(cfg.zone, named)
 		top = append(top, named, "_tcp."+svcName)
 		n.shuffle = svc.shuffle
-		n.extra = svc.extra
-		n.srv = namedSRV
+		n.set().extra = extra
+		n.more.srv = namedSRV
 	}
 
 	// Pack through a snapshot of this part alone: answer reads no other.
@@ -429,7 +468,7 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 		view.pack(name, n, in)
 	}
 	for _, pr := range fresh {
-		view.pack(pr.host, pr.node, in)
+		view.pack(pr.host(), &pr.node, in)
 	}
 	return t
 }
@@ -438,26 +477,27 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p bridge.Peer) *peerRecords {
 	// The SRV port is the peer's own (an ECS task's host port) unless the
 	// topology's port is configured: PortFor decides for every publisher.
-	pr := &peerRecords{host: host, id: p.ID, addrs: p.Addrs, port: svc.PortFor(p), node: &node{}}
-	pn := pr.node
+	pr := &peerRecords{id: p.ID, addrs: p.Addrs, port: svc.PortFor(p)}
+	pr.peer = pr
+	pr.svcAddrs = make([]dns.RR, 0, len(p.Addrs))
+	pr.ptrs = make([]dns.RR, 0, len(p.Addrs))
 	for _, addr := range p.Addrs {
+		ip := addr.AsSlice() // one copy for both records: never modified
 		if addr.Is4() {
-			pn.a = append(pn.a, addrRR(host, addr, cfg.ttl))
-			pr.a = append(pr.a, addrRR(svcName, addr, cfg.ttl))
+			pr.a = append(pr.a, addrRR(host, ip, cfg.ttl))
 		} else {
-			pn.aaaa = append(pn.aaaa, addrRR(host, addr, cfg.ttl))
-			pr.aaaa = append(pr.aaaa, addrRR(svcName, addr, cfg.ttl))
+			pr.aaaa = append(pr.aaaa, addrRR(host, ip, cfg.ttl))
 		}
+		pr.svcAddrs = append(pr.svcAddrs, addrRR(svcName, ip, cfg.ttl))
 		if rev, err := dns.ReverseAddr(addr.String()); err == nil { // fails only for an invalid netip.Addr
-			ptr := &dns.PTR{Hdr: hdr(rev, dns.TypePTR, cfg.ttl), Ptr: host}
-			pr.ptrs = append(pr.ptrs, peerPTR{name: rev, rrs: []dns.RR{ptr}})
+			pr.ptrs = append(pr.ptrs, &dns.PTR{Hdr: hdr(rev, dns.TypePTR, cfg.ttl), Ptr: host})
 		}
 		if svc.NodeBasename != "" {
-			pn.txt = append(pn.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
+			pr.txt = append(pr.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
 		}
 	}
 	if p.ID != "" {
-		pn.txt = append(pn.txt, txt(host, cfg.ttl, "id="+p.ID))
+		pr.txt = append(pr.txt, txt(host, cfg.ttl, "id="+p.ID))
 	}
 	pr.srv = &dns.SRV{
 		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
@@ -468,13 +508,13 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 		named.Hdr.Name = "_" + svc.PortName + "._tcp." + svcName
 		pr.named = &named
 	}
-	pn.clip()
+	pr.clip()
 	return pr
 }
 
-// appendNew appends to dst the address records of rrs whose address is
-// not in seen yet, and notes them there.
-func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
+// appendNew appends to dst the address records of rrs of type rrtype
+// whose address is not in seen yet, and notes them there.
+func appendNew(dst, rrs []dns.RR, rrtype uint16, seen map[netip.Addr]bool) []dns.RR {
 	for _, rr := range rrs {
 		var ip []byte
 		switch rr := rr.(type) {
@@ -482,6 +522,9 @@ func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
 			ip = rr.A
 		case *dns.AAAA:
 			ip = rr.AAAA
+		}
+		if rr.Header().Rrtype != rrtype {
+			continue
 		}
 		a, _ := netip.AddrFromSlice(ip)
 		if a = a.Unmap(); !seen[a] {
@@ -493,8 +536,11 @@ func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
 }
 
 func (n *node) clip() {
-	for _, rrs := range []*[]dns.RR{&n.soa, &n.ns, &n.a, &n.aaaa, &n.srv, &n.txt, &n.ptr, &n.extra} {
-		*rrs = slices.Clip(*rrs)
+	n.a, n.aaaa, n.txt = slices.Clip(n.a), slices.Clip(n.aaaa), slices.Clip(n.txt)
+	if m := n.more; m != nil {
+		for _, rrs := range []*[]dns.RR{&m.soa, &m.ns, &m.srv, &m.ptr, &m.extra} {
+			*rrs = slices.Clip(*rrs)
+		}
 	}
 }
 
@@ -502,11 +548,12 @@ func hdr(name string, rrtype uint16, ttl uint32) dns.RR_Header {
 	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
 }
 
-func addrRR(name string, addr netip.Addr, ttl uint32) dns.RR {
-	if addr.Is4() {
-		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: addr.AsSlice()}
+// addrRR is the A record of ip, 4 bytes long, or its AAAA record.
+func addrRR(name string, ip []byte, ttl uint32) dns.RR {
+	if len(ip) == net.IPv4len {
+		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: ip}
 	}
-	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: addr.AsSlice()}
+	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: ip}
 }
 
 func txt(name string, ttl uint32, s string) dns.RR {
@@ -529,9 +576,10 @@ func (s *Snapshot) WriteZone(w io.Writer) error {
 	for _, name := range names {
 		n := s.lookup(name)
 		if n == nil {
-			n = &node{ptr: s.ptrs(name)}
+			n = &node{more: &nodeMore{ptr: s.ptrs(name)}}
 		}
-		for _, rrs := range [][]dns.RR{n.soa, n.ns, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
+		m := n.get()
+		for _, rrs := range [][]dns.RR{m.soa, m.ns, n.a, n.aaaa, m.srv, n.txt, m.ptr} {
 			for _, rr := range rrs {
 				if _, err := fmt.Fprintln(w, rr.String()); err != nil {
 					return err
