@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math/rand/v2"
+	"net"
 
 	"github.com/miekg/dns"
 )
@@ -32,14 +33,20 @@ type packed struct {
 	// is, in every variant: a later snapshot takes the answer over and
 	// writes its own serial there.
 	serialAt int
+	// addrAt, when not 0, is where the address of an answer of one A or
+	// AAAA record is, held as zeros: the fast path writes the address of
+	// the node's record there, so that one packed answer serves every
+	// peer's name of a length.
+	addrAt int
 }
 
 // Every packed answer holds its question's name as zeros: the fast path
 // writes the name as asked over it. So the negative answers of the names
 // of one length in the zone are the same bytes (the SOA's names compress
-// against the question's by offset), and a build shares them (interner):
-// a topology's peers' AAAA NODATA answers take a few packed answers, not
-// one per peer.
+// against the question's by offset), and so are the answers of one
+// address record once the address is zeroed too (addrAt): a build shares
+// them (interner), and a topology's peers' A answers and AAAA NODATA
+// answers take a few packed answers, not one per peer.
 
 // optRR is the OPT record of the fast path's EDNS answers: root owner,
 // maxUDPSize, no extended rcode, version 0, DO clear, no options.
@@ -56,16 +63,60 @@ type interner struct {
 func newInterner() *interner { return &interner{shared: map[string]*packed{}} }
 
 // share returns the packed answer equal to p from in, noting p there if
-// there is none; p itself when p is not a negative answer.
-func (in *interner) share(p *packed) *packed {
-	if p == nil || p.serialAt == 0 || len(p.plain) != 1 || p.edns != nil {
+// there is none; p itself when p is neither a negative answer nor one of
+// rrs, the RRset it answers with, holding one address record.
+func (in *interner) share(p *packed, rrs []dns.RR) *packed {
+	if p == nil || len(p.plain) != 1 || p.edns != nil {
 		return p
 	}
-	if q, ok := in.shared[string(p.plain[0])]; ok && q.serialAt == p.serialAt {
-		return q
+	msg := p.plain[0]
+	if p.serialAt == 0 {
+		at := addrOffset(msg, rrs)
+		if at == 0 {
+			return p
+		}
+		clear(msg[at:])
+		p.addrAt = at
 	}
-	in.shared[string(p.plain[0])] = p
+	if q, ok := in.shared[string(msg)]; ok {
+		if q.serialAt == p.serialAt && q.addrAt == p.addrAt {
+			return q
+		}
+		return p
+	}
+	in.shared[string(msg)] = p
 	return p
+}
+
+// addrOffset finds the address in msg, a packed answer without EDNS of
+// rrs: one question, the one A or AAAA record of rrs as the answer, its
+// address last. 0 when msg is not one.
+func addrOffset(msg []byte, rrs []dns.RR) int {
+	if len(rrs) != 1 {
+		return 0
+	}
+	ip, ok := rrAddr(rrs[0])
+	h, okh := parseHeader(msg)
+	if !ok || !okh || h.Ancount != 1 || h.Nscount != 0 || h.Arcount != 0 {
+		return 0
+	}
+	at := len(msg) - len(ip)
+	if at < headerLen+2 || int(binary.BigEndian.Uint16(msg[at-2:])) != len(ip) || !bytes.Equal(msg[at:], ip) {
+		return 0
+	}
+	return at
+}
+
+// rrAddr is the address of an A or AAAA record as it is packed.
+func rrAddr(rr dns.RR) ([]byte, bool) {
+	switch rr := rr.(type) {
+	case *dns.A:
+		ip := rr.A.To4()
+		return ip, ip != nil
+	case *dns.AAAA:
+		return rr.AAAA, len(rr.AAAA) == net.IPv6len
+	}
+	return nil, false
 }
 
 // pack packs the answers of the fast path for name, whose node is n, into
@@ -79,8 +130,8 @@ func (s *Snapshot) pack(name string, n *node, in *interner) {
 	if err != nil || !fastName(wire[:l]) {
 		return // the fast path could not find it
 	}
-	n.fastA = in.share(s.packOne(in, name, l, dns.TypeA, n.shuffle && len(n.a) > 1))
-	n.fastAAAA = in.share(s.packOne(in, name, l, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1))
+	n.fastA = in.share(s.packOne(in, name, l, dns.TypeA, n.shuffle && len(n.a) > 1), n.a)
+	n.fastAAAA = in.share(s.packOne(in, name, l, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1), n.aaaa)
 	if len(n.get().srv) > 0 {
 		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.get().srv) > 1)
 	}
@@ -121,6 +172,7 @@ func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16,
 	p := &packed{plain: make([][]byte, 0, variants)}
 	req := new(dns.Msg).SetQuestion(name, qtype)
 	req.RecursionDesired = false
+	req.Id = 0 // the fast path writes the query's: answers that differ in nothing else are shared
 	for _, edns := range []bool{false, true} {
 		if edns {
 			req.SetEdns0(maxUDPSize, false)
@@ -322,11 +374,12 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		return 0, 0
 	}
 	var p *packed
+	var rrs []dns.RR // the RRset whose address goes at addrAt
 	switch qtype {
 	case dns.TypeA:
-		p = nd.fastA
+		p, rrs = nd.fastA, nd.a
 	case dns.TypeAAAA:
-		p = nd.fastAAAA
+		p, rrs = nd.fastAAAA, nd.aaaa
 	case dns.TypeSRV:
 		p = nd.fastSRV
 	}
@@ -359,11 +412,19 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	if mixed && (ans[offFlags]&(flagTC>>8) != 0 || length+keyLen > size) {
 		return 0, 0
 	}
+	var addr []byte
+	if p.addrAt > 0 {
+		var ok bool
+		if addr, ok = rrAddr(rrs[0]); !ok || p.addrAt+len(addr) != len(ans) {
+			return 0, 0 // cannot be: share checked it
+		}
+	}
 	if opt {
 		n = len(appendOPT(out[:0], ans))
 	} else {
 		n = copy(out, ans)
 	}
+	copy(out[p.addrAt:], addr)
 	binary.BigEndian.PutUint16(out[offID:], h.Id)
 	binary.BigEndian.PutUint16(out[offFlags:], binary.BigEndian.Uint16(out[offFlags:])|h.Bits&(flagRD|flagCD))
 	copy(out[headerLen:nameEnd], req[headerLen:nameEnd]) // the question as asked, letter case included
