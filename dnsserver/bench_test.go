@@ -43,7 +43,7 @@ func writeHeapProfile(path string) error {
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	fmt.Fprintf(os.Stderr, "heap in use %.1f MB, objects %d, sys %.1f MB\n", float64(ms.HeapInuse)/(1<<20), ms.HeapObjects, float64(ms.Sys)/(1<<20))
+	fmt.Fprintf(os.Stderr, "heap in use %.1f MB, objects %d, sys %.1f MB, allocated %.1f MB, GCs %d\n", float64(ms.HeapInuse)/(1<<20), ms.HeapObjects, float64(ms.Sys)/(1<<20), float64(ms.TotalAlloc)/(1<<20), ms.NumGC)
 	return f.Close()
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"strings"
 
 	"github.com/miekg/dns"
 )
@@ -54,13 +55,58 @@ var optRR = [...]byte{0, byte(dns.TypeOPT >> 8), byte(dns.TypeOPT), maxUDPSize >
 
 // interner is what one build's packing shares: the packed answers that
 // are the same bytes (the negative ones, which repeat for every name of
-// a length), and a buffer to pack into.
+// a length, and those of one address record), the same by their shape,
+// and a buffer to pack into.
 type interner struct {
 	shared map[string]*packed
+	shapes map[shape]*packed
 	buf    []byte
 }
 
-func newInterner() *interner { return &interner{shared: map[string]*packed{}} }
+// shape is what an answer of one address record, or a NODATA answer,
+// depends on besides the address: answer makes the same bytes (once the
+// name and address are zeroed) for every name of one parent and length.
+// The parent decides where the zone's and the SOA's names compress to
+// in the question's name.
+type shape struct {
+	parent  string
+	nameLen int
+	qtype   uint16
+	ttl     uint32 // of the one record, 0 for NODATA
+}
+
+func newInterner() *interner {
+	return &interner{shared: map[string]*packed{}, shapes: map[shape]*packed{}}
+}
+
+// packShaped returns the packed answers to name and qtype, whose RRset is
+// rrs, taken from one of the same shape packed before when there is one:
+// packing answers that come out the same is the bulk of building a large
+// topology's records, and of its garbage.
+func (s *Snapshot) packShaped(in *interner, name string, nameLen int, qtype uint16, rrs []dns.RR, shuffle bool) *packed {
+	k, ok := shape{nameLen: nameLen, qtype: qtype}, false
+	if _, parent, cut := strings.Cut(name, "."); cut {
+		k.parent = parent
+		switch len(rrs) {
+		case 0:
+			ok = true
+		case 1:
+			h := rrs[0].Header()
+			_, addr := rrAddr(rrs[0])
+			k.ttl, ok = h.Ttl, addr && h.Name == name && h.Class == dns.ClassINET && h.Rrtype == qtype
+		}
+	}
+	if ok {
+		if p := in.shapes[k]; p != nil {
+			return p
+		}
+	}
+	p := in.share(s.packOne(in, name, nameLen, qtype, shuffle && len(rrs) > 1), rrs)
+	if ok && p != nil && (p.addrAt != 0) == (len(rrs) == 1) && (p.serialAt != 0) == (len(rrs) == 0) {
+		in.shapes[k] = p
+	}
+	return p
+}
 
 // share returns the packed answer equal to p from in, noting p there if
 // there is none; p itself when p is neither a negative answer nor one of
@@ -125,13 +171,13 @@ func rrAddr(rr dns.RR) ([]byte, bool) {
 // SOA, NS and misses are rare and take the slow path; packing them would
 // only make a change of a large cluster slower. in shares equal answers.
 func (s *Snapshot) pack(name string, n *node, in *interner) {
-	wire := make([]byte, maxNameOctets)
-	l, err := dns.PackDomainName(name, wire, 0, nil, false)
+	var wire [maxNameOctets]byte
+	l, err := dns.PackDomainName(name, wire[:], 0, nil, false)
 	if err != nil || !fastName(wire[:l]) {
 		return // the fast path could not find it
 	}
-	n.fastA = in.share(s.packOne(in, name, l, dns.TypeA, n.shuffle && len(n.a) > 1), n.a)
-	n.fastAAAA = in.share(s.packOne(in, name, l, dns.TypeAAAA, n.shuffle && len(n.aaaa) > 1), n.aaaa)
+	n.fastA = s.packShaped(in, name, l, dns.TypeA, n.a, n.shuffle)
+	n.fastAAAA = s.packShaped(in, name, l, dns.TypeAAAA, n.aaaa, n.shuffle)
 	if len(n.get().srv) > 0 {
 		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.get().srv) > 1)
 	}
