@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -344,36 +345,64 @@ type topology struct {
 	// gen is the generation of set (Server.gens), 0 when unknown.
 	gen     uint64
 	part    part
-	reverse map[string][]dns.RR
-	tooLong []string
+	// reverse holds, by address, the first peer with it, and reverseMore
+	// the others in set order (tasks sharing a host; nil without any):
+	// their PTR records are made when asked for (ptrs), rare next to the
+	// memory a record and a reverse name per peer would take.
+	reverse     map[netip.Addr]*peerRecords
+	reverseMore map[netip.Addr][]*peerRecords
+	tooLong     []string
 }
 
 // peerRecords is one published peer's records, built from its owner name,
 // ID, addresses and port (and the topology's service and the zone's TTL, which
 // a topology's records are rebuilt for). The next build finds it through
 // its node's peer.
+//
+// It holds nothing besides the records, which say the peer's ID (TXT),
+// addresses (in set order under the service name) and port (SRV).
 type peerRecords struct {
-	node  // its own name's, in the part's names
-	id    string
-	addrs []netip.Addr
-	port  uint16 // in its SRV records: the service's PortFor it
-	// svcAddrs are its A and AAAA records under the service name; srv is
-	// its SRV record there, whose target is its own name.
+	node // its own name's, in the part's names
+	// svcAddrs are its A and AAAA records under the service name, in the
+	// order of its addresses; srv is its SRV record there, whose target is
+	// its own name, and port the service's PortFor it.
 	svcAddrs []dns.RR
 	srv      *dns.SRV
 	// named is its SRV record under _<port name>._tcp, nil without one.
 	named *dns.SRV
-	// ptrs holds a PTR record per address, each owned by its reverse name.
-	ptrs []dns.RR
 }
 
 // host is the peer's own name.
 func (pr *peerRecords) host() string { return pr.srv.Target }
 
+// id is the peer's ID, from its last TXT record; "" without one.
+func (pr *peerRecords) id() string {
+	if len(pr.txt) > 0 {
+		if t, ok := pr.txt[len(pr.txt)-1].(*dns.TXT); ok && len(t.Txt) == 1 {
+			id, _ := strings.CutPrefix(t.Txt[0], "id=")
+			if len(id) < len(t.Txt[0]) {
+				return id
+			}
+		}
+	}
+	return ""
+}
+
 // sameAs reports whether pr are p's records; svc is the service of both
 // (a changed service rebuilds every peer's), and decides p's port.
 func (pr *peerRecords) sameAs(svc bridge.Service, p bridge.Peer) bool {
-	return pr != nil && pr.id == p.ID && pr.port == svc.PortFor(p) && slices.Equal(pr.addrs, p.Addrs)
+	if pr == nil || pr.srv.Port != svc.PortFor(p) || pr.id() != p.ID || len(pr.svcAddrs) != len(p.Addrs) {
+		return false
+	}
+	for i, addr := range p.Addrs {
+		// An address with a zone (in the node= TXT records only) is
+		// never the same: rare enough to rebuild.
+		ip, ok := rrAddr(pr.svcAddrs[i])
+		if a, _ := netip.AddrFromSlice(ip); !ok || addr.Zone() != "" || a != addr {
+			return false
+		}
+	}
+	return true
 }
 
 // buildTopology makes the records of set, taking over from prev (nil for
@@ -387,7 +416,7 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 	t := &topology{
 		set:     set,
 		part:    part{names: make(nodes, published+4)},
-		reverse: make(map[string][]dns.RR, published),
+		reverse: make(map[netip.Addr]*peerRecords, published),
 	}
 	names := nodes(t.part.names)
 	svcName := set.Service.Name + "." + cfg.zone
@@ -439,13 +468,18 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 		}
 		extra = append(extra, pr.a...)
 		extra = append(extra, pr.aaaa...)
-		for i, ptr := range pr.ptrs {
-			name := ptr.Header().Name
-			if rrs, ok := t.reverse[name]; ok {
-				t.reverse[name] = append(rrs, ptr)
-			} else {
-				t.reverse[name] = pr.ptrs[i : i+1 : i+1]
+		for _, addr := range p.Addrs {
+			if !reversible(addr) {
+				continue
 			}
+			if _, ok := t.reverse[addr]; !ok {
+				t.reverse[addr] = pr
+				continue
+			}
+			if t.reverseMore == nil {
+				t.reverseMore = map[netip.Addr][]*peerRecords{}
+			}
+			t.reverseMore[addr] = append(t.reverseMore[addr], pr)
 		}
 	}
 	svc.set().srv, svc.more.extra = svcSRV, extra
@@ -477,10 +511,9 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology,
 func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p bridge.Peer) *peerRecords {
 	// The SRV port is the peer's own (an ECS task's host port) unless the
 	// topology's port is configured: PortFor decides for every publisher.
-	pr := &peerRecords{id: p.ID, addrs: p.Addrs, port: svc.PortFor(p)}
+	pr := &peerRecords{}
 	pr.peer = pr
 	pr.svcAddrs = make([]dns.RR, 0, len(p.Addrs))
-	pr.ptrs = make([]dns.RR, 0, len(p.Addrs))
 	for _, addr := range p.Addrs {
 		ip := addr.AsSlice() // one copy for both records: never modified
 		if addr.Is4() {
@@ -489,9 +522,6 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 			pr.aaaa = append(pr.aaaa, addrRR(host, ip, cfg.ttl))
 		}
 		pr.svcAddrs = append(pr.svcAddrs, addrRR(svcName, ip, cfg.ttl))
-		if rev, err := dns.ReverseAddr(addr.String()); err == nil { // fails only for an invalid netip.Addr
-			pr.ptrs = append(pr.ptrs, &dns.PTR{Hdr: hdr(rev, dns.TypePTR, cfg.ttl), Ptr: host})
-		}
 		if svc.NodeBasename != "" {
 			pr.txt = append(pr.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
 		}
@@ -501,7 +531,7 @@ func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p 
 	}
 	pr.srv = &dns.SRV{
 		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
-		Priority: 0, Weight: 1, Port: pr.port, Target: host,
+		Priority: 0, Weight: 1, Port: svc.PortFor(p), Target: host,
 	}
 	if svc.PortName != "" {
 		named := *pr.srv
@@ -566,8 +596,8 @@ func (s *Snapshot) WriteZone(w io.Writer) error {
 	names := s.names()
 	reverse := map[string]bool{}
 	for _, t := range s.topos {
-		for name := range t.reverse {
-			reverse[name] = true
+		for addr := range t.reverse {
+			reverse[reverseName(addr)] = true
 		}
 	}
 	for _, name := range slices.SortedFunc(maps.Keys(reverse), compareNames) {
@@ -600,18 +630,77 @@ func (s *Snapshot) names() []string {
 	return names
 }
 
-// ptrs returns the PTR records of a reverse name, of every topology.
+// ptrs returns the PTR records of a reverse name, which must be lower
+// case, of every topology: one per peer with the address, naming the
+// peer, in topology and set order.
 func (s *Snapshot) ptrs(name string) []dns.RR {
+	addr, ok := parseReverse(name)
+	if !ok {
+		return nil
+	}
 	var out []dns.RR
 	for _, t := range s.topos {
-		rrs := t.reverse[name]
-		if out == nil {
-			out = rrs // clipped: an append copies
-		} else {
-			out = append(out, rrs...)
+		pr := t.reverse[addr]
+		if pr == nil {
+			continue
+		}
+		for _, pr := range append([]*peerRecords{pr}, t.reverseMore[addr]...) {
+			out = append(out, &dns.PTR{Hdr: hdr(name, dns.TypePTR, pr.srv.Hdr.Ttl), Ptr: pr.host()})
 		}
 	}
-	return slices.Clip(out)
+	return out
+}
+
+// reversible reports whether addr has a reverse name: not for an invalid
+// address, nor for one with a zone, which dns.ReverseAddr does not take.
+func reversible(addr netip.Addr) bool { return addr.IsValid() && addr.Zone() == "" }
+
+// reverseName is the reverse name (in-addr.arpa or ip6.arpa) of addr,
+// which must be reversible.
+func reverseName(addr netip.Addr) string {
+	name, _ := dns.ReverseAddr(addr.String())
+	return name
+}
+
+// parseReverse is the address whose reverse name is name, exactly as
+// reverseName writes it.
+func parseReverse(name string) (netip.Addr, bool) {
+	var addr netip.Addr
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
+		var b [4]byte
+		labels := strings.Split(rest, ".")
+		if len(labels) != 4 {
+			return addr, false
+		}
+		for i, l := range labels {
+			v, err := strconv.ParseUint(l, 10, 8)
+			if err != nil {
+				return addr, false
+			}
+			b[3-i] = byte(v)
+		}
+		addr = netip.AddrFrom4(b)
+	} else if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok {
+		var b [16]byte
+		if len(rest) != 63 {
+			return addr, false
+		}
+		for i := range 32 {
+			if i < 31 && rest[2*i+1] != '.' {
+				return addr, false
+			}
+			v, err := strconv.ParseUint(rest[2*i:2*i+1], 16, 8)
+			if err != nil {
+				return addr, false
+			}
+			b[15-i/2] |= byte(v) << (4 * (i % 2))
+		}
+		addr = netip.AddrFrom16(b)
+	} else {
+		return addr, false
+	}
+	// Leading zeros, upper-case digits: only the name reverseName writes.
+	return addr, reverseName(addr) == name
 }
 
 // compareNames orders names from the apex down, as in a zone file.
