@@ -343,8 +343,8 @@ func (ns nodes) merge(from nodes) {
 type topology struct {
 	set bridge.Set
 	// gen is the generation of set (Server.gens), 0 when unknown.
-	gen     uint64
-	part    part
+	gen  uint64
+	part part
 	// reverse holds, by address, the first peer with it, and reverseMore
 	// the others in set order (tasks sharing a host; nil without any):
 	// their PTR records are made when asked for (ptrs), rare next to the
