@@ -26,7 +26,7 @@ type packed struct {
 	plain [][]byte // without EDNS: at most 512 bytes, TC set if cut
 	// edns are the answers with an OPT record (DO clear): at most 1232
 	// bytes, TC set if cut. nil when each is its plain answer with the
-	// OPT record appended (appendOPT): so it is for every answer that fits
+	// OPT record appended (isWithOPT): so it is for every answer that fits
 	// in 512 bytes unshuffled, a peer's own name's, and storing it once
 	// halves the packed answers of a large topology.
 	edns [][]byte
@@ -208,6 +208,19 @@ func plainByte(c byte) bool {
 	return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_' || c == '*'
 }
 
+// foldPlain maps the bytes of names the fast path looks up to their
+// lower case (plainByte, and upper-case letters), every other byte to 0.
+var foldPlain = func() (t [256]byte) {
+	for c := range 256 {
+		if lc := byte(c) | ('a' - 'A'); 'A' <= c && c <= 'Z' {
+			t[c] = lc
+		} else if plainByte(byte(c)) {
+			t[c] = byte(c)
+		}
+	}
+	return t
+}()
+
 // packOne packs the answers to one name, whose wire form is nameLen bytes
 // long, and type; nil if they do not pack.
 func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16, shuffle bool) *packed {
@@ -264,21 +277,12 @@ func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16,
 }
 
 // isWithOPT reports whether msg is plain, a packed answer without EDNS,
-// with optRR added (appendOPT).
+// with optRR added to its additional section.
 func isWithOPT(msg, plain []byte) bool {
 	return len(msg) == len(plain)+len(optRR) && len(plain) >= headerLen &&
 		bytes.Equal(msg[:offARCount], plain[:offARCount]) &&
 		binary.BigEndian.Uint16(msg[offARCount:]) == binary.BigEndian.Uint16(plain[offARCount:])+1 &&
 		bytes.Equal(msg[headerLen:len(plain)], plain[headerLen:]) && bytes.Equal(msg[len(plain):], optRR[:])
-}
-
-// appendOPT appends to dst msg, a packed answer without EDNS, with optRR
-// added to its additional section.
-func appendOPT(dst, msg []byte) []byte {
-	at := len(dst)
-	dst = append(append(dst, msg...), optRR[:]...)
-	binary.BigEndian.PutUint16(dst[at+offARCount:], binary.BigEndian.Uint16(dst[at+offARCount:])+1)
-	return dst
 }
 
 // serialOffset finds the SOA serial in a packed negative answer: one
@@ -328,14 +332,13 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		h.Qdcount != 1 || h.Ancount != 0 || h.Nscount != 0 || h.Arcount > 1 {
 		return 0, 0
 	}
-	// The name: uncompressed labels, lower-cased into key, and its text
-	// form in text, by which the snapshot's names are found.
-	var key [255 + 2]byte
+	// The name: uncompressed labels, lower-cased into its text form, by
+	// which the snapshot's names are found. A byte the text form would
+	// escape is in none of them: such a name takes the slow path.
 	var text [255]byte
-	var starts [128]uint8 // where each label begins in key
+	var starts [128]uint8 // where each label begins in text
 	labels := 0
 	mixed := false // upper-case letters in the name
-	plain := true  // nothing to escape in the text form
 	off := headerLen
 	for {
 		if off >= len(req) || off-headerLen >= 255 {
@@ -349,27 +352,24 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		if l > 63 || off+1+l > len(req) || off-headerLen+1+l >= 255 {
 			return 0, 0 // a compression pointer, a bad label, a name too long
 		}
-		key[off-headerLen] = byte(l)
 		starts[labels] = uint8(off - headerLen)
 		labels++
 		for i := off + 1; i <= off+l; i++ {
 			c := req[i]
-			if 'A' <= c && c <= 'Z' {
-				c += 'a' - 'A'
-				mixed = true
+			lc := foldPlain[c]
+			if lc == 0 {
+				return 0, 0
 			}
-			key[i-headerLen] = c
-			text[i-headerLen-1] = c
-			plain = plain && plainByte(c)
+			mixed = mixed || lc != c
+			text[i-headerLen-1] = lc
 		}
 		off += 1 + l
 		text[off-headerLen-1] = '.'
 	}
 	nameEnd := off
-	if nameEnd-headerLen > 255 || off+4 > len(req) {
+	if nameEnd-headerLen > 255 || off+4 > len(req) || labels == 0 {
 		return 0, 0
 	}
-	key[nameEnd-headerLen-1] = 0
 	qtype = binary.BigEndian.Uint16(req[off:])
 	if binary.BigEndian.Uint16(req[off+2:]) != dns.ClassINET {
 		return 0, 0
@@ -399,23 +399,21 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	}
 
 	// The part of the zone: the label above the zone's own.
-	keyLen := nameEnd - headerLen
-	zoneAt := keyLen - len(s.zoneWire)
-	if zoneAt < 0 || string(key[zoneAt:keyLen]) != s.zoneWire {
+	keyLen := nameEnd - headerLen // of the name in wire form
+	name := text[:keyLen-1]
+	zoneAt := len(name) - len(s.zone)
+	if zoneAt < 0 || string(name[zoneAt:]) != s.zone || (zoneAt > 0 && name[zoneAt-1] != '.') {
 		return 0, 0 // not in the zone: nothing packed
 	}
 	var label []byte
 	if i := labels - s.zoneLabels - 1; i >= 0 {
-		label = key[starts[i]+1 : zoneAt]
+		label = name[starts[i] : zoneAt-1]
 	}
 	part := s.parts[string(label)]
 	if part == nil {
 		return 0, 0
 	}
-	if !plain || labels == 0 {
-		return 0, 0
-	}
-	nd := part.names[string(text[:keyLen-1])]
+	nd := part.names[string(name)]
 	if nd == nil {
 		return 0, 0
 	}
@@ -460,17 +458,24 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	}
 	var addr []byte
 	if p.addrAt > 0 {
-		var ok bool
-		if addr, ok = rrAddr(rrs[0]); !ok || p.addrAt+len(addr) != len(ans) {
+		if len(rrs) == 1 {
+			switch rr := rrs[0].(type) {
+			case *dns.A:
+				addr = rr.A
+			case *dns.AAAA:
+				addr = rr.AAAA
+			}
+		}
+		if p.addrAt+len(addr) != len(ans) {
 			return 0, 0 // cannot be: share checked it
 		}
 	}
-	if opt {
-		n = len(appendOPT(out[:0], ans))
-	} else {
-		n = copy(out, ans)
-	}
+	n = copy(out, ans)
 	copy(out[p.addrAt:], addr)
+	if opt {
+		n += copy(out[n:], optRR[:])
+		binary.BigEndian.PutUint16(out[offARCount:], binary.BigEndian.Uint16(out[offARCount:])+1)
+	}
 	binary.BigEndian.PutUint16(out[offID:], h.Id)
 	binary.BigEndian.PutUint16(out[offFlags:], binary.BigEndian.Uint16(out[offFlags:])|h.Bits&(flagRD|flagCD))
 	copy(out[headerLen:nameEnd], req[headerLen:nameEnd]) // the question as asked, letter case included

@@ -50,9 +50,8 @@ type zoneConfig struct {
 type Snapshot struct {
 	zone   string
 	serial uint32
-	// zoneWire is the zone in lower-case wire form, zoneLabels its labels:
-	// the fast path finds a name's part with them.
-	zoneWire   string
+	// zoneLabels is how many labels the zone has: the fast path finds a
+	// name's part with it.
 	zoneLabels int
 	// negSOA is the SOA for the authority section of negative answers,
 	// with the TTL RFC 2308 asks for: min(SOA TTL, SOA minimum).
@@ -186,12 +185,9 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set, prev *Snapshot) *Sn
 // nil: none known): a topology whose set has the generation its records
 // were built from is taken over whole.
 func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]uint64, prev *Snapshot) *Snapshot {
-	wire := make([]byte, maxNameOctets)
-	n, _ := dns.PackDomainName(cfg.zone, wire, 0, nil, false) // a canonical zone packs
 	s := &Snapshot{
 		zone:       cfg.zone,
 		serial:     serial,
-		zoneWire:   string(wire[:n]),
 		zoneLabels: dns.CountLabel(cfg.zone),
 		parts:      map[string]*part{},
 	}
