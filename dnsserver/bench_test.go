@@ -10,6 +10,8 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -23,6 +25,27 @@ import (
 )
 
 const benchServerEnv = "PEERBRIDGE_BENCH_SERVER_PEERS"
+
+// benchHeapEnv names a file for the bench server to write a heap profile
+// to once its sets are published, after a GC: where BenchmarkRSS's bytes
+// are (go tool pprof -sample_index=inuse_space).
+const benchHeapEnv = "PEERBRIDGE_BENCH_HEAP_PROFILE"
+
+func writeHeapProfile(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		f.Close()
+		return err
+	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	fmt.Fprintf(os.Stderr, "heap in use %.1f MB, objects %d, sys %.1f MB, allocated %.1f MB, GCs %d\n", float64(ms.HeapInuse)/(1<<20), ms.HeapObjects, float64(ms.Sys)/(1<<20), float64(ms.TotalAlloc)/(1<<20), ms.NumGC)
+	return f.Close()
+}
 
 func TestMain(m *testing.M) {
 	if n := os.Getenv(benchServerEnv); n != "" {
@@ -245,6 +268,9 @@ func benchServer(peers string) int {
 		if err == nil {
 			err = srv.Publish(context.Background(), bridge.Set{Service: svc, Peers: manyPeers(n)}.Normalize())
 		}
+	}
+	if path := os.Getenv(benchHeapEnv); path != "" && err == nil {
+		err = writeHeapProfile(path)
 	}
 	ls, lerr := Listen("127.0.0.1:0")
 	if err == nil {

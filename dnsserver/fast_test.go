@@ -160,12 +160,48 @@ func TestFastMatchesSlow(t *testing.T) {
 
 func TestFastPathAllocatesNothing(t *testing.T) {
 	snap := fixture(t).Snapshot()
-	req := new(dns.Msg).SetQuestion("MyApp.peers.internal.", dns.TypeSRV)
-	req.SetEdns0(1232, true)
-	wire, _ := req.Pack()
-	out := make([]byte, maxUDPSize)
-	if allocs := testing.AllocsPerRun(1000, func() { snap.fastAnswer(wire, out) }); allocs != 0 {
-		t.Fatalf("the fast path allocates %v times per query", allocs)
+	// A service's shuffled answer, and a peer's own name's, whose address
+	// and OPT record are written into a shared packed answer.
+	for _, q := range []struct {
+		name  string
+		qtype uint16
+	}{{"MyApp.peers.internal.", dns.TypeSRV}, {"node1.myapp.peers.internal.", dns.TypeA}, {"node2.myapp.peers.internal.", dns.TypeAAAA}} {
+		req := new(dns.Msg).SetQuestion(q.name, q.qtype)
+		req.SetEdns0(1232, true)
+		wire, _ := req.Pack()
+		out := make([]byte, maxUDPSize)
+		if n, _ := snap.fastAnswer(wire, out); n == 0 {
+			t.Fatalf("%s %s took the slow path", q.name, dns.TypeToString[q.qtype])
+		}
+		if allocs := testing.AllocsPerRun(1000, func() { snap.fastAnswer(wire, out) }); allocs != 0 {
+			t.Fatalf("the fast path allocates %v times per query for %s", allocs, q.name)
+		}
+	}
+}
+
+// TestPeersSharePackedAnswers: the packed A and AAAA (NODATA) answers of
+// a topology's peers' own names are a few shared ones, by the length of
+// the name, not one per peer: a large topology's memory depends on it
+// (BenchmarkRSS). The answers themselves are FuzzFastAnswer's to check.
+func TestPeersSharePackedAnswers(t *testing.T) {
+	srv := orderedServer(t, bridge.Set{Service: myapp, Peers: manyPeers(1000)})
+	distinct := map[*packed]bool{}
+	peers := 0
+	for _, p := range srv.Snapshot().parts {
+		for _, n := range p.names {
+			if n.peer == nil {
+				continue
+			}
+			peers++
+			if n.fastA == nil || n.fastAAAA == nil {
+				t.Fatalf("a peer's name without packed A and AAAA answers")
+			}
+			distinct[n.fastA], distinct[n.fastAAAA] = true, true
+		}
+	}
+	// node0 to node999: three lengths, an A and a NODATA answer each.
+	if peers != 1000 || len(distinct) != 6 {
+		t.Fatalf("%d peers' names hold %d packed answers, want 6", peers, len(distinct))
 	}
 }
 

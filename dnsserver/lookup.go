@@ -162,7 +162,7 @@ func (s *Snapshot) lookupZone(m *dns.Msg, name string, qtype uint16, limit int) 
 	}
 	m.Answer = rrs
 	if qtype == dns.TypeSRV {
-		m.Extra = n.extra
+		m.Extra = n.get().extra
 	}
 	return total
 }

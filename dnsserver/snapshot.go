@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -48,9 +50,8 @@ type zoneConfig struct {
 type Snapshot struct {
 	zone   string
 	serial uint32
-	// zoneWire is the zone in lower-case wire form, zoneLabels its labels:
-	// the fast path finds a name's part with them.
-	zoneWire   string
+	// zoneLabels is how many labels the zone has: the fast path finds a
+	// name's part with it.
 	zoneLabels int
 	// negSOA is the SOA for the authority section of negative answers,
 	// with the TTL RFC 2308 asks for: min(SOA TTL, SOA minimum).
@@ -73,21 +74,54 @@ type Snapshot struct {
 type part struct {
 	// names holds the nodes by lower-case FQDN.
 	names map[string]*node
-	// fast holds the packed answers of the fast path, by fastKey.
-	fast map[string]*packed
 	// records is how many records zoneRecords returns for the part.
 	records int
 }
 
 // node is one owner name's records. Every slice is clipped, so that an
 // append on the query path copies instead of writing into the snapshot.
+//
+// A topology has a node per peer, and a peer's name has address and TXT
+// records only: the other RRsets, which few names have, are behind more,
+// which keeps a peer's node at half the size.
 type node struct {
-	soa, ns, a, aaaa, srv, txt, ptr []dns.RR
-	// extra is the A/AAAA of the SRV targets for the additional section.
-	extra []dns.RR
+	a, aaaa, txt []dns.RR
+	more         *nodeMore // nil: none of them
+	// fastA, fastAAAA and fastSRV are the packed answers of the fast path
+	// (pack), nil for none.
+	fastA, fastAAAA, fastSRV *packed
+	// peer is the peer whose own name this is, whose records the next
+	// build may take over; nil for other names.
+	peer *peerRecords
 	// shuffle marks service names, whose answers are served in random order
 	// so that clients spread over peers.
 	shuffle bool
+}
+
+// nodeMore is the RRsets of a node that a peer's own name never has.
+type nodeMore struct {
+	soa, ns, srv, ptr []dns.RR
+	// extra is the A/AAAA of the SRV targets for the additional section.
+	extra []dns.RR
+}
+
+// noMore is the empty nodeMore of every node without one. Never written.
+var noMore nodeMore
+
+// get returns n's rarer RRsets, for reading.
+func (n *node) get() *nodeMore {
+	if n.more == nil {
+		return &noMore
+	}
+	return n.more
+}
+
+// set returns n's rarer RRsets, for writing while n is built.
+func (n *node) set() *nodeMore {
+	if n.more == nil {
+		n.more = &nodeMore{}
+	}
+	return n.more
 }
 
 func (n *node) rrset(qtype uint16) []dns.RR {
@@ -97,18 +131,19 @@ func (n *node) rrset(qtype uint16) []dns.RR {
 	case dns.TypeAAAA:
 		return n.aaaa
 	case dns.TypeSRV:
-		return n.srv
+		return n.get().srv
 	case dns.TypeTXT:
 		return n.txt
 	case dns.TypePTR:
-		return n.ptr
+		return n.get().ptr
 	case dns.TypeSOA:
-		return n.soa
+		return n.get().soa
 	case dns.TypeNS:
-		return n.ns
+		return n.get().ns
 	case dns.TypeANY:
 		// RFC 8482: one RRset is a complete answer to ANY.
-		for _, rrs := range [][]dns.RR{n.soa, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
+		m := n.get()
+		for _, rrs := range [][]dns.RR{m.soa, n.a, n.aaaa, m.srv, n.txt, m.ptr} {
 			if len(rrs) > 0 {
 				return rrs
 			}
@@ -150,12 +185,9 @@ func build(cfg zoneConfig, serial uint32, sets []bridge.Set, prev *Snapshot) *Sn
 // nil: none known): a topology whose set has the generation its records
 // were built from is taken over whole.
 func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]uint64, prev *Snapshot) *Snapshot {
-	wire := make([]byte, maxNameOctets)
-	n, _ := dns.PackDomainName(cfg.zone, wire, 0, nil, false) // a canonical zone packs
 	s := &Snapshot{
 		zone:       cfg.zone,
 		serial:     serial,
-		zoneWire:   string(wire[:n]),
 		zoneLabels: dns.CountLabel(cfg.zone),
 		parts:      map[string]*part{},
 	}
@@ -171,7 +203,7 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 	// The apex and the name servers' glue: a few names, built anew.
 	top := nodes{}
 	apex := top.node(cfg.zone, cfg.zone)
-	apex.soa = []dns.RR{soa(cfg.ttl)}
+	apex.set().soa = []dns.RR{soa(cfg.ttl)}
 	s.negSOA = []dns.RR{soa(min(cfg.ttl, cfg.negTTL))}
 	addNameServers(cfg, top, apex)
 
@@ -196,10 +228,11 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 		tops[l][name] = n
 	}
 	byLabel := map[string][]*topology{}
+	in := newInterner()
 	for _, set := range sets {
 		t := old[set.Service.Topology]
 		if gen := gens[set.Service.Topology]; t == nil || gen == 0 || t.gen != gen {
-			t = s.buildTopology(cfg, set, t)
+			t = s.buildTopology(cfg, set, t, in)
 			t.gen = gen
 		}
 		s.topos = append(s.topos, t)
@@ -220,10 +253,10 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 		for _, t := range ts {
 			merged.merge(t.part.names)
 		}
-		s.parts[l] = s.newPart(merged)
+		s.parts[l] = s.newPart(merged, in)
 	}
 	for l, names := range tops {
-		s.parts[l] = s.newPart(names)
+		s.parts[l] = s.newPart(names, in)
 	}
 	for _, name := range cfg.services {
 		if byLabel[name] == nil {
@@ -237,8 +270,8 @@ func buildGen(cfg zoneConfig, serial uint32, sets []bridge.Set, gens map[string]
 }
 
 // newPart packs every answer of names for the fast path.
-func (s *Snapshot) newPart(names nodes) *part {
-	p := &part{names: names, fast: make(map[string]*packed, 2*len(names))}
+func (s *Snapshot) newPart(names nodes, in *interner) *part {
+	p := &part{names: names}
 	// answer looks the names up through s: make the part visible to it
 	// while packing. Nothing reads s before build returns it.
 	for name, n := range names {
@@ -247,15 +280,15 @@ func (s *Snapshot) newPart(names nodes) *part {
 	}
 	for name, n := range names {
 		p.records += n.records()
-		for _, e := range s.pack(name, n) {
-			p.fast[e.key] = e.p
-		}
+		s.pack(name, n, in)
 	}
 	return p
 }
 
 // records is how many records of n zoneRecords returns.
-func (n *node) records() int { return len(n.ns) + len(n.a) + len(n.aaaa) + len(n.srv) + len(n.txt) }
+func (n *node) records() int {
+	return len(n.get().ns) + len(n.a) + len(n.aaaa) + len(n.get().srv) + len(n.txt)
+}
 
 // nodes is a set of names and their nodes.
 type nodes map[string]*node
@@ -287,13 +320,17 @@ func (ns nodes) merge(from nodes) {
 			n = &node{}
 			ns[name] = n
 		}
-		for _, rrs := range [...][2]*[]dns.RR{
-			{&n.soa, &f.soa}, {&n.ns, &f.ns}, {&n.a, &f.a}, {&n.aaaa, &f.aaaa}, {&n.srv, &f.srv},
-			{&n.txt, &f.txt}, {&n.ptr, &f.ptr}, {&n.extra, &f.extra},
-		} {
+		pairs := [][2]*[]dns.RR{{&n.a, &f.a}, {&n.aaaa, &f.aaaa}, {&n.txt, &f.txt}}
+		if f.more != nil {
+			nm, fm := n.set(), f.more
+			pairs = append(pairs, [][2]*[]dns.RR{{&nm.soa, &fm.soa}, {&nm.ns, &fm.ns}, {&nm.srv, &fm.srv},
+				{&nm.ptr, &fm.ptr}, {&nm.extra, &fm.extra}}...)
+		}
+		for _, rrs := range pairs {
 			*rrs[0] = append(slices.Clip(*rrs[0]), *rrs[1]...)
 		}
 		n.shuffle = n.shuffle || f.shuffle
+		n.fastA, n.fastAAAA, n.fastSRV = nil, nil, nil // packed anew
 	}
 }
 
@@ -302,64 +339,88 @@ func (ns nodes) merge(from nodes) {
 type topology struct {
 	set bridge.Set
 	// gen is the generation of set (Server.gens), 0 when unknown.
-	gen     uint64
-	part    part
-	reverse map[string][]dns.RR
-	peers   map[string]*peerRecords // by owner name
-	tooLong []string
+	gen  uint64
+	part part
+	// reverse holds, by address, the first peer with it, and reverseMore
+	// the others in set order (tasks sharing a host; nil without any):
+	// their PTR records are made when asked for (ptrs), rare next to the
+	// memory a record and a reverse name per peer would take.
+	reverse     map[netip.Addr]*peerRecords
+	reverseMore map[netip.Addr][]*peerRecords
+	tooLong     []string
 }
 
 // peerRecords is one published peer's records, built from its owner name,
 // ID, addresses and port (and the topology's service and the zone's TTL, which
-// a topology's records are rebuilt for).
+// a topology's records are rebuilt for). The next build finds it through
+// its node's peer.
+//
+// It holds nothing besides the records, which say the peer's ID (TXT),
+// addresses (in set order under the service name) and port (SRV).
 type peerRecords struct {
-	host  string
-	id    string
-	addrs []netip.Addr
-	port  uint16 // in its SRV records: the service's PortFor it
-	node  *node
-	// a and aaaa are its addresses under the service name; srv is its SRV
-	// record there.
-	a, aaaa []dns.RR
-	srv     *dns.SRV
+	node // its own name's, in the part's names
+	// svcAddrs are its A and AAAA records under the service name, in the
+	// order of its addresses; srv is its SRV record there, whose target is
+	// its own name, and port the service's PortFor it.
+	svcAddrs []dns.RR
+	srv      *dns.SRV
 	// named is its SRV record under _<port name>._tcp, nil without one.
-	named dns.RR
-	ptrs  []peerPTR
-	fast  []fastEntry // the packed answers of its own name
+	named *dns.SRV
 }
 
-type peerPTR struct {
-	name string
-	rrs  []dns.RR // one record, clipped
+// host is the peer's own name.
+func (pr *peerRecords) host() string { return pr.srv.Target }
+
+// id is the peer's ID, from its last TXT record; "" without one.
+func (pr *peerRecords) id() string {
+	if len(pr.txt) > 0 {
+		if t, ok := pr.txt[len(pr.txt)-1].(*dns.TXT); ok && len(t.Txt) == 1 {
+			id, _ := strings.CutPrefix(t.Txt[0], "id=")
+			if len(id) < len(t.Txt[0]) {
+				return id
+			}
+		}
+	}
+	return ""
 }
 
 // sameAs reports whether pr are p's records; svc is the service of both
 // (a changed service rebuilds every peer's), and decides p's port.
 func (pr *peerRecords) sameAs(svc bridge.Service, p bridge.Peer) bool {
-	return pr != nil && pr.id == p.ID && pr.port == svc.PortFor(p) && slices.Equal(pr.addrs, p.Addrs)
+	if pr == nil || pr.srv.Port != svc.PortFor(p) || pr.id() != p.ID || len(pr.svcAddrs) != len(p.Addrs) {
+		return false
+	}
+	for i, addr := range p.Addrs {
+		// An address with a zone (in the node= TXT records only) is
+		// never the same: rare enough to rebuild.
+		ip, ok := rrAddr(pr.svcAddrs[i])
+		if a, _ := netip.AddrFromSlice(ip); !ok || addr.Zone() != "" || a != addr {
+			return false
+		}
+	}
+	return true
 }
 
 // buildTopology makes the records of set, taking over from prev (nil for
 // none) every peer whose records are the same. A service that changed
 // changes every record, so then nothing is taken over.
-func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology) *topology {
+func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology, in *interner) *topology {
 	if prev != nil && prev.set.Service != set.Service {
 		prev = nil
 	}
 	published := set.PublishedCount()
 	t := &topology{
 		set:     set,
-		part:    part{names: make(nodes, published+4), fast: make(map[string]*packed, 2*published+8)},
-		reverse: make(map[string][]dns.RR, published),
-		peers:   make(map[string]*peerRecords, published),
+		part:    part{names: make(nodes, published+4)},
+		reverse: make(map[netip.Addr]*peerRecords, published),
 	}
 	names := nodes(t.part.names)
 	svcName := set.Service.Name + "." + cfg.zone
 	svc := names.node(cfg.zone, svcName)
 	svc.shuffle = !cfg.fixedOrder
 	svc.a = make([]dns.RR, 0, published)
-	svc.srv = make([]dns.RR, 0, published)
-	svc.extra = make([]dns.RR, 0, published)
+	svcSRV := make([]dns.RR, 0, published)
+	extra := make([]dns.RR, 0, published)
 
 	// Labels over all peers, critical ones too, so that they do not move
 	// with health and match the Consul node names.
@@ -382,45 +443,50 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		}
 		var pr *peerRecords
 		if prev != nil {
-			pr = prev.peers[host]
+			if n := prev.part.names[host]; n != nil {
+				pr = n.peer
+			}
 		}
 		if !pr.sameAs(set.Service, p) {
 			pr = newPeerRecords(cfg, set.Service, host, svcName, p)
 			fresh = append(fresh, pr)
 		}
-		t.peers[host] = pr
-		names[host] = pr.node
-		t.part.records += pr.node.records()
+		names[host] = &pr.node
+		t.part.records += pr.records()
 		// An RRset never holds a record twice (RFC 2181 5.2): peers that
 		// share an address (tasks on one host) give one record at the
 		// service name, and each keeps its own name, SRV and PTR record.
-		svc.a = appendNew(svc.a, pr.a, seen)
-		svc.aaaa = appendNew(svc.aaaa, pr.aaaa, seen)
-		svc.srv = append(svc.srv, pr.srv)
+		svc.a = appendNew(svc.a, pr.svcAddrs, dns.TypeA, seen)
+		svc.aaaa = appendNew(svc.aaaa, pr.svcAddrs, dns.TypeAAAA, seen)
+		svcSRV = append(svcSRV, pr.srv)
 		if pr.named != nil {
 			namedSRV = append(namedSRV, pr.named)
 		}
-		svc.extra = append(svc.extra, pr.node.a...)
-		svc.extra = append(svc.extra, pr.node.aaaa...)
-		for _, ptr := range pr.ptrs {
-			if rrs, ok := t.reverse[ptr.name]; ok {
-				t.reverse[ptr.name] = append(rrs, ptr.rrs...)
-			} else {
-				t.reverse[ptr.name] = ptr.rrs
+		extra = append(extra, pr.a...)
+		extra = append(extra, pr.aaaa...)
+		for _, addr := range p.Addrs {
+			if !reversible(addr) {
+				continue
 			}
-		}
-		for _, e := range pr.fast {
-			t.part.fast[e.key] = e.p
+			if _, ok := t.reverse[addr]; !ok {
+				t.reverse[addr] = pr
+				continue
+			}
+			if t.reverseMore == nil {
+				t.reverseMore = map[netip.Addr][]*peerRecords{}
+			}
+			t.reverseMore[addr] = append(t.reverseMore[addr], pr)
 		}
 	}
+	svc.set().srv, svc.more.extra = svcSRV, extra
 	top := []string{svcName}
 	if set.Service.PortName != "" {
 		named := "_" + set.Service.PortName + "._tcp." + svcName
 		n := names.node(cfg.zone, named)
 		top = append(top, named, "_tcp."+svcName)
 		n.shuffle = svc.shuffle
-		n.extra = svc.extra
-		n.srv = namedSRV
+		n.set().extra = extra
+		n.more.srv = namedSRV
 	}
 
 	// Pack through a snapshot of this part alone: answer reads no other.
@@ -429,15 +495,10 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 		n := names[name]
 		n.clip()
 		t.part.records += n.records()
-		for _, e := range view.pack(name, n) {
-			t.part.fast[e.key] = e.p
-		}
+		view.pack(name, n, in)
 	}
 	for _, pr := range fresh {
-		pr.fast = view.pack(pr.host, pr.node)
-		for _, e := range pr.fast {
-			t.part.fast[e.key] = e.p
-		}
+		view.pack(pr.host(), &pr.node, in)
 	}
 	return t
 }
@@ -446,43 +507,40 @@ func (s *Snapshot) buildTopology(cfg zoneConfig, set bridge.Set, prev *topology)
 func newPeerRecords(cfg zoneConfig, svc bridge.Service, host, svcName string, p bridge.Peer) *peerRecords {
 	// The SRV port is the peer's own (an ECS task's host port) unless the
 	// topology's port is configured: PortFor decides for every publisher.
-	pr := &peerRecords{host: host, id: p.ID, addrs: p.Addrs, port: svc.PortFor(p), node: &node{}}
-	pn := pr.node
+	pr := &peerRecords{}
+	pr.peer = pr
+	pr.svcAddrs = make([]dns.RR, 0, len(p.Addrs))
 	for _, addr := range p.Addrs {
+		ip := addr.AsSlice() // one copy for both records: never modified
 		if addr.Is4() {
-			pn.a = append(pn.a, addrRR(host, addr, cfg.ttl))
-			pr.a = append(pr.a, addrRR(svcName, addr, cfg.ttl))
+			pr.a = append(pr.a, addrRR(host, ip, cfg.ttl))
 		} else {
-			pn.aaaa = append(pn.aaaa, addrRR(host, addr, cfg.ttl))
-			pr.aaaa = append(pr.aaaa, addrRR(svcName, addr, cfg.ttl))
+			pr.aaaa = append(pr.aaaa, addrRR(host, ip, cfg.ttl))
 		}
-		if rev, err := dns.ReverseAddr(addr.String()); err == nil { // fails only for an invalid netip.Addr
-			ptr := &dns.PTR{Hdr: hdr(rev, dns.TypePTR, cfg.ttl), Ptr: host}
-			pr.ptrs = append(pr.ptrs, peerPTR{name: rev, rrs: []dns.RR{ptr}})
-		}
+		pr.svcAddrs = append(pr.svcAddrs, addrRR(svcName, ip, cfg.ttl))
 		if svc.NodeBasename != "" {
-			pn.txt = append(pn.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
+			pr.txt = append(pr.txt, txt(host, cfg.ttl, "node="+svc.NodeBasename+"@"+addr.String()))
 		}
 	}
 	if p.ID != "" {
-		pn.txt = append(pn.txt, txt(host, cfg.ttl, "id="+p.ID))
+		pr.txt = append(pr.txt, txt(host, cfg.ttl, "id="+p.ID))
 	}
 	pr.srv = &dns.SRV{
 		Hdr:      hdr(svcName, dns.TypeSRV, cfg.ttl),
-		Priority: 0, Weight: 1, Port: pr.port, Target: host,
+		Priority: 0, Weight: 1, Port: svc.PortFor(p), Target: host,
 	}
 	if svc.PortName != "" {
 		named := *pr.srv
 		named.Hdr.Name = "_" + svc.PortName + "._tcp." + svcName
 		pr.named = &named
 	}
-	pn.clip()
+	pr.clip()
 	return pr
 }
 
-// appendNew appends to dst the address records of rrs whose address is
-// not in seen yet, and notes them there.
-func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
+// appendNew appends to dst the address records of rrs of type rrtype
+// whose address is not in seen yet, and notes them there.
+func appendNew(dst, rrs []dns.RR, rrtype uint16, seen map[netip.Addr]bool) []dns.RR {
 	for _, rr := range rrs {
 		var ip []byte
 		switch rr := rr.(type) {
@@ -490,6 +548,9 @@ func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
 			ip = rr.A
 		case *dns.AAAA:
 			ip = rr.AAAA
+		}
+		if rr.Header().Rrtype != rrtype {
+			continue
 		}
 		a, _ := netip.AddrFromSlice(ip)
 		if a = a.Unmap(); !seen[a] {
@@ -501,8 +562,11 @@ func appendNew(dst, rrs []dns.RR, seen map[netip.Addr]bool) []dns.RR {
 }
 
 func (n *node) clip() {
-	for _, rrs := range []*[]dns.RR{&n.soa, &n.ns, &n.a, &n.aaaa, &n.srv, &n.txt, &n.ptr, &n.extra} {
-		*rrs = slices.Clip(*rrs)
+	n.a, n.aaaa, n.txt = slices.Clip(n.a), slices.Clip(n.aaaa), slices.Clip(n.txt)
+	if m := n.more; m != nil {
+		for _, rrs := range []*[]dns.RR{&m.soa, &m.ns, &m.srv, &m.ptr, &m.extra} {
+			*rrs = slices.Clip(*rrs)
+		}
 	}
 }
 
@@ -510,11 +574,12 @@ func hdr(name string, rrtype uint16, ttl uint32) dns.RR_Header {
 	return dns.RR_Header{Name: name, Rrtype: rrtype, Class: dns.ClassINET, Ttl: ttl}
 }
 
-func addrRR(name string, addr netip.Addr, ttl uint32) dns.RR {
-	if addr.Is4() {
-		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: addr.AsSlice()}
+// addrRR is the A record of ip, 4 bytes long, or its AAAA record.
+func addrRR(name string, ip []byte, ttl uint32) dns.RR {
+	if len(ip) == net.IPv4len {
+		return &dns.A{Hdr: hdr(name, dns.TypeA, ttl), A: ip}
 	}
-	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: addr.AsSlice()}
+	return &dns.AAAA{Hdr: hdr(name, dns.TypeAAAA, ttl), AAAA: ip}
 }
 
 func txt(name string, ttl uint32, s string) dns.RR {
@@ -527,8 +592,8 @@ func (s *Snapshot) WriteZone(w io.Writer) error {
 	names := s.names()
 	reverse := map[string]bool{}
 	for _, t := range s.topos {
-		for name := range t.reverse {
-			reverse[name] = true
+		for addr := range t.reverse {
+			reverse[reverseName(addr)] = true
 		}
 	}
 	for _, name := range slices.SortedFunc(maps.Keys(reverse), compareNames) {
@@ -537,9 +602,10 @@ func (s *Snapshot) WriteZone(w io.Writer) error {
 	for _, name := range names {
 		n := s.lookup(name)
 		if n == nil {
-			n = &node{ptr: s.ptrs(name)}
+			n = &node{more: &nodeMore{ptr: s.ptrs(name)}}
 		}
-		for _, rrs := range [][]dns.RR{n.soa, n.ns, n.a, n.aaaa, n.srv, n.txt, n.ptr} {
+		m := n.get()
+		for _, rrs := range [][]dns.RR{m.soa, m.ns, n.a, n.aaaa, m.srv, n.txt, m.ptr} {
 			for _, rr := range rrs {
 				if _, err := fmt.Fprintln(w, rr.String()); err != nil {
 					return err
@@ -560,18 +626,77 @@ func (s *Snapshot) names() []string {
 	return names
 }
 
-// ptrs returns the PTR records of a reverse name, of every topology.
+// ptrs returns the PTR records of a reverse name, which must be lower
+// case, of every topology: one per peer with the address, naming the
+// peer, in topology and set order.
 func (s *Snapshot) ptrs(name string) []dns.RR {
+	addr, ok := parseReverse(name)
+	if !ok {
+		return nil
+	}
 	var out []dns.RR
 	for _, t := range s.topos {
-		rrs := t.reverse[name]
-		if out == nil {
-			out = rrs // clipped: an append copies
-		} else {
-			out = append(out, rrs...)
+		pr := t.reverse[addr]
+		if pr == nil {
+			continue
+		}
+		for _, pr := range append([]*peerRecords{pr}, t.reverseMore[addr]...) {
+			out = append(out, &dns.PTR{Hdr: hdr(name, dns.TypePTR, pr.srv.Hdr.Ttl), Ptr: pr.host()})
 		}
 	}
-	return slices.Clip(out)
+	return out
+}
+
+// reversible reports whether addr has a reverse name: not for an invalid
+// address, nor for one with a zone, which dns.ReverseAddr does not take.
+func reversible(addr netip.Addr) bool { return addr.IsValid() && addr.Zone() == "" }
+
+// reverseName is the reverse name (in-addr.arpa or ip6.arpa) of addr,
+// which must be reversible.
+func reverseName(addr netip.Addr) string {
+	name, _ := dns.ReverseAddr(addr.String())
+	return name
+}
+
+// parseReverse is the address whose reverse name is name, exactly as
+// reverseName writes it.
+func parseReverse(name string) (netip.Addr, bool) {
+	var addr netip.Addr
+	if rest, ok := strings.CutSuffix(name, ".in-addr.arpa."); ok {
+		var b [4]byte
+		labels := strings.Split(rest, ".")
+		if len(labels) != 4 {
+			return addr, false
+		}
+		for i, l := range labels {
+			v, err := strconv.ParseUint(l, 10, 8)
+			if err != nil {
+				return addr, false
+			}
+			b[3-i] = byte(v)
+		}
+		addr = netip.AddrFrom4(b)
+	} else if rest, ok := strings.CutSuffix(name, ".ip6.arpa."); ok {
+		var b [16]byte
+		if len(rest) != 63 {
+			return addr, false
+		}
+		for i := range 32 {
+			if i < 31 && rest[2*i+1] != '.' {
+				return addr, false
+			}
+			v, err := strconv.ParseUint(rest[2*i:2*i+1], 16, 8)
+			if err != nil {
+				return addr, false
+			}
+			b[15-i/2] |= byte(v) << (4 * (i % 2))
+		}
+		addr = netip.AddrFrom16(b)
+	} else {
+		return addr, false
+	}
+	// Leading zeros, upper-case digits: only the name reverseName writes.
+	return addr, reverseName(addr) == name
 }
 
 // compareNames orders names from the apex down, as in a zone file.

@@ -175,7 +175,7 @@ func (x *xfr) allowed(addr net.Addr) bool {
 }
 
 // soa is the snapshot's SOA record.
-func (s *Snapshot) soa() *dns.SOA { return s.lookup(s.zone).soa[0].(*dns.SOA) }
+func (s *Snapshot) soa() *dns.SOA { return s.lookup(s.zone).get().soa[0].(*dns.SOA) }
 
 // recordCount is how many records zoneRecords returns.
 func (s *Snapshot) recordCount() int {
@@ -200,7 +200,7 @@ func (s *Snapshot) zoneRecords() []dns.RR {
 
 // appendRecords appends the records of n that zoneRecords returns.
 func (n *node) appendRecords(out []dns.RR) []dns.RR {
-	for _, rrs := range [][]dns.RR{n.ns, n.a, n.aaaa, n.srv, n.txt} {
+	for _, rrs := range [][]dns.RR{n.get().ns, n.a, n.aaaa, n.get().srv, n.txt} {
 		out = append(out, rrs...)
 	}
 	return out
@@ -575,16 +575,16 @@ func (s *Server) transferCounts() []TransferCount {
 // their glue.
 func addNameServers(cfg zoneConfig, names nodes, apex *node) {
 	for _, ns := range cfg.ns {
-		apex.ns = append(apex.ns, &dns.NS{Hdr: hdr(cfg.zone, dns.TypeNS, cfg.ttl), Ns: ns.Name})
+		apex.set().ns = append(apex.set().ns, &dns.NS{Hdr: hdr(cfg.zone, dns.TypeNS, cfg.ttl), Ns: ns.Name})
 		if !dns.IsSubDomain(cfg.zone, ns.Name) {
 			continue
 		}
 		n := names.node(cfg.zone, ns.Name)
 		for _, a := range ns.Addrs {
 			if a.Is4() {
-				n.a = append(n.a, addrRR(ns.Name, a, cfg.ttl))
+				n.a = append(n.a, addrRR(ns.Name, a.AsSlice(), cfg.ttl))
 			} else {
-				n.aaaa = append(n.aaaa, addrRR(ns.Name, a, cfg.ttl))
+				n.aaaa = append(n.aaaa, addrRR(ns.Name, a.AsSlice(), cfg.ttl))
 			}
 		}
 	}
