@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/consul/api"
 
@@ -287,4 +289,39 @@ func TestRenamedInstanceNoticedWithinBound(t *testing.T) {
 			return
 		}
 	}
+}
+
+// BenchmarkSteadySync publishes and syncs an unchanged set of 10,000 peers
+// against a real agent: the publisher's own CPU per steady sync (the
+// agent's is its own), and the full reads it made (0 but every
+// FullReadEvery-th).
+func BenchmarkSteadySync(b *testing.B) {
+	agent := bridgetest.StartConsul(b, "")
+	rc := &readCounter{}
+	p := newPublisher(b, client(b, agent.Addr, "", rc), "pb")
+	s, _ := churnSets(10_000, 0)
+	publish(b, p, s)
+	publish(b, p, s) // the read after the writes
+	before := rc.load()
+	cpu0 := processCPU(b)
+	b.ResetTimer()
+	for range b.N {
+		publish(b, p, s)
+	}
+	b.StopTimer()
+	n := rc.load().minus(before)
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/1000/float64(b.N), "ms-cpu/op")
+	b.ReportMetric(float64(n.full)/float64(b.N), "full-reads/op")
+	if n.writes != 0 {
+		b.Fatalf("%d writes in steady syncs", n.writes)
+	}
+}
+
+// processCPU is the CPU time this process has used, user and system.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
