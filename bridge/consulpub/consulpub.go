@@ -7,9 +7,9 @@
 // a poll that changes nothing writes nothing, and a restart adopts the
 // entries it finds. Entries without this owner's mark are never touched.
 // A sync of a set that is unchanged since a sync that found nothing to do
-// first asks Consul, with a query that returns no entry, whether anything
-// of the service changed since (see steadyState), and reads and plans only
-// when something did.
+// first asks Consul, with a query filtered down to one entry, whether
+// anything of the service changed since (see steadyState), and reads and
+// plans only when something did.
 package consulpub
 
 import (
@@ -450,7 +450,7 @@ func (p *Publisher) unchanged(ctx context.Context, set bridge.Set, leftOut strin
 	}
 	if want == 1 {
 		m := matched[0]
-		if m.Node.Node != st.witness.Node || m.Node.CreateIndex != st.witness.CreateIndex ||
+		if m.Node == nil || m.Service == nil || m.Node.Node != st.witness.Node || m.Node.CreateIndex != st.witness.CreateIndex ||
 			m.Node.ModifyIndex != st.witness.ModifyIndex || m.Service.ModifyIndex != st.witnessService {
 			return false
 		}
