@@ -6,6 +6,10 @@
 // request), plans the difference as a pure function, and writes only that:
 // a poll that changes nothing writes nothing, and a restart adopts the
 // entries it finds. Entries without this owner's mark are never touched.
+// A sync of a set that is unchanged since a sync that found nothing to do
+// first asks Consul, with a query filtered down to one entry, whether
+// anything of the service changed since (see steadyState), and reads and
+// plans only when something did.
 package consulpub
 
 import (
@@ -18,6 +22,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,6 +119,9 @@ type Publisher struct {
 	lastErr string // of the last sync, "" when it succeeded
 
 	syncMu sync.Mutex // one sync at a time
+	// steady is, by topology, what the last sync that found nothing to
+	// do read; guarded by syncMu.
+	steady map[string]*steadyState
 
 	creates, updates, deletes, failures atomic.Int64
 	denied                              atomic.Int64 // failures for want of an ACL permission
@@ -151,6 +159,7 @@ func New(opts Options) (*Publisher, error) {
 		dirty:       map[string]bool{},
 		errs:        map[string]error{},
 		clashes:     map[clash]Collision{},
+		steady:      map[string]*steadyState{},
 	}, nil
 }
 
@@ -281,7 +290,23 @@ func (p *Publisher) call(ctx context.Context) (context.Context, context.CancelFu
 // reads the stamp, and updates it in the transaction that completes the
 // set.
 func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[clash]Collision) error {
-	have, err := p.read(ctx, set.Service.Name)
+	topology := set.Service.Topology
+	var left []string // nodes left out for collisions
+	for k := range clashes {
+		if k.topology == topology {
+			left = append(left, k.node)
+		}
+	}
+	slices.Sort(left)
+	leftOut := strings.Join(left, "\n")
+	if p.unchanged(ctx, set, leftOut) {
+		return nil
+	}
+	// Whatever happens from here, the entries read now are all this sync
+	// knows: the index of an earlier read no longer vouches for them.
+	delete(p.steady, topology)
+
+	have, index, err := p.read(ctx, set.Service.Name)
 	if err != nil {
 		return err
 	}
@@ -289,7 +314,7 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[cla
 	skipped := 0
 	if len(clashes) > 0 {
 		for node := range want {
-			if _, ok := clashes[clash{node, set.Service.Topology}]; ok {
+			if _, ok := clashes[clash{node, topology}]; ok {
 				delete(want, node)
 				skipped++
 			}
@@ -299,6 +324,7 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[cla
 	var stamp *api.KVTxnOp
 	var old Stamp
 	var stampIndex uint64
+	var digest string
 	if p.fence.Key != "" {
 		rctx, cancel := p.call(ctx)
 		old, _, stampIndex, err = readStamp(p.kv, StampKey(p.fence.Key), (&api.QueryOptions{}).WithContext(rctx))
@@ -306,9 +332,21 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[cla
 		if err != nil {
 			return err
 		}
-		stamp = p.stampOp(old, stampIndex, set.Service.Topology, setDigest(setFromEntries(p.owner, set.Service, asEntries(want))))
+		digest = setDigest(setFromEntries(p.owner, set.Service, asEntries(want)))
+		stamp = p.stampOp(old, stampIndex, topology, digest)
 	}
 	if changes.Writes() == 0 && stamp == nil {
+		// Consul holds exactly what is wanted, as of index. A sync that
+		// wrote does not get here: its read is older than its writes,
+		// and the next sync reads again (and finds nothing to do).
+		if index != 0 {
+			st := &steadyState{set: set, leftOut: leftOut, digest: digest, index: index}
+			if len(have) > 0 && have[0].Node != nil && have[0].Service != nil {
+				st.witness = *have[0].Node
+				st.witnessService = have[0].Service.ModifyIndex
+			}
+			p.steady[topology] = st
+		}
 		return nil
 	}
 	failed, err := p.applyEach(ctx, changes, stamp)
@@ -323,23 +361,108 @@ func (p *Publisher) syncSet(ctx context.Context, set bridge.Set, clashes map[cla
 		// catalog holds now instead, and the other entries are served.
 		restamped, err = p.restamp(ctx, set.Service, old, stampIndex)
 	}
-	p.log.Info("consul catalog updated", "topology", set.Service.Topology, "service", set.Service.Name,
+	p.log.Info("consul catalog updated", "topology", topology, "service", set.Service.Name,
 		"created", len(changes.Create), "updated", len(changes.Update), "deleted", len(changes.Delete),
 		"refused", len(failed), "skipped_collisions", skipped, "stamped", stamp != nil && len(failed) == 0 || restamped,
 		"error", errors.Join(append(failed, err)...))
 	return errors.Join(append(failed, err)...)
 }
 
-// read returns this owner's entries of service, as Consul holds them.
-func (p *Publisher) read(ctx context.Context, service string) ([]*api.ServiceEntry, error) {
+// read returns this owner's entries of service, as Consul holds them, and
+// the service's index in Consul (see steadyState).
+func (p *Publisher) read(ctx context.Context, service string) ([]*api.ServiceEntry, uint64, error) {
 	rctx, cancel := p.call(ctx)
 	defer cancel()
 	q := (&api.QueryOptions{NodeMeta: map[string]string{metaOwner: p.owner}}).WithContext(rctx)
-	have, _, err := p.health.Service(service, "", false, q)
+	have, meta, err := p.health.Service(service, "", false, q)
 	if err != nil {
-		return nil, fmt.Errorf("reading service %s from consul: %w", service, err)
+		return nil, 0, fmt.Errorf("reading service %s from consul: %w", service, err)
 	}
-	return have, nil
+	return have, meta.LastIndex, nil
+}
+
+// FullReadEvery bounds how many syncs in a row may trust the service's
+// index instead of reading its entries: every FullReadEvery-th sync of an
+// unchanged set reads and plans in full even when the index stayed. Consul
+// moves the index for every change of the service's entries but one: an
+// instance re-registered by hand under another service name leaves this
+// service without moving its index (the state store bumps the new name's
+// index only). Such drift is repaired within FullReadEvery polls.
+const FullReadEvery = 10
+
+// noEntry is a filter expression that no entry matches. Consul applies
+// filters after its state store lookup, so the answer is an empty list
+// under the same X-Consul-Index as the full read.
+const noEntry = `Node.Node == "" and Node.Node != ""`
+
+// steadyState is what a sync that found nothing to do knows: the set and
+// the collisions it planned for, and the service's index in Consul
+// (X-Consul-Index of the health query it read). Consul's state store
+// moves a service's index with every write that changes what the health
+// query returns for it (agent/consul/state: a service registered, changed
+// or deleted; a node registered, changed, meta included, or deleted,
+// which moves the index of every service on it; a check of the service
+// or of its node registered, changed or deleted). The same index thus
+// means the same entries, and the sync is done without reading them.
+//
+// An index is only comparable within one Consul cluster's history: a
+// Consul wiped and started again (a dev agent restarted) counts from 1
+// anew, and may reach the same number with other entries. So the query
+// also asks for one entry of the read, the witness, which must come back
+// with the indexes it had; in another cluster it is missing or was
+// written at another index.
+type steadyState struct {
+	set     bridge.Set
+	leftOut string // the nodes left out for collisions, sorted
+	digest  string // of the entries as followers rebuild them, when fenced
+	index   uint64
+	// witness is the node of one entry of the read (none when the read
+	// found no entry), witnessService the ModifyIndex of its service.
+	witness        api.Node
+	witnessService uint64
+	probes         int // syncs done on the index since the read
+}
+
+// unchanged reports whether Consul holds what the last sync of set found,
+// so that syncing it again would write nothing: the same set and
+// collisions, and the service's index where that sync read it. A fenced
+// publisher also checks that the stamp still says what the entries hold.
+// Any doubt (an error, an index moved, FullReadEvery reached) says no, and
+// the sync reads in full.
+func (p *Publisher) unchanged(ctx context.Context, set bridge.Set, leftOut string) bool {
+	st := p.steady[set.Service.Topology]
+	if st == nil || st.probes+1 >= FullReadEvery || st.leftOut != leftOut || !st.set.Equal(set) {
+		return false
+	}
+	filter, want := noEntry, 0
+	if st.witness.Node != "" {
+		filter, want = "Node.Node == "+strconv.Quote(st.witness.Node), 1
+	}
+	rctx, cancel := p.call(ctx)
+	defer cancel()
+	q := (&api.QueryOptions{NodeMeta: map[string]string{metaOwner: p.owner}, Filter: filter}).WithContext(rctx)
+	matched, meta, err := p.health.Service(set.Service.Name, "", false, q)
+	if err != nil || meta.LastIndex != st.index || len(matched) != want {
+		// Another number of entries than asked for: the witness is gone,
+		// or a Consul ignored the filter (and its index is not trusted to
+		// mean the same either).
+		return false
+	}
+	if want == 1 {
+		m := matched[0]
+		if m.Node == nil || m.Service == nil || m.Node.Node != st.witness.Node || m.Node.CreateIndex != st.witness.CreateIndex ||
+			m.Node.ModifyIndex != st.witness.ModifyIndex || m.Service.ModifyIndex != st.witnessService {
+			return false
+		}
+	}
+	if p.fence.Key != "" {
+		old, _, stampIndex, err := readStamp(p.kv, StampKey(p.fence.Key), (&api.QueryOptions{}).WithContext(rctx))
+		if err != nil || p.stampOp(old, stampIndex, set.Service.Topology, st.digest) != nil {
+			return false
+		}
+	}
+	st.probes++
+	return true
 }
 
 // stampOp is the write that sets topology's digest in the stamp old,
@@ -356,7 +479,7 @@ func (p *Publisher) stampOp(old Stamp, index uint64, topology, digest string) *a
 // hold into the stamp, alone: what followers then serve. It reports
 // whether it wrote.
 func (p *Publisher) restamp(ctx context.Context, svc bridge.Service, old Stamp, index uint64) (bool, error) {
-	have, err := p.read(ctx, svc.Name)
+	have, _, err := p.read(ctx, svc.Name)
 	if err != nil {
 		return false, err
 	}

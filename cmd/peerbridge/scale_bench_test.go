@@ -65,6 +65,7 @@ func BenchmarkScale(b *testing.B) {
 	b.ReportMetric(scalePeers/max(m.writesFill, 1), "peers/write")
 	b.ReportMetric(m.writesSteady, "writes-steady")
 	b.ReportMetric(m.readsPerPoll, "reads/poll")
+	b.ReportMetric(m.fullReadsPerPoll, "full-reads/poll")
 	b.ReportMetric(float64(m.cpuPerPoll.Microseconds())/1000, "ms-cpu/poll")
 	b.ReportMetric(m.rssMB, "MB-rss")
 	b.ReportMetric(m.peakMB, "MB-rss-peak")
@@ -83,6 +84,7 @@ type scaleResult struct {
 	writesFill, opsFill float64
 	writesSteady        float64 // over all steady polls
 	readsPerPoll        float64
+	fullReadsPerPoll    float64 // reads of a service's entries (a health query without a filter)
 	cpuPerPoll          time.Duration
 	rssMB, peakMB       float64
 	pollsDuringFill     int
@@ -90,9 +92,9 @@ type scaleResult struct {
 
 func (r scaleResult) String() string {
 	return fmt.Sprintf("DNS full after %.2fs, Consul full after %.2fs (%d polls), %.0f write requests (%.0f ops) for the fill; "+
-		"%d steady polls: %.0f writes, %.1f reads/poll, %.1f ms CPU/poll, RSS %.1f MB (peak %.1f MB)",
+		"%d steady polls: %.0f writes, %.1f reads/poll (%.1f full), %.1f ms CPU/poll, RSS %.1f MB (peak %.1f MB)",
 		r.toDNS.Seconds(), r.toConsul.Seconds(), r.pollsDuringFill, r.writesFill, r.opsFill,
-		scaleSteadyPolls, r.writesSteady, r.readsPerPoll, float64(r.cpuPerPoll.Microseconds())/1000, r.rssMB, r.peakMB)
+		scaleSteadyPolls, r.writesSteady, r.readsPerPoll, r.fullReadsPerPoll, float64(r.cpuPerPoll.Microseconds())/1000, r.rssMB, r.peakMB)
 }
 
 func (r *scaleResult) add(o scaleResult) {
@@ -102,6 +104,7 @@ func (r *scaleResult) add(o scaleResult) {
 	r.opsFill += o.opsFill
 	r.writesSteady += o.writesSteady
 	r.readsPerPoll += o.readsPerPoll
+	r.fullReadsPerPoll += o.fullReadsPerPoll
 	r.cpuPerPoll += o.cpuPerPoll
 	r.rssMB += o.rssMB
 	r.peakMB += o.peakMB
@@ -111,7 +114,7 @@ func (r scaleResult) div(n float64) scaleResult {
 	return scaleResult{
 		toDNS: time.Duration(float64(r.toDNS) / n), toConsul: time.Duration(float64(r.toConsul) / n),
 		writesFill: r.writesFill / n, opsFill: r.opsFill / n, writesSteady: r.writesSteady / n,
-		readsPerPoll: r.readsPerPoll / n, cpuPerPoll: time.Duration(float64(r.cpuPerPoll) / n),
+		readsPerPoll: r.readsPerPoll / n, fullReadsPerPoll: r.fullReadsPerPoll / n, cpuPerPoll: time.Duration(float64(r.cpuPerPoll) / n),
 		rssMB: r.rssMB / n, peakMB: r.peakMB / n,
 	}
 }
@@ -192,13 +195,14 @@ func runScale(b *testing.B, bin string, api *scaleAPI, hz int64) scaleResult {
 	// Settle: the poll that was running when the catalog filled, and the
 	// one after it, count to the fill; steady state starts at the next.
 	p := api.waitPolls(b, api.polls()+2, time.Minute)
-	w0, ops0, reads0 := proxy.writes.Load(), proxy.ops.Load(), proxy.reads.Load()
+	w0, ops0, reads0, full0 := proxy.writes.Load(), proxy.ops.Load(), proxy.reads.Load(), proxy.fullReads.Load()
 	r.writesFill, r.opsFill = float64(w0), float64(ops0)
 	cpu0 := procCPU(b, cmd.Process.Pid, hz)
 	api.waitPolls(b, p+scaleSteadyPolls, time.Minute)
 	cpu1 := procCPU(b, cmd.Process.Pid, hz)
 	r.writesSteady = float64(proxy.writes.Load() - w0)
 	r.readsPerPoll = float64(proxy.reads.Load()-reads0) / scaleSteadyPolls
+	r.fullReadsPerPoll = float64(proxy.fullReads.Load()-full0) / scaleSteadyPolls
 	r.cpuPerPoll = (cpu1 - cpu0) / scaleSteadyPolls
 	r.rssMB, r.peakMB = procMemMB(b, cmd.Process.Pid)
 
@@ -281,6 +285,7 @@ func (a *scaleAPI) waitPolls(b *testing.B, n int, timeout time.Duration) int {
 type countingProxy struct {
 	addr                string
 	writes, ops, reads  atomic.Int64
+	fullReads           atomic.Int64 // of the reads, health queries without a filter: every entry of a service
 	txnBodiesUnreadable atomic.Int64
 	errors              atomic.Int64 // requests that did not reach Consul
 }
@@ -317,6 +322,9 @@ func startCountingProxy(b *testing.B, consulAddr string) *countingProxy {
 			p.ops.Add(ops)
 		default:
 			p.reads.Add(1)
+			if strings.HasPrefix(r.URL.Path, "/v1/health/service/") && !r.URL.Query().Has("filter") {
+				p.fullReads.Add(1)
+			}
 		}
 		rp.ServeHTTP(w, r)
 	}))
