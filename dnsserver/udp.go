@@ -8,7 +8,6 @@ import (
 
 	"github.com/miekg/dns"
 	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // udpBatch is how many datagrams one system call reads or writes: under
@@ -16,8 +15,9 @@ import (
 // otherwise cost most of the server's CPU.
 const udpBatch = 32
 
-// batchConn reads and writes datagrams in batches: x/net's ipv4 or ipv6
-// PacketConn, whose Message types are one type.
+// batchConn reads and writes datagrams in batches: recvmmsg and sendmmsg
+// (mmsg_linux.go), or x/net's ipv4 or ipv6 PacketConn elsewhere, whose
+// Message types are one type.
 type batchConn interface {
 	ReadBatch(ms []ipv4.Message, flags int) (int, error)
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
@@ -29,9 +29,9 @@ type batchConn interface {
 // goroutine per socket, none per packet; with SO_REUSEPORT there is a
 // socket per core.
 func (s *Server) serveUDP(conn *net.UDPConn, stop *atomic.Int32) error {
-	var bc batchConn = ipv6.NewPacketConn(conn)
-	if a, ok := conn.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
-		bc = ipv4.NewPacketConn(conn)
+	bc, err := newBatchConn(conn)
+	if err != nil {
+		return err
 	}
 	in := make([]ipv4.Message, udpBatch)
 	out := make([]ipv4.Message, udpBatch)
