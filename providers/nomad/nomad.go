@@ -19,7 +19,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -157,7 +156,7 @@ func Configure(env Env) (Options, error) {
 		opts.Token, opts.TokenFrom = strings.TrimSpace(os.Getenv("NOMAD_TOKEN")), "NOMAD_TOKEN"
 	case os.Getenv("NOMAD_TOKEN_FILE") != "":
 		opts.TokenFrom = "NOMAD_TOKEN_FILE"
-		token, err := readToken(os.Getenv("NOMAD_TOKEN_FILE"))
+		token, err := platform.ReadToken(os.Getenv("NOMAD_TOKEN_FILE"))
 		if err != nil {
 			vendor("NOMAD_TOKEN_FILE", err)
 		}
@@ -180,19 +179,6 @@ func splitTags(s string) []string {
 		}
 	}
 	return out
-}
-
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		// The path is no secret; the file's content would be.
-		return "", fmt.Errorf("reading the token file: %w", err)
-	}
-	token := strings.TrimSpace(string(b))
-	if token == "" {
-		return "", fmt.Errorf("the token file %s is empty", path)
-	}
-	return token, nil
 }
 
 // Nomad's own rules: a service name is an RFC 1123 label (Nomad
@@ -403,61 +389,27 @@ func (p *Provider) httpClient() (*http.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nomad TLS: %w", err)
 	}
-	hc.Transport = p.Meter.Transport(&capped{next: tr, max: maxBody})
+	hc.Transport = p.Meter.Transport(platform.LimitBodies(plainEncoding{tr}, maxBody))
 	hc.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if req.URL.Host != via[0].URL.Host || req.URL.Scheme != via[0].URL.Scheme {
-			return fmt.Errorf("refusing a redirect to another host (%s): the Nomad token goes to the configured agent only", req.URL.Host)
+		err := platform.SameOrigin(req, via)
+		if errors.Is(err, platform.ErrRedirect) {
+			return fmt.Errorf("refusing a redirect to another host (%s): the Nomad token goes to the configured agent only: %w", req.URL.Host, err)
 		}
-		if len(via) >= 5 {
-			return errors.New("stopped after 5 redirects")
-		}
-		return nil
+		return err
 	}
 	return hc, nil
 }
 
-// capped lets the transport decompress (the api client asks for gzip
-// itself, and would then inflate without bound) and cuts every body at
-// max bytes.
-type capped struct {
-	next http.RoundTripper
-	max  int64
-}
+// plainEncoding lets the transport decompress (the api client asks for
+// gzip itself, and would then inflate without bound), so that the cap
+// (platform.LimitBodies) counts the bytes decoded.
+type plainEncoding struct{ next http.RoundTripper }
 
-func (c *capped) RoundTrip(r *http.Request) (*http.Response, error) {
+func (t plainEncoding) RoundTrip(r *http.Request) (*http.Response, error) {
 	r = r.Clone(r.Context())
 	r.Header.Del("Accept-Encoding")
-	resp, err := c.next.RoundTrip(r)
-	if resp != nil {
-		resp.Body = &cappedBody{ReadCloser: resp.Body, left: c.max}
-	}
-	return resp, err
+	return t.next.RoundTrip(r)
 }
-
-// errTooLarge is a body past maxBody.
-var errTooLarge = fmt.Errorf("the answer is larger than %d bytes", maxBody)
-
-type cappedBody struct {
-	io.ReadCloser
-	left int64
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left < 0 {
-		return 0, errTooLarge
-	}
-	if int64(len(p)) > b.left+1 {
-		p = p[:b.left+1]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	if b.left < 0 {
-		return 0, errTooLarge
-	}
-	return n, err
-}
-
-func (b *cappedBody) Close() error { return b.ReadCloser.Close() }
 
 // Wakeups returns how often a blocking query saw a change.
 func (p *Provider) Wakeups() int64 { return p.wakeups.Load() }

@@ -144,33 +144,9 @@ func (c *counting) Do(r *http.Request) (*http.Response, error) {
 	c.n.Add(1)
 	resp, err := c.next.Do(r)
 	if err == nil && c.maxBody > 0 && resp.Body != nil {
-		resp.Body = &cappedBody{ReadCloser: resp.Body, left: c.maxBody, max: c.maxBody}
+		resp.Body = platform.LimitBody(resp.Body, c.maxBody) // past the cap the SDK reports a deserialization error, which is transient
 	}
 	return resp, err
-}
-
-type cappedBody struct {
-	io.ReadCloser
-	left, max int64
-}
-
-func (b *cappedBody) Read(p []byte) (int, error) {
-	if b.left <= 0 {
-		// One byte more tells a body of exactly the cap from a longer one.
-		var one [1]byte
-		if n, err := b.ReadCloser.Read(one[:]); n > 0 {
-			return 0, &platform.TooLargeError{Max: b.max} // the SDK reports it as a deserialization error, which is transient
-		} else if err != nil {
-			return 0, err
-		}
-		return 0, nil
-	}
-	if int64(len(p)) > b.left {
-		p = p[:b.left]
-	}
-	n, err := b.ReadCloser.Read(p)
-	b.left -= int64(n)
-	return n, err
 }
 
 // ownBody hands the transport a request body that nobody else closes.

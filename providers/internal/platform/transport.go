@@ -102,9 +102,16 @@ type limitTransport struct {
 func (t *limitTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if resp != nil && resp.Body != nil {
-		resp.Body = &limitedBody{rc: resp.Body, left: t.max, max: t.max}
+		resp.Body = LimitBody(resp.Body, t.max)
 	}
 	return resp, err
+}
+
+// LimitBody returns rc passing at most max bytes on, and a TooLargeError
+// rather than a silent end when there are more: the cap of LimitBodies,
+// for a client that is no transport (an SDK's Do).
+func LimitBody(rc io.ReadCloser, max int64) io.ReadCloser {
+	return &limitedBody{rc: rc, left: max, max: max}
 }
 
 // limitedBody passes at most max bytes on, and an error rather than a
