@@ -3,6 +3,7 @@ package dnsserver
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"strings"
@@ -101,7 +102,7 @@ func (s *Snapshot) packShaped(in *interner, name string, nameLen int, qtype uint
 			return p
 		}
 	}
-	p := in.share(s.packOne(in, name, nameLen, qtype, shuffle && len(rrs) > 1), rrs)
+	p := in.share(s.packOne(in, name, nameLen, qtype, shuffle && len(rrs) > 1, false), rrs)
 	if ok && p != nil && (p.addrAt != 0) == (len(rrs) == 1) && (p.serialAt != 0) == (len(rrs) == 0) {
 		in.shapes[k] = p
 	}
@@ -179,7 +180,7 @@ func (s *Snapshot) pack(name string, n *node, in *interner) {
 	n.fastA = s.packShaped(in, name, l, dns.TypeA, n.a, n.shuffle)
 	n.fastAAAA = s.packShaped(in, name, l, dns.TypeAAAA, n.aaaa, n.shuffle)
 	if len(n.get().srv) > 0 {
-		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.get().srv) > 1)
+		n.fastSRV = s.packOne(in, name, l, dns.TypeSRV, n.shuffle && len(n.get().srv) > 1, false)
 	}
 }
 
@@ -222,8 +223,9 @@ var foldPlain = func() (t [256]byte) {
 }()
 
 // packOne packs the answers to one name, whose wire form is nameLen bytes
-// long, and type; nil if they do not pack.
-func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16, shuffle bool) *packed {
+// long, and type, as sent over UDP or, with tcp, over TCP; nil if they do
+// not pack.
+func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16, shuffle, tcp bool) *packed {
 	variants := 1
 	if shuffle {
 		variants = shuffleVariants
@@ -240,7 +242,7 @@ func (s *Snapshot) packOne(in *interner, name string, nameLen int, qtype uint16,
 			// Truncated answers too: a client that wants every record
 			// comes back over TCP, and this one must cost no more than
 			// a small answer (RFC 2181 9 allows either).
-			m := s.answer(req, false)
+			m := s.answer(req, tcp)
 			// Packed into the build's buffer and copied out: Pack
 			// leaves room for the answer uncompressed, half again its
 			// size, in every answer kept.
@@ -322,9 +324,10 @@ func skipName(msg []byte, off int) int {
 }
 
 // fastAnswer writes the answer to the query in req to out and returns its
-// length, or 0 when the query needs the slow path. It reads req only as
-// far as it must, and allocates nothing.
-func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
+// length, or 0 when the query needs the slow path; with tcp, the answer as
+// sent over TCP. It reads req only as far as it must, and allocates
+// nothing once a TCP answer has been packed (fullPacked).
+func (s *Snapshot) fastAnswer(req, out []byte, tcp bool) (n int, qtype uint16) {
 	// Header: a query (QR clear, opcode QUERY, TC clear), one question, no
 	// answer or authority records, at most the OPT record.
 	h, ok := parseHeader(req)
@@ -430,17 +433,22 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 	if p == nil {
 		return 0, 0
 	}
-	variants, opt := p.plain, false
-	if edns {
-		variants, opt = p.edns, p.edns == nil
-		if opt {
-			variants = p.plain
+	ans, opt := p.pick(edns)
+	if tcp {
+		size = dns.MaxMsgSize
+		if ans != nil && ans[offFlags]&(flagTC>>8) != 0 {
+			// Cut for UDP: the whole answer, packed on the first TCP
+			// query for it. An answer that fits in a UDP one is the
+			// same over TCP.
+			if p, rrs = s.fullPacked(nd, name, keyLen, qtype), nil; p == nil {
+				return 0, 0
+			}
+			ans, opt = p.pick(edns)
 		}
 	}
-	if len(variants) == 0 {
+	if ans == nil {
 		return 0, 0
 	}
-	ans := variants[rand.IntN(len(variants))]
 	length := len(ans)
 	if opt {
 		length += len(optRR)
@@ -486,6 +494,79 @@ func (s *Snapshot) fastAnswer(req, out []byte) (n int, qtype uint16) {
 		out[n-4] |= 0x80 // DO, in the OPT record's TTL (RFC 3225)
 	}
 	return n, qtype
+}
+
+// pick returns one of p's answers, chosen at random: the plain ones, or
+// with edns the EDNS ones; opt says the answer is a plain one, to which
+// optRR is to be added. nil when there is none.
+func (p *packed) pick(edns bool) (ans []byte, opt bool) {
+	variants := p.plain
+	if edns {
+		variants, opt = p.edns, p.edns == nil
+		if opt {
+			variants = p.plain
+		}
+	}
+	if len(variants) == 0 {
+		return nil, false
+	}
+	return variants[rand.IntN(len(variants))], opt
+}
+
+// fullKey is a node and type whose answer over TCP is not its UDP one.
+type fullKey struct {
+	node  *node
+	qtype uint16
+}
+
+// fullPacked returns the answers over TCP to name (in lower case, its
+// text form without escapes), whose node is nd and whose wire form is
+// nameLen long, and qtype, where its UDP answers were cut: packed on the
+// first query for them and kept with the snapshot. Packing them with the
+// rest of a build would make every change of a large cluster slower for
+// the few clients that ask over TCP, and for the service names alone.
+// nil when the answer is too large even for TCP: the slow path cuts it.
+func (s *Snapshot) fullPacked(nd *node, name []byte, nameLen int, qtype uint16) *packed {
+	k := fullKey{nd, qtype}
+	for {
+		have := s.full.Load()
+		if have != nil {
+			if p, ok := (*have)[k]; ok {
+				return p
+			}
+		}
+		var p *packed
+		// Too many records to fit in any message: no packing to learn it.
+		if records := len(nd.rrset(qtype)); records*minLen(qtype) <= dns.MaxMsgSize {
+			p = s.packOne(&interner{}, string(name), nameLen, qtype, nd.shuffle && records > 1, true)
+		}
+		if p != nil && (len(p.plain) == 0 || p.plain[0][offFlags]&(flagTC>>8) != 0) {
+			p = nil
+		}
+		next := make(map[fullKey]*packed, 1)
+		if have != nil {
+			maps.Copy(next, *have)
+		}
+		next[k] = p
+		if s.full.CompareAndSwap(have, &next) {
+			return p
+		}
+	}
+}
+
+// minLen is the shortest record of qtype, A, AAAA or SRV, in an answer:
+// a compressed owner name, type, class, TTL and length, and the data
+// (for SRV, a target compressed to a pointer).
+func minLen(qtype uint16) int {
+	switch qtype {
+	case dns.TypeA:
+		return 2 + 10 + net.IPv4len
+	case dns.TypeAAAA:
+		return 2 + 10 + net.IPv6len
+	case dns.TypeSRV:
+		return 2 + 10 + 6 + 2
+	}
+	return minRRLen
 }
 
 // plainOptions reports whether EDNS option data is well framed and holds

@@ -96,11 +96,33 @@ func lowerNames(t testing.TB, wire []byte) []byte {
 func compareWithFull(t testing.TB, srv *Server, wire []byte) bool {
 	t.Helper()
 	out := make([]byte, maxUDPSize)
-	n, _ := srv.Snapshot().fastAnswer(wire, out)
+	n, _ := srv.Snapshot().fastAnswer(wire, out, false)
 	if n == 0 {
 		return false
 	}
 	sameReply(t, wire, out[:n], srv.slowUDP(wire, nil))
+	return true
+}
+
+// compareWithFullTCP is compareWithFull over TCP: the fast path's answer
+// against the one ServeDNS packs when fastTCP declines.
+func compareWithFullTCP(t testing.TB, srv *Server, wire []byte) bool {
+	t.Helper()
+	out := make([]byte, dns.MaxMsgSize)
+	snap := srv.Snapshot()
+	n, _ := snap.fastAnswer(wire, out, true)
+	if n == 0 {
+		return false
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(wire); err != nil {
+		t.Fatalf("the fast path answered a query that does not unpack: %v", err)
+	}
+	full, err := snap.answer(req, true).Pack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameReply(t, wire, out[:n], full)
 	return true
 }
 
@@ -118,7 +140,7 @@ func TestFastMatchesSlow(t *testing.T) {
 		"big.peers.internal.", "_P._TCP.Big.peers.internal.",
 	}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypePTR, dns.TypeSOA, dns.TypeNS, dns.TypeMX, dns.TypeANY}
-	fast := 0
+	fast, fastTCP := 0, 0
 	for _, name := range names {
 		for _, qtype := range types {
 			for _, v := range []struct {
@@ -134,13 +156,16 @@ func TestFastMatchesSlow(t *testing.T) {
 					if compareWithFull(t, srv, pack(t, req)) {
 						fast++
 					}
+					if compareWithFullTCP(t, srv, pack(t, req)) {
+						fastTCP++
+					}
 				})
 			}
 		}
 	}
 	// The common queries must take the fast path at all.
-	if fast < 50 {
-		t.Fatalf("only %d queries took the fast path", fast)
+	if fast < 50 || fastTCP < fast {
+		t.Fatalf("only %d queries took the fast path, %d over TCP", fast, fastTCP)
 	}
 	out := make([]byte, maxUDPSize)
 	for _, q := range []struct {
@@ -152,8 +177,11 @@ func TestFastMatchesSlow(t *testing.T) {
 		if q.edns {
 			req.SetEdns0(1232, false)
 		}
-		if n, _ := srv.Snapshot().fastAnswer(pack(t, req), out); n == 0 {
+		if n, _ := srv.Snapshot().fastAnswer(pack(t, req), out, false); n == 0 {
 			t.Errorf("%s %s (EDNS %v) took the slow path", q.name, dns.TypeToString[q.qtype], q.edns)
+		}
+		if n, _ := srv.Snapshot().fastAnswer(pack(t, req), make([]byte, dns.MaxMsgSize), true); n == 0 {
+			t.Errorf("%s %s (EDNS %v) took the slow path over TCP", q.name, dns.TypeToString[q.qtype], q.edns)
 		}
 	}
 }
@@ -170,12 +198,65 @@ func TestFastPathAllocatesNothing(t *testing.T) {
 		req.SetEdns0(1232, true)
 		wire, _ := req.Pack()
 		out := make([]byte, maxUDPSize)
-		if n, _ := snap.fastAnswer(wire, out); n == 0 {
+		if n, _ := snap.fastAnswer(wire, out, false); n == 0 {
 			t.Fatalf("%s %s took the slow path", q.name, dns.TypeToString[q.qtype])
 		}
-		if allocs := testing.AllocsPerRun(1000, func() { snap.fastAnswer(wire, out) }); allocs != 0 {
+		if allocs := testing.AllocsPerRun(1000, func() { snap.fastAnswer(wire, out, false) }); allocs != 0 {
 			t.Fatalf("the fast path allocates %v times per query for %s", allocs, q.name)
 		}
+	}
+	// Over TCP, a service's answer cut for UDP is packed whole once, on
+	// the first query; after it, nothing.
+	srv := orderedServer(t, bridge.Set{Service: myapp, Peers: manyPeers(100)})
+	snap = srv.Snapshot()
+	wire := pack(t, new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeSRV))
+	out := make([]byte, dns.MaxMsgSize)
+	n, _ := snap.fastAnswer(wire, out, true)
+	if n == 0 {
+		t.Fatal("SRV for 100 peers took the slow path over TCP")
+	}
+	if m := new(dns.Msg); m.Unpack(out[:n]) != nil || len(m.Answer) != 100 || len(m.Extra) != 100 || m.Truncated {
+		t.Fatalf("SRV for 100 peers over TCP: %d bytes, not the whole answer", n)
+	}
+	if allocs := testing.AllocsPerRun(1000, func() { snap.fastAnswer(wire, out, true) }); allocs != 0 {
+		t.Fatalf("the fast path allocates %v times per TCP query once packed", allocs)
+	}
+}
+
+// TestFastTCPLeavesTooLargeAnswers: an answer too large even for TCP is
+// never packed (the full path cuts it and warns), and a new snapshot
+// packs its own TCP answers, not the last one's.
+func TestFastTCPLeavesTooLargeAnswers(t *testing.T) {
+	out := make([]byte, dns.MaxMsgSize)
+	// 5,000 A records cannot fit (minLen); 3,000 SRV records might, and
+	// do not once packed; 3,000 A records do.
+	for _, q := range []struct {
+		peers int
+		qtype uint16
+		fast  bool
+	}{{5000, dns.TypeA, false}, {3000, dns.TypeSRV, false}, {3000, dns.TypeA, true}} {
+		srv := orderedServer(t, bridge.Set{Service: myapp, Peers: manyPeers(q.peers)})
+		wire := pack(t, new(dns.Msg).SetQuestion("myapp.peers.internal.", q.qtype))
+		if n, _ := srv.Snapshot().fastAnswer(wire, out, true); (n != 0) != q.fast {
+			t.Fatalf("%s for %d peers over TCP: fast path %v, want %v", dns.TypeToString[q.qtype], q.peers, n != 0, q.fast)
+		}
+	}
+
+	srv := orderedServer(t)
+
+	if err := srv.Publish(t.Context(), bridge.Set{Service: myapp, Peers: manyPeers(50)}.Normalize()); err != nil {
+		t.Fatal(err)
+	}
+	wire := pack(t, new(dns.Msg).SetQuestion("myapp.peers.internal.", dns.TypeA))
+	if !compareWithFullTCP(t, srv, wire) {
+		t.Fatal("A for 50 peers over TCP took the slow path")
+	}
+	if err := srv.Publish(t.Context(), bridge.Set{Service: myapp, Peers: manyPeers(60)}.Normalize()); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := srv.Snapshot().fastAnswer(wire, out, true)
+	if m := new(dns.Msg); m.Unpack(out[:n]) != nil || len(m.Answer) != 60 {
+		t.Fatalf("A over TCP after a change to 60 peers: %d bytes, not 60 records", n)
 	}
 }
 
@@ -229,5 +310,6 @@ func FuzzFastAnswer(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, wire []byte) {
 		compareWithFull(t, srv, wire)
+		compareWithFullTCP(t, srv, wire)
 	})
 }

@@ -275,7 +275,7 @@ func BenchmarkRateLimit(b *testing.B) {
 						b.Fatal("limited")
 					}
 				}
-				if n, _ := snap.fastAnswer(wire, buf); n == 0 {
+				if n, _ := snap.fastAnswer(wire, buf, false); n == 0 {
 					b.Fatal("not answered on the fast path")
 				}
 			}

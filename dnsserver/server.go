@@ -273,6 +273,9 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	}
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
 	snap := s.snap.Load()
+	if tcp && s.fastTCP(w, snap, req) {
+		return
+	}
 	m := snap.answer(req, tcp)
 	var qtype uint16
 	if len(req.Question) > 0 {
@@ -285,6 +288,40 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
 	}
+}
+
+// tcpBuf is fastTCP's room: the query packed again and its answer.
+type tcpBuf struct {
+	query [512]byte
+	out   [dns.MaxMsgSize]byte
+}
+
+var tcpBufs = sync.Pool{New: func() any { return new(tcpBuf) }}
+
+// fastTCP answers req over TCP from the snapshot's packed answers, as the
+// UDP loop does, and reports whether it did; false leaves req to the full
+// path. miekg/dns has unpacked the query already, and packing it again
+// costs little beside what it spares: packing an answer of many records,
+// most of a TCP query's CPU otherwise (SRV for 100 peers: 200 records).
+func (s *Server) fastTCP(w dns.ResponseWriter, snap *Snapshot, req *dns.Msg) bool {
+	if len(req.Question) != 1 {
+		return false
+	}
+	b := tcpBufs.Get().(*tcpBuf)
+	defer tcpBufs.Put(b)
+	wire, err := req.PackBuffer(b.query[:])
+	if err != nil {
+		return false
+	}
+	n, qtype := snap.fastAnswer(wire, b.out[:], true)
+	if n == 0 {
+		return false
+	}
+	s.stats.count(true, qtype, dns.RcodeSuccess, false)
+	if _, err := w.Write(b.out[:n]); err != nil {
+		s.log.Debug("dns reply not sent", "remote", w.RemoteAddr().String(), "error", err)
+	}
+	return true
 }
 
 // Serve answers queries on l until ctx is done, then stops and returns

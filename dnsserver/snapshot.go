@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 
@@ -68,6 +69,10 @@ type Snapshot struct {
 	// pending holds the configured service names without a set yet,
 	// whose names answer SERVFAIL.
 	pending map[string]bool
+	// full holds the answers over TCP that are not the UDP ones, packed
+	// as they are first asked for (fullPacked); replaced whole, never
+	// written.
+	full atomic.Pointer[map[fullKey]*packed]
 }
 
 // part is the names under one label below the apex.

@@ -70,7 +70,7 @@ func (s *Server) serveUDP(conn *net.UDPConn, stop *atomic.Int32) error {
 				m = slipReply(req, buf)
 			default:
 				var qtype uint16
-				if m, qtype = snap.fastAnswer(req, buf); m > 0 {
+				if m, qtype = snap.fastAnswer(req, buf, false); m > 0 {
 					s.stats.count(false, qtype, dns.RcodeSuccess, buf[offFlags]&(flagTC>>8) != 0)
 				} else if reply := s.slowUDP(req, msg.Addr); reply != nil && len(reply) <= len(buf) {
 					m = copy(buf, reply)
