@@ -235,6 +235,11 @@ type Provider struct {
 	// up, one gone is forgotten.
 	instanceOf map[string]string
 	addrOf     map[string]instanceAddrs
+	// pages remembers the DescribeTasks answers of the last complete
+	// listing; decoded counts the answers decoded (not found unchanged),
+	// for tests.
+	pages   *platform.Pages[*taskPage]
+	decoded atomic.Int64
 }
 
 // ecsAPI is what the provider asks ECS.
@@ -267,6 +272,7 @@ func New(opts Options) (*Provider, error) {
 	p := &Provider{
 		opts: opts, creds: cfg.Credentials, log: log, skips: platform.NewSkips(log),
 		instanceOf: map[string]string{}, addrOf: map[string]instanceAddrs{},
+		pages: platform.NewPages[*taskPage](),
 	}
 	// The loop is the retryer: one attempt per request, so requests per
 	// poll are pages and batches, a throttled account gets no extra calls
@@ -276,7 +282,9 @@ func New(opts Options) (*Provider, error) {
 		o.Retryer = aws.NopRetryer{}
 		o.RetryMaxAttempts = 0
 		o.ClientLogMode = 0
-		o.HTTPClient = awsapi.HTTPClient(o.HTTPClient, &p.requests, maxBody)
+		// Unchanged answers are recognised above the cap, so what is
+		// read is capped.
+		o.HTTPClient = awsapi.SkipUnchanged(awsapi.HTTPClient(o.HTTPClient, &p.requests, maxBody))
 	})
 	p.ec2 = ec2.NewFromConfig(cfg, func(o *ec2.Options) {
 		o.Retryer = aws.NopRetryer{}

@@ -54,32 +54,28 @@ func (p *Provider) poll(ctx context.Context) ([]bridge.Peer, error) {
 	if err != nil {
 		return nil, err
 	}
-	tasks, err := p.describeTasks(ctx, arns)
+	pages, err := p.describeTasks(ctx, arns)
 	if err != nil {
 		return nil, err
 	}
-	var candidates []types.Task
 	var ciARNs []string
-	for _, t := range tasks {
-		if aws.ToString(t.LastStatus) != statusRunning {
-			continue // PENDING, ACTIVATING, DEACTIVATING, STOPPING, STOPPED, ...
-		}
-		if t.HealthStatus != types.HealthStatusHealthy && t.HealthStatus != types.HealthStatusUnknown && t.HealthStatus != "" {
-			continue // UNHEALTHY: its container health check fails
-		}
-		candidates = append(candidates, t)
-		if eni(t) == nil && aws.ToString(t.ContainerInstanceArn) != "" && !slices.Contains(ciARNs, aws.ToString(t.ContainerInstanceArn)) {
-			ciARNs = append(ciARNs, aws.ToString(t.ContainerInstanceArn))
+	for _, pg := range pages {
+		for _, c := range pg.cands {
+			if c.ci != "" && !slices.Contains(ciARNs, c.ci) {
+				ciARNs = append(ciARNs, c.ci)
+			}
 		}
 	}
 	hosts, err := p.hostAddrs(ctx, ciARNs)
 	if err != nil {
 		return nil, err
 	}
-	peers := make([]bridge.Peer, 0, len(candidates))
-	for _, t := range candidates {
-		if pe, ok := p.peer(t, hosts); ok {
-			peers = append(peers, pe)
+	peers := make([]bridge.Peer, 0, len(arns))
+	for _, pg := range pages {
+		for _, c := range pg.cands {
+			if pe, ok := p.peer(c, hosts); ok {
+				peers = append(peers, pe)
+			}
 		}
 	}
 	return peers, nil
@@ -132,21 +128,32 @@ func (p *Provider) listTasks(ctx context.Context) ([]string, error) {
 // describeTasks describes every listed task, 100 a call. Every task
 // listed must come back once: a failure in an answer (a task that
 // stopped and was forgotten between the calls, a cluster gone) is no
-// news, like any failed call.
-func (p *Provider) describeTasks(ctx context.Context, arns []string) ([]types.Task, error) {
-	tasks := make([]types.Task, 0, len(arns))
+// news, like any failed call. An answer byte for byte that of the same
+// call of the last complete listing is not decoded again
+// (platform.Pages): the SDK decodes an empty answer, and the call's
+// tasks are the ones it gave then.
+func (p *Provider) describeTasks(ctx context.Context, arns []string) ([]*taskPage, error) {
+	pages := make([]*taskPage, 0, (len(arns)+batchSize-1)/batchSize)
+	described := 0
 	seen := make(map[string]bool, len(arns))
+	listing := p.pages.Begin()
 	for start := 0; start < len(arns); start += batchSize {
 		batch := arns[start:min(start+batchSize, len(arns))]
-		out, err := p.ecs.DescribeTasks(ctx, &ecs.DescribeTasksInput{Cluster: aws.String(p.opts.Cluster), Tasks: batch})
+		pctx, fetch := listing.Request(ctx, strconv.Itoa(start))
+		out, err := p.ecs.DescribeTasks(pctx, &ecs.DescribeTasksInput{Cluster: aws.String(p.opts.Cluster), Tasks: batch})
 		if err != nil {
 			return nil, fmt.Errorf("describing tasks %d to %d: %w", start+1, start+len(batch), awsapi.Classify(err, awsapi.ECSCodes))
 		}
 		if err := failures("describing tasks", out.Failures); err != nil {
 			return nil, err
 		}
-		for _, t := range out.Tasks {
-			a := aws.ToString(t.TaskArn)
+		pg, ok := fetch.Unchanged()
+		if !ok {
+			p.decoded.Add(1)
+			pg = p.derive(out.Tasks)
+			fetch.Keep(pg, emptyDescription)
+		}
+		for _, a := range pg.arns {
 			if seen[a] {
 				return nil, fmt.Errorf("describing tasks: %w: task %s described twice", bridge.ErrInconsistentListing, taskID(a))
 			}
@@ -154,13 +161,55 @@ func (p *Provider) describeTasks(ctx context.Context, arns []string) ([]types.Ta
 				return nil, platform.Transient(fmt.Errorf("describing tasks: task %q was not asked for", a))
 			}
 			seen[a] = true
-			tasks = append(tasks, t)
 		}
+		described += len(pg.arns)
+		pages = append(pages, pg)
 	}
-	if len(tasks) != len(arns) {
-		return nil, platform.Transient(fmt.Errorf("describing tasks: %d of %d listed tasks described, without a failure", len(tasks), len(arns)))
+	if described != len(arns) {
+		return nil, platform.Transient(fmt.Errorf("describing tasks: %d of %d listed tasks described, without a failure", described, len(arns)))
 	}
-	return tasks, nil
+	listing.Done()
+	return pages, nil
+}
+
+// emptyDescription is what the SDK decodes in place of a DescribeTasks
+// answer that did not change: no tasks, no failures.
+var emptyDescription = []byte(`{"failures":[],"tasks":[]}`)
+
+// taskPage is what one DescribeTasks answer gives, kept while it stays
+// the same: the tasks described (for the checks across answers), and the
+// running, healthy ones as peers to be.
+type taskPage struct {
+	arns  []string
+	cands []candidate
+}
+
+// candidate is a running, healthy task, as far as its own description
+// makes it a peer: an awsvpc task's peer is whole; a bridge or host
+// task's lacks the address of its container instance's EC2 instance.
+type candidate struct {
+	peer bridge.Peer
+	// ci is the container instance whose host's address the peer takes,
+	// "" for an awsvpc task.
+	ci string
+	// unmapped: a bridge task without a host port for the container port.
+	unmapped bool
+}
+
+// derive turns one DescribeTasks answer into its page.
+func (p *Provider) derive(tasks []types.Task) *taskPage {
+	pg := &taskPage{arns: make([]string, 0, len(tasks))}
+	for _, t := range tasks {
+		pg.arns = append(pg.arns, aws.ToString(t.TaskArn))
+		if aws.ToString(t.LastStatus) != statusRunning {
+			continue // PENDING, ACTIVATING, DEACTIVATING, STOPPING, STOPPED, ...
+		}
+		if t.HealthStatus != types.HealthStatusHealthy && t.HealthStatus != types.HealthStatusUnknown && t.HealthStatus != "" {
+			continue // UNHEALTHY: its container health check fails
+		}
+		pg.cands = append(pg.cands, p.candidate(t))
+	}
+	return pg
 }
 
 // failures turns an answer's failures into a transient error: the
@@ -307,44 +356,58 @@ func detail(a *types.Attachment, name string) string {
 	return ""
 }
 
-// peer makes a task a peer: its address by network mode, its own port,
-// its name and attributes. A task without an address of the configured
-// kind, or a bridge task without a host port for the container port, is
-// skipped (logged once, counted).
-func (p *Provider) peer(t types.Task, hosts map[string]instanceAddrs) (bridge.Peer, bool) {
+// candidate makes a task a peer but for a bridge or host task's address:
+// its address by network mode, its own port, its name and attributes.
+func (p *Provider) candidate(t types.Task) candidate {
 	id := taskID(aws.ToString(t.TaskArn))
-	var addr netip.Addr
-	port := p.opts.ContainerPort
-	if att := eni(t); att != nil {
-		// awsvpc: the task has an address of its own, and its ports are
-		// the containers' (no mapping).
-		raw := detail(att, detailPrivate4)
-		if p.opts.Address == IPv6 {
-			raw = detail(att, detailIPv6)
+	c := candidate{peer: bridge.Peer{Name: id, ID: id, Port: p.opts.ContainerPort, Attrs: attrs(t)}}
+	att := eni(t)
+	if att == nil {
+		c.ci = aws.ToString(t.ContainerInstanceArn)
+		if p.opts.ContainerPort != 0 {
+			port, ok := hostPort(t, p.opts.ContainerPort)
+			c.peer.Port, c.unmapped = port, !ok
 		}
-		if a, err := netip.ParseAddr(raw); err == nil && a.Unmap().Is4() == (p.opts.Address != IPv6) {
-			addr = a.Unmap()
-		}
-	} else {
-		host := hosts[aws.ToString(t.ContainerInstanceArn)]
-		addr = host.private
+		return c
+	}
+	// awsvpc: the task has an address of its own, and its ports are the
+	// containers' (no mapping).
+	raw := detail(att, detailPrivate4)
+	if p.opts.Address == IPv6 {
+		raw = detail(att, detailIPv6)
+	}
+	if a, err := netip.ParseAddr(raw); err == nil && a.Unmap().Is4() == (p.opts.Address != IPv6) {
+		c.peer.Addrs = []netip.Addr{a.Unmap()}
+	}
+	return c
+}
+
+// peer makes a candidate a peer, a bridge or host task with its host's
+// address. A task without an address of the configured kind, or a bridge
+// task without a host port for the container port, is skipped (logged
+// once, counted on every poll).
+func (p *Provider) peer(c candidate, hosts map[string]instanceAddrs) (bridge.Peer, bool) {
+	pe := c.peer
+	if c.unmapped {
+		p.skips.Skip(pe.ID, "task skipped: no host port mapped to the container port",
+			"task", pe.ID, "container_port", p.opts.ContainerPort)
+		return bridge.Peer{}, false
+	}
+	if c.ci != "" {
+		host := hosts[c.ci]
+		addr := host.private
 		if p.opts.Address == IPv6 {
 			addr = host.ipv6
 		}
-		if p.opts.ContainerPort != 0 {
-			var ok bool
-			if port, ok = hostPort(t, p.opts.ContainerPort); !ok {
-				p.skips.Skip(id, "task skipped: no host port mapped to the container port",
-					"task", id, "container_port", p.opts.ContainerPort)
-				return bridge.Peer{}, false
-			}
+		if addr.IsValid() {
+			pe.Addrs = []netip.Addr{addr} // a copy: the page keeps none
 		}
 	}
-	if !addr.IsValid() {
-		p.skips.Skip(id, "task skipped: no address of the configured kind", "task", id, "address", p.opts.Address)
+	if len(pe.Addrs) == 0 {
+		p.skips.Skip(pe.ID, "task skipped: no address of the configured kind", "task", pe.ID, "address", p.opts.Address)
 		return bridge.Peer{}, false
 	}
-	return bridge.Peer{Name: id, ID: id, Addrs: []netip.Addr{addr}, Port: port, Attrs: attrs(t)}, true
+	return pe, true
 }
 
 // hostPort is the host port of the task's TCP mapping of containerPort.
