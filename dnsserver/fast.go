@@ -436,10 +436,11 @@ func (s *Snapshot) fastAnswer(req, out []byte, tcp bool) (n int, qtype uint16) {
 	ans, opt := p.pick(edns)
 	if tcp {
 		size = dns.MaxMsgSize
-		if ans != nil && ans[offFlags]&(flagTC>>8) != 0 {
+		if ans != nil && (qtype == dns.TypeSRV || ans[offFlags]&(flagTC>>8) != 0) {
 			// Cut for UDP: the whole answer, packed on the first TCP
-			// query for it. An answer that fits in a UDP one is the
-			// same over TCP.
+			// query for it. An A or AAAA answer without TC is the same
+			// over TCP; an SRV answer may have lost its additional
+			// records to fit in UDP, which sets no TC (RFC 2181 9).
 			if p, rrs = s.fullPacked(nd, name, keyLen, qtype), nil; p == nil {
 				return 0, 0
 			}
@@ -521,7 +522,7 @@ type fullKey struct {
 
 // fullPacked returns the answers over TCP to name (in lower case, its
 // text form without escapes), whose node is nd and whose wire form is
-// nameLen long, and qtype, where its UDP answers were cut: packed on the
+// nameLen long, and qtype, where its UDP answers may be cut: packed on the
 // first query for them and kept with the snapshot. Packing them with the
 // rest of a build would make every change of a large cluster slower for
 // the few clients that ask over TCP, and for the service names alone.

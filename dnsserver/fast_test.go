@@ -132,12 +132,16 @@ func TestFastMatchesSlow(t *testing.T) {
 	srv := orderedServer(t, fixtureSet(), bridge.Set{
 		Service: bridge.Service{Topology: "worker", Name: "worker", Provider: "static", Port: 9000},
 		Peers:   []bridge.Peer{peer("w1=10.0.1.1")},
-	}, bridge.Set{Service: bridge.Service{Topology: "big", Name: "big", Provider: "static", Port: 1, PortName: "p"}, Peers: manyPeers(300)})
+	}, bridge.Set{Service: bridge.Service{Topology: "big", Name: "big", Provider: "static", Port: 1, PortName: "p"}, Peers: manyPeers(300)},
+		// SRV answers that fit in UDP without all of their additional
+		// records, which sets no TC: over TCP they come whole.
+		bridge.Set{Service: bridge.Service{Topology: "mid", Name: "mid", Provider: "static", Port: 2}, Peers: manyPeers(20)},
+		bridge.Set{Service: bridge.Service{Topology: "few", Name: "few", Provider: "static", Port: 3}, Peers: manyPeers(10)})
 	names := []string{
 		"myapp.peers.internal.", "MyApp.Peers.INTERNAL.", "node2.myapp.peers.internal.", "node1.myapp.peers.internal.",
 		"_epmd._tcp.myapp.peers.internal.", "_tcp.myapp.peers.internal.", "peers.internal.", "ns.peers.internal.",
 		"worker.peers.internal.", "w1.worker.peers.internal.", "1.0.0.10.in-addr.arpa.", "nope.peers.internal.", "example.com.",
-		"big.peers.internal.", "_P._TCP.Big.peers.internal.",
+		"big.peers.internal.", "_P._TCP.Big.peers.internal.", "mid.peers.internal.", "few.peers.internal.",
 	}
 	types := []uint16{dns.TypeA, dns.TypeAAAA, dns.TypeSRV, dns.TypeTXT, dns.TypePTR, dns.TypeSOA, dns.TypeNS, dns.TypeMX, dns.TypeANY}
 	fast, fastTCP := 0, 0
@@ -290,6 +294,7 @@ func TestPeersSharePackedAnswers(t *testing.T) {
 // answers, the full path answers the same (sameReply).
 func FuzzFastAnswer(f *testing.F) {
 	srv := orderedServer(f, fixtureSet(), bridge.Set{Service: bridge.Service{Topology: "big", Name: "big", Provider: "static", Port: 1}, Peers: manyPeers(200)},
+		bridge.Set{Service: bridge.Service{Topology: "mid", Name: "mid", Provider: "static", Port: 2}, Peers: manyPeers(20)},
 		taskSet(0)) // peers with ports of their own
 
 	for _, q := range []struct {
@@ -299,7 +304,8 @@ func FuzzFastAnswer(f *testing.F) {
 	}{{"myapp.peers.internal.", dns.TypeA, false}, {"myapp.peers.internal.", dns.TypeSRV, true}, {"NODE2.myapp.peers.internal.", dns.TypeTXT, true},
 		{"Big.Peers.Internal.", dns.TypeSRV, true}, {"big.peers.internal.", dns.TypeA, false},
 		{"tasks.peers.internal.", dns.TypeSRV, true}, {"_epmd._tcp.tasks.peers.internal.", dns.TypeSRV, false},
-		{"waiting.peers.internal.", dns.TypeA, true}, {"p.Waiting.peers.internal.", dns.TypeAAAA, false}} {
+		{"waiting.peers.internal.", dns.TypeA, true}, {"p.Waiting.peers.internal.", dns.TypeAAAA, false},
+		{"mid.peers.internal.", dns.TypeSRV, true}, {"mid.peers.internal.", dns.TypeSRV, false}} {
 		req := new(dns.Msg).SetQuestion(q.name, q.qtype)
 		if q.edns {
 			req.SetEdns0(4096, true)
