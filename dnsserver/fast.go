@@ -514,7 +514,7 @@ func (p *packed) pick(edns bool) (ans []byte, opt bool) {
 	return variants[rand.IntN(len(variants))], opt
 }
 
-// fullKey is a node and type whose answer over TCP is not its UDP one.
+// fullKey is a node and type whose answer over TCP may not be its UDP one.
 type fullKey struct {
 	node  *node
 	qtype uint16
