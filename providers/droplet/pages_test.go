@@ -16,16 +16,6 @@ import (
 	"github.com/peerbridge/peerbridge/providers/internal/platform/platformtest"
 )
 
-// addrOf returns the published addresses of the peer named name.
-func addrOf(peers []bridge.Peer, name string) string {
-	for _, p := range peers {
-		if p.Name == name {
-			return fmt.Sprint(p.Addrs)
-		}
-	}
-	return "absent"
-}
-
 // TestUnchangedPagesNotDecoded: a second listing of the same droplets
 // decodes no page, and publishes the same peers; a droplet that changed
 // costs the decoding of its page only, and its change is published.
@@ -40,7 +30,7 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 5 {
 		t.Fatalf("steady poll decoded %d pages (%v), want none", p.decoded.Load()-5, err)
 	}
-	if !equalSets(first, second) {
+	if !platformtest.EqualSets(first, second) {
 		t.Fatal("steady poll published another set")
 	}
 
@@ -49,7 +39,7 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 6 {
 		t.Fatalf("one droplet changed: %d pages decoded (%v), want 1", p.decoded.Load()-5, err)
 	}
-	if got := addrOf(third, "node-700"); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(third, "node-700"); got != "[10.99.0.1]" {
 		t.Errorf("the changed droplet is published with %s, want [10.99.0.1]", got)
 	}
 	if len(third) != 1000 {
@@ -89,7 +79,7 @@ func TestFailedListingKeepsPages(t *testing.T) {
 	if n := p.decoded.Load() - before; n != 1 {
 		t.Errorf("after a failed listing, %d pages decoded, want 1 (the changed page)", n)
 	}
-	if got := addrOf(peers, "node-10"); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(peers, "node-10"); got != "[10.99.0.1]" {
 		t.Errorf("node-10 published with %s, want [10.99.0.1]", got)
 	}
 }
@@ -157,7 +147,7 @@ func TestPagesPublishSameSet(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		if !equalSets(got, want) {
+		if !platformtest.EqualSets(got, want) {
 			t.Fatalf("step %d: the provider with remembered pages returned another set (%d peers, want %d)", step, len(got), len(want))
 		}
 		if s, w := cached.Skipped()-skippedBefore, fresh.Skipped(); s != w {
@@ -169,30 +159,13 @@ func TestPagesPublishSameSet(t *testing.T) {
 	}
 }
 
-func equalSets(a, b []bridge.Peer) bool {
-	return bridge.Set{Peers: a}.Normalize().Equal(bridge.Set{Peers: b}.Normalize())
-}
-
 // BenchmarkPollSteady is a steady poll of 10,000 droplets (50 pages) that
 // did not change: ms-cpu/op is the process's CPU per poll, the fake
 // API's serving of pages it encoded once included.
 func BenchmarkPollSteady(b *testing.B) {
 	api := droplettest.New(b, droplettest.MakeDroplets(b, 10_000))
 	p, _ := newProvider(b, api, Options{Tag: "web"})
-	if _, err := p.Peers(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	decoded := p.decoded.Load()
-	b.ReportAllocs()
-	cpu := platformtest.CPU(b)
-	for b.Loop() {
-		peers, err := p.Peers(context.Background())
-		if err != nil || len(peers) != 10_000 {
-			b.Fatalf("%d peers, %v", len(peers), err)
-		}
-	}
-	platformtest.ReportCPU(b, cpu)
-	b.ReportMetric(float64(p.decoded.Load()-decoded)/float64(b.N), "decoded-pages/op")
+	platformtest.BenchPolls(b, 10_000, p.Peers, p.decoded.Load, nil)
 }
 
 // BenchmarkPollOneChanged is a poll of 10,000 droplets of which one
@@ -213,22 +186,5 @@ func BenchmarkPollOneChanged(b *testing.B) {
 	}))
 	b.Cleanup(srv.Close)
 	p, _ := newProviderAt(b, srv.URL+"/", Options{Tag: "web"})
-	for range 2 { // both fakes encode their pages
-		if _, err := p.Peers(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		which.Add(1)
-	}
-	decoded := p.decoded.Load()
-	b.ReportAllocs()
-	cpu := platformtest.CPU(b)
-	for b.Loop() {
-		peers, err := p.Peers(context.Background())
-		if err != nil || len(peers) != 10_000 {
-			b.Fatalf("%d peers, %v", len(peers), err)
-		}
-		which.Add(1)
-	}
-	platformtest.ReportCPU(b, cpu)
-	b.ReportMetric(float64(p.decoded.Load()-decoded)/float64(b.N), "decoded-pages/op")
+	platformtest.BenchPolls(b, 10_000, p.Peers, p.decoded.Load, func() { which.Add(1) })
 }

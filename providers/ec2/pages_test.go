@@ -20,19 +20,6 @@ import (
 	"github.com/peerbridge/peerbridge/providers/internal/platform/platformtest"
 )
 
-func equalSets(a, b []bridge.Peer) bool {
-	return bridge.Set{Peers: a}.Normalize().Equal(bridge.Set{Peers: b}.Normalize())
-}
-
-func addrOf(peers []bridge.Peer, name string) string {
-	for _, p := range peers {
-		if p.Name == name {
-			return fmt.Sprint(p.Addrs)
-		}
-	}
-	return "absent"
-}
-
 // smallPages makes the fake answer pages of 100 instances.
 func smallPages(f *fakeEC2) { f.PageSize = 100 }
 
@@ -52,7 +39,7 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 4 {
 		t.Fatalf("steady poll decoded %d pages (%v), want none", p.decoded.Load()-4, err)
 	}
-	if !equalSets(first, second) {
+	if !platformtest.EqualSets(first, second) {
 		t.Fatal("steady poll published another set")
 	}
 	api.Set(func(f *fakeEC2) { f.Instances[250].Private = "10.99.0.1" }) // page 3
@@ -60,7 +47,7 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 5 {
 		t.Fatalf("one instance changed: %d pages decoded (%v), want 1", p.decoded.Load()-4, err)
 	}
-	if got := addrOf(third, "web-250"); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(third, "web-250"); got != "[10.99.0.1]" {
 		t.Errorf("the changed instance is published with %s, want [10.99.0.1]", got)
 	}
 	if len(third) != 400 {
@@ -98,7 +85,7 @@ func TestFailedListingKeepsPages(t *testing.T) {
 	if n := p.decoded.Load() - before; n != 1 {
 		t.Errorf("after a failed listing, %d pages decoded, want 1 (the changed page)", n)
 	}
-	if got := addrOf(peers, "web-10"); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(peers, "web-10"); got != "[10.99.0.1]" {
 		t.Errorf("web-10 published with %s, want [10.99.0.1]", got)
 	}
 }
@@ -163,7 +150,7 @@ func TestPagesPublishSameSet(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		if !equalSets(got, want) {
+		if !platformtest.EqualSets(got, want) {
 			t.Fatalf("step %d: the provider with remembered pages returned another set (%d peers, want %d)", step, len(got), len(want))
 		}
 		if s, w := cached.Skipped()-skippedBefore, fresh.Skipped(); s != w {
@@ -224,28 +211,11 @@ func benchPoll(b *testing.B, n int, changed bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range 2 { // both fakes answer every page once
-		if _, err := p.Peers(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		if changed {
-			which.Add(1)
-		}
+	var next func()
+	if changed {
+		next = func() { which.Add(1) }
 	}
-	decoded := p.decoded.Load()
-	b.ReportAllocs()
-	cpu := platformtest.CPU(b)
-	for b.Loop() {
-		peers, err := p.Peers(context.Background())
-		if err != nil || len(peers) != n {
-			b.Fatalf("%d peers, %v", len(peers), err)
-		}
-		if changed {
-			which.Add(1)
-		}
-	}
-	platformtest.ReportCPU(b, cpu)
-	b.ReportMetric(float64(p.decoded.Load()-decoded)/float64(b.N), "decoded-pages/op")
+	platformtest.BenchPolls(b, n, p.Peers, p.decoded.Load, next)
 }
 
 // BenchmarkPollSteady is a steady poll of instances that did not change.

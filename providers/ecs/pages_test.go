@@ -14,23 +14,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/ecs/types"
 
-	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/providers/ecs/ecstest"
 	"github.com/peerbridge/peerbridge/providers/internal/platform/platformtest"
 )
-
-func equalSets(a, b []bridge.Peer) bool {
-	return bridge.Set{Peers: a}.Normalize().Equal(bridge.Set{Peers: b}.Normalize())
-}
-
-func addrOf(peers []bridge.Peer, id string) string {
-	for _, p := range peers {
-		if p.ID == id {
-			return fmt.Sprint(p.Addrs)
-		}
-	}
-	return "absent"
-}
 
 // TestUnchangedDescriptionsNotDecoded: a second poll of the same tasks
 // decodes no DescribeTasks answer and publishes the same peers; a task
@@ -47,7 +33,7 @@ func TestUnchangedDescriptionsNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 3 {
 		t.Fatalf("steady poll decoded %d answers (%v), want none", p.decoded.Load()-3, err)
 	}
-	if !equalSets(first, second) {
+	if !platformtest.EqualSets(first, second) {
 		t.Fatal("steady poll published another set")
 	}
 	w.ecs.Set(func(s *ecstest.Server) { s.Tasks[150].IPv4 = "10.99.0.1" }) // the second call's
@@ -55,7 +41,7 @@ func TestUnchangedDescriptionsNotDecoded(t *testing.T) {
 	if err != nil || p.decoded.Load() != 4 {
 		t.Fatalf("one task changed: %d answers decoded (%v), want 1", p.decoded.Load()-3, err)
 	}
-	if got := addrOf(third, fmt.Sprintf("%032x", 150)); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(third, fmt.Sprintf("%032x", 150)); got != "[10.99.0.1]" {
 		t.Errorf("the changed task is published with %s, want [10.99.0.1]", got)
 	}
 	if len(third) != 250 {
@@ -88,7 +74,7 @@ func TestFailedListingKeepsDescriptions(t *testing.T) {
 	if n := p.decoded.Load() - before; n != 1 {
 		t.Errorf("after a failed poll, %d answers decoded, want 1 (the changed one)", n)
 	}
-	if got := addrOf(peers, fmt.Sprintf("%032x", 10)); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(peers, fmt.Sprintf("%032x", 10)); got != "[10.99.0.1]" {
 		t.Errorf("task 10 published with %s, want [10.99.0.1]", got)
 	}
 }
@@ -138,7 +124,7 @@ func TestRememberedMatchesFresh(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d, a new provider: %v", round, err)
 		}
-		if !equalSets(got, want) {
+		if !platformtest.EqualSets(got, want) {
 			t.Fatalf("round %d: the remembering provider published %d peers, a new one %d", round, len(got), len(want))
 		}
 	}
@@ -210,28 +196,11 @@ func benchPoll(b *testing.B, n int, changed bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for range 2 { // both fakes answer every request once
-		if _, err := p.Peers(context.Background()); err != nil {
-			b.Fatal(err)
-		}
-		if changed {
-			which.Add(1)
-		}
+	var next func()
+	if changed {
+		next = func() { which.Add(1) }
 	}
-	decoded := p.decoded.Load()
-	b.ReportAllocs()
-	cpu := platformtest.CPU(b)
-	for b.Loop() {
-		peers, err := p.Peers(context.Background())
-		if err != nil || len(peers) != n {
-			b.Fatalf("%d peers, %v", len(peers), err)
-		}
-		if changed {
-			which.Add(1)
-		}
-	}
-	platformtest.ReportCPU(b, cpu)
-	b.ReportMetric(float64(p.decoded.Load()-decoded)/float64(b.N), "decoded-pages/op")
+	platformtest.BenchPolls(b, n, p.Peers, p.decoded.Load, next)
 }
 
 // BenchmarkPollSteady is a steady poll of tasks that did not change.

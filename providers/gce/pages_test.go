@@ -13,20 +13,8 @@ import (
 
 	"github.com/peerbridge/peerbridge/bridge"
 	"github.com/peerbridge/peerbridge/providers/gce/gcetest"
+	"github.com/peerbridge/peerbridge/providers/internal/platform/platformtest"
 )
-
-func equalSets(a, b []bridge.Peer) bool {
-	return bridge.Set{Peers: a}.Normalize().Equal(bridge.Set{Peers: b}.Normalize())
-}
-
-func addrOf(peers []bridge.Peer, name string) string {
-	for _, p := range peers {
-		if p.Name == name {
-			return fmt.Sprint(p.Addrs)
-		}
-	}
-	return "absent"
-}
 
 // find returns the instance named name.
 func find(w *gcetest.World, name string) *compute.Instance {
@@ -57,7 +45,7 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 			if err != nil || p.decoded.Load() != pages {
 				t.Fatalf("steady poll decoded %d pages (%v), want none", p.decoded.Load()-pages, err)
 			}
-			if !equalSets(first, second) {
+			if !platformtest.EqualSets(first, second) {
 				t.Fatal("steady poll published another set")
 			}
 			fake.Set(func(w *gcetest.World) { find(w, "node-3000").NetworkInterfaces[0].NetworkIP = "10.99.0.1" })
@@ -65,8 +53,8 @@ func TestUnchangedPagesNotDecoded(t *testing.T) {
 			if err != nil || p.decoded.Load() != pages+1 {
 				t.Fatalf("one instance changed: %d pages decoded (%v), want 1", p.decoded.Load()-pages, err)
 			}
-			if want := addrOf(first, "node-3000"); want != "absent" {
-				if got := addrOf(third, "node-3000"); got != "[10.99.0.1]" {
+			if want := platformtest.AddrOf(first, "node-3000"); want != "absent" {
+				if got := platformtest.AddrOf(third, "node-3000"); got != "[10.99.0.1]" {
 					t.Errorf("the changed instance is published with %s, want [10.99.0.1]", got)
 				}
 			}
@@ -107,7 +95,7 @@ func TestFailedListingKeepsPages(t *testing.T) {
 	if n := p.decoded.Load() - before; n != 1 {
 		t.Errorf("after a failed listing, %d pages decoded, want 1 (the changed page)", n)
 	}
-	if got := addrOf(peers, "node-0"); got != "[10.99.0.1]" {
+	if got := platformtest.AddrOf(peers, "node-0"); got != "[10.99.0.1]" {
 		t.Errorf("node-0 published with %s, want [10.99.0.1]", got)
 	}
 }
@@ -173,7 +161,7 @@ func TestPagesPublishSameSet(t *testing.T) {
 		if err != nil {
 			t.Fatalf("step %d: %v", step, err)
 		}
-		if !equalSets(got, want) {
+		if !platformtest.EqualSets(got, want) {
 			t.Fatalf("step %d: the provider with remembered pages returned another set (%d peers, want %d)", step, len(got), len(want))
 		}
 		if s, w := cached.Skipped()-skippedBefore, fresh.Skipped(); s != w {

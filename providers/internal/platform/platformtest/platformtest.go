@@ -6,6 +6,8 @@
 package platformtest
 
 import (
+	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -15,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/peerbridge/peerbridge/bridge"
 )
 
 // Elsewhere is a second host: it records the headers of every request and
@@ -125,4 +129,53 @@ func CPU(tb testing.TB) time.Duration {
 func ReportCPU(b *testing.B, start time.Duration) {
 	b.Helper()
 	b.ReportMetric(float64((CPU(b)-start).Microseconds())/1000/float64(b.N), "ms-cpu/op")
+}
+
+// EqualSets reports whether two listings are the same peer set once
+// normalized: the same peers, whatever their order.
+func EqualSets(a, b []bridge.Peer) bool {
+	return bridge.Set{Peers: a}.Normalize().Equal(bridge.Set{Peers: b}.Normalize())
+}
+
+// AddrOf returns the addresses of the peer named name as text, or
+// "absent".
+func AddrOf(peers []bridge.Peer, name string) string {
+	for _, p := range peers {
+		if p.Name == name {
+			return fmt.Sprint(p.Addrs)
+		}
+	}
+	return "absent"
+}
+
+// BenchPolls measures the polls of a provider that remembers its pages.
+// Two polls go first, untimed, with next after each: a benchmark whose
+// next switches between two fakes, one peer apart, has each answer every
+// page once, and then finds one peer changed on every poll. Every poll
+// must list want peers. It reports the process's CPU per poll
+// (ReportCPU) and the pages decoded per poll, as decoded counts them;
+// next nil is a steady poll.
+func BenchPolls(b *testing.B, want int, poll func(context.Context) ([]bridge.Peer, error), decoded func() int64, next func()) {
+	b.Helper()
+	if next == nil {
+		next = func() {}
+	}
+	for range 2 {
+		if _, err := poll(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		next()
+	}
+	before := decoded()
+	b.ReportAllocs()
+	cpu := CPU(b)
+	for b.Loop() {
+		peers, err := poll(context.Background())
+		if err != nil || len(peers) != want {
+			b.Fatalf("%d peers, %v", len(peers), err)
+		}
+		next()
+	}
+	ReportCPU(b, cpu)
+	b.ReportMetric(float64(decoded()-before)/float64(b.N), "decoded-pages/op")
 }
